@@ -1,0 +1,170 @@
+"""Routes: validate, resolve the tenant, call one service method, serialise. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from cloche.api.auth import tenant
+from cloche.api.state import AppState
+from cloche.errors import ClocheError
+from cloche.jail.runner import StreamName
+from cloche.models import (
+    CreateSandbox,
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    FileList,
+    FilesWritten,
+    RunList,
+    RunRecord,
+    Sandbox,
+    SandboxList,
+)
+
+router = APIRouter(prefix="/v1")
+Tenant = Annotated[str, Depends(tenant)]
+
+
+def state(request: Request) -> AppState:
+    app_state: AppState = request.app.state.cloche
+    return app_state
+
+
+State = Annotated[AppState, Depends(state)]
+
+
+@router.post("/sandboxes", status_code=201, response_model=Sandbox)
+async def create_sandbox(s: State, who: Tenant, body: CreateSandbox | None = None) -> Sandbox:
+    return await s.sandboxes.create(who, body or CreateSandbox())
+
+
+@router.get("/sandboxes", response_model=SandboxList)
+async def list_sandboxes(s: State, who: Tenant) -> SandboxList:
+    return SandboxList(sandboxes=s.sandboxes.list(who))
+
+
+@router.get("/sandboxes/{sandbox_id}", response_model=Sandbox)
+async def get_sandbox(s: State, who: Tenant, sandbox_id: str) -> Sandbox:
+    return s.sandboxes.view(s.sandboxes.get_row(who, sandbox_id))
+
+
+@router.delete("/sandboxes/{sandbox_id}", status_code=204)
+async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
+    await s.sandboxes.delete(who, sandbox_id)
+    return Response(status_code=204)
+
+
+@router.post("/sandboxes/{sandbox_id}/files", status_code=201, response_model=FilesWritten)
+async def upload_files(
+    s: State,
+    who: Tenant,
+    sandbox_id: str,
+    file: Annotated[list[UploadFile], File(description="One or more files.")],
+    path: Annotated[str, Form(description="Folder to place the files in.")] = "",
+) -> FilesWritten:
+    uploads: list[tuple[str, BinaryIO]] = [(f.filename or "", f.file) for f in file]
+    return await s.files.upload(who, sandbox_id, uploads, path)
+
+
+@router.post("/sandboxes/{sandbox_id}/upload", status_code=201, response_model=FilesWritten)
+async def upload_archive(
+    s: State,
+    who: Tenant,
+    sandbox_id: str,
+    file: Annotated[UploadFile, File(description="A .zip or .tar(.gz/.bz2/.xz) archive.")],
+    path: Annotated[str, Form(description="Folder to extract into.")] = "",
+) -> FilesWritten:
+    return await s.files.extract(who, sandbox_id, file.file, path)
+
+
+@router.get("/sandboxes/{sandbox_id}/files", response_model=FileList)
+async def list_files(
+    s: State, who: Tenant, sandbox_id: str, path: Annotated[str, Query(description="Folder to list.")] = ""
+) -> FileList:
+    return await s.files.listing(who, sandbox_id, path)
+
+
+@router.put("/sandboxes/{sandbox_id}/files/{path:path}", status_code=201, response_model=FileEntry)
+async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: Request) -> FileEntry:
+    with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
+        async for chunk in request.stream():
+            spool.write(chunk)
+        spool.seek(0)
+        return await s.files.put(who, sandbox_id, path, spool)  # type: ignore[arg-type]
+
+
+@router.get("/sandboxes/{sandbox_id}/files/{path:path}", response_class=Response)
+async def get_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
+    data = await s.files.read(who, sandbox_id, path)
+    return Response(content=data, media_type="application/octet-stream")
+
+
+@router.delete("/sandboxes/{sandbox_id}/files/{path:path}", status_code=204)
+async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
+    await s.files.delete(who, sandbox_id, path)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/exec",
+    response_model=ExecResult,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def exec_in_sandbox(
+    s: State, who: Tenant, sandbox_id: str, body: ExecRequest, request: Request
+) -> ExecResult | StreamingResponse:
+    if "text/event-stream" in request.headers.get("accept", ""):
+        s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
+        return StreamingResponse(_stream(s, who, sandbox_id, body), media_type="text/event-stream")
+    return await s.execs.execute(who, sandbox_id, body)
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def sink(name: StreamName, text: str) -> None:
+        await queue.put(_sse(name, {"data": text}))
+
+    async def run() -> None:
+        try:
+            result = await s.execs.execute(who, sandbox_id, body, sink)
+            await queue.put(_sse("done", result.model_dump(mode="json")))
+        except ClocheError as exc:
+            await queue.put(_sse("error", exc.to_dict()["error"]))
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(run())
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        # The client went away (or the stream ended): a run nobody watches is killed.
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@router.get("/sandboxes/{sandbox_id}/runs", response_model=RunList)
+async def list_runs(
+    s: State, who: Tenant, sandbox_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> RunList:
+    return s.execs.runs(who, sandbox_id, limit)
+
+
+@router.get("/sandboxes/{sandbox_id}/runs/{run_id}", response_model=RunRecord)
+async def get_run(s: State, who: Tenant, sandbox_id: str, run_id: str) -> RunRecord:
+    return s.execs.run(who, sandbox_id, run_id)

@@ -1,0 +1,128 @@
+"""``cloche``: serve the API, run files in a sandbox, manage sandboxes."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cloche.sdk.client import Client, ClocheAPIError
+
+app = typer.Typer(help="cloche: sandboxes for AI-generated code.", no_args_is_help=True, add_completion=False)
+sandbox_app = typer.Typer(help="Manage sandboxes.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (CLOCHE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (CLOCHE_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State directory (CLOCHE_DATA_DIR).")] = None,
+) -> None:
+    """Start the HTTP server."""
+    import uvicorn
+
+    from cloche.api.app import create_app
+    from cloche.logs import configure_logging
+    from cloche.settings import Settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not settings.parsed_api_keys() and not _is_loopback(settings.host):
+        typer.echo(
+            f"refusing to bind {settings.host} without API keys: set CLOCHE_API_KEYS "
+            "(or CLOCHE_API_KEYS_FILE) or bind 127.0.0.1",
+            err=True,
+        )
+        raise typer.Exit(2)
+    configure_logging()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+def _is_loopback(host: str) -> bool:
+    return host in {"localhost", "::1"} or host.startswith("127.")
+
+
+def _pack(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(directory.rglob("*")):
+            rel = path.relative_to(directory)
+            if any(part in SKIP_DIRS for part in rel.parts) or path.is_symlink() or not path.is_file():
+                continue
+            tar.add(path, arcname=str(rel), recursive=False)
+    return buffer.getvalue()
+
+
+@app.command()
+def run(
+    file: Annotated[str, typer.Argument(help="Entry file, relative to --dir.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments for the program.")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="Folder uploaded as the workspace.")] = Path("."),
+    sandbox: Annotated[str | None, typer.Option(help="Reuse this sandbox instead of creating one.")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep a newly created sandbox after the run.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Wall clock in seconds.")] = None,
+) -> None:
+    """Upload a folder, run FILE in a sandbox, stream its output, and exit with its exit code."""
+    with Client() as client:
+        try:
+            box = client.sandbox(sandbox) if sandbox else client.create()
+            box.upload_archive(_pack(directory))
+            code = 1
+            for event in box.stream(filename=file, args=args or [], timeout_seconds=timeout):
+                if event.kind == "stdout":
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                elif event.kind == "stderr":
+                    sys.stderr.write(event.text)
+                    sys.stderr.flush()
+                elif event.result is not None:
+                    result = event.result
+                    code = result.exit_code if result.exit_code is not None else 1
+                    if result.status not in {"succeeded", "failed"}:
+                        typer.echo(f"cloche: run {result.run_id} ended: {result.status}", err=True)
+            if not sandbox and not keep:
+                box.delete()
+            elif not sandbox:
+                typer.echo(f"cloche: kept sandbox {box.id}", err=True)
+        except ClocheAPIError as exc:
+            typer.echo(f"cloche: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+@sandbox_app.command("ls")
+def sandbox_ls() -> None:
+    """List your sandboxes."""
+    with Client() as client:
+        for box in client.list():
+            expires = box.expires_at.isoformat(timespec="seconds") if box.expires_at else "never"
+            typer.echo(f"{box.id}  {box.language or '-':7}  {box.status:8}  expires {expires}")
+
+
+@sandbox_app.command("rm")
+def sandbox_rm(sandbox_ids: Annotated[list[str], typer.Argument(help="Sandboxes to delete.")]) -> None:
+    """Delete sandboxes (workspace included)."""
+    with Client() as client:
+        failed = False
+        for sandbox_id in sandbox_ids:
+            try:
+                client.request("DELETE", f"/v1/sandboxes/{sandbox_id}")
+                typer.echo(f"deleted {sandbox_id}")
+            except ClocheAPIError as exc:
+                typer.echo(f"cloche: {sandbox_id}: {exc.message}", err=True)
+                failed = True
+        if failed:
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

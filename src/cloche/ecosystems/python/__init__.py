@@ -1,0 +1,1 @@
+"""Python: entry files, and (growing) dependency detection and installation."""

@@ -1,0 +1,121 @@
+"""One error tree for cloche, with a closed set of codes.
+
+Every failure a user can see is a ``ClocheError`` subclass. Each class carries a
+stable machine code and the HTTP status the API layer maps it to (the mapping
+lives here, in one place; ``api/errors.py`` only serialises it)::
+
+    ClocheError (500 internal)
+    ├── InvalidRequest        400 invalid_request      malformed or contradictory input
+    │   ├── InvalidPath       400 invalid_path         .., absolute, NUL, over-long, symlink in the way
+    │   ├── InvalidArchive    400 invalid_archive      traversal, links, or unreadable archive
+    │   └── Unsupported       400 unsupported          a language or entry kind not supported (yet)
+    ├── Unauthorized          401 unauthorized         missing or unknown API key
+    ├── NotFound              404 not_found
+    │   ├── SandboxNotFound   404 sandbox_not_found    unknown id, another tenant's, or deleted
+    │   ├── SandboxExpired    404 sandbox_expired      reaped after its idle TTL
+    │   ├── FileNotFound      404 file_not_found
+    │   └── RunNotFound       404 run_not_found
+    ├── Conflict              409 conflict             state does not allow the action
+    │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
+    ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
+    └── JailUnavailable       503 jail_unavailable     the host cannot create the jail
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ClocheError(Exception):
+    """Base of every error cloche reports; ``code`` and ``status`` are part of the API."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class InvalidRequest(ClocheError):
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidPath(InvalidRequest):
+    code = "invalid_path"
+
+
+class InvalidArchive(InvalidRequest):
+    code = "invalid_archive"
+
+
+class Unsupported(InvalidRequest):
+    code = "unsupported"
+
+
+class Unauthorized(ClocheError):
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(ClocheError):
+    code = "not_found"
+    status = 404
+
+
+class SandboxNotFound(NotFound):
+    code = "sandbox_not_found"
+
+
+class SandboxExpired(NotFound):
+    code = "sandbox_expired"
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+class Conflict(ClocheError):
+    code = "conflict"
+    status = 409
+
+
+class SandboxBusy(Conflict):
+    code = "sandbox_busy"
+
+
+class TooLarge(ClocheError):
+    code = "too_large"
+    status = 413
+
+
+class JailUnavailable(ClocheError):
+    code = "jail_unavailable"
+    status = 503
+
+
+ALL_ERRORS: tuple[type[ClocheError], ...] = (
+    ClocheError,
+    InvalidRequest,
+    InvalidPath,
+    InvalidArchive,
+    Unsupported,
+    Unauthorized,
+    NotFound,
+    SandboxNotFound,
+    SandboxExpired,
+    FileNotFound,
+    RunNotFound,
+    Conflict,
+    SandboxBusy,
+    TooLarge,
+    JailUnavailable,
+)

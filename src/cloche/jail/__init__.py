@@ -1,0 +1,1 @@
+"""The jail: every piece of untrusted code runs through ``Runner.run(spec, profile)``."""

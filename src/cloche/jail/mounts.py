@@ -1,0 +1,83 @@
+"""The filesystem the jail sees: system read-only, a synthetic identity, the workspace, a private /tmp.
+
+There is no ``/sys``, no host ``/home``, ``/root``, ``/var`` or ``/run``, and from ``/etc`` only what
+programs need to start (certificates, the dynamic loader cache, alternatives, time zone).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.profile import SANDBOX_DIR, JailProfile
+
+# Host /etc entries programs need; everything else in /etc stays invisible.
+ETC_ENTRIES = (
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "ssl",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "java-17-openjdk",
+    "python3",
+    "python3.11",
+)
+# Merged-/usr hosts expose these as symlinks into /usr; others have real directories.
+TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
+
+SYNTHETIC_ETC = {
+    "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:{uid}:{uid}:sandbox:/tmp:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    "group": "root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n",
+    "hostname": "sandbox\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost sandbox\n",
+}
+
+
+def write_synthetic_etc(jail_dir: Path, sandbox_uid: int) -> Path:
+    """Write the identity files once at start-up; every jail binds them read-only."""
+    etc = jail_dir / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    etc.chmod(0o755)
+    for name, template in SYNTHETIC_ETC.items():
+        target = etc / name
+        target.write_text(template.format(uid=sandbox_uid))
+        target.chmod(0o644)
+    return etc
+
+
+def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
+    cmd.args += ["--ro-bind", "/usr", "/usr"]
+    for name in TOP_LEVEL_LINKS:
+        host = Path("/") / name
+        if host.is_symlink():
+            cmd.args += ["--symlink", str(host.readlink()), f"/{name}"]
+        elif host.is_dir():
+            cmd.args += ["--ro-bind", str(host), f"/{name}"]
+    for name in ETC_ENTRIES:
+        cmd.args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for name in SYNTHETIC_ETC:
+        cmd.args += ["--ro-bind", str(synthetic_etc / name), f"/etc/{name}"]
+    cmd.args += ["--proc", "/proc", "--dev", "/dev"]
+    cmd.args += ["--size", str(profile.tmp_size_bytes), "--tmpfs", "/tmp"]
+    if profile.workspace is not None:
+        bind = "--bind" if profile.workspace_writable else "--ro-bind"
+        cmd.args += [bind, str(profile.workspace), SANDBOX_DIR]
+    else:
+        cmd.args += ["--dir", SANDBOX_DIR]
+    for mount in profile.mounts:
+        if mount.kind == "tmpfs":
+            if mount.size_bytes is not None:
+                cmd.args += ["--size", str(mount.size_bytes)]
+            cmd.args += ["--tmpfs", mount.dest]
+        elif mount.kind == "dir":
+            cmd.args += ["--dir", mount.dest]
+        else:
+            cmd.args += [f"--{mount.kind}", str(mount.source), mount.dest]
+    # Remount the jail's root read-only last, so nothing outside the named binds is writable.
+    cmd.args += ["--remount-ro", "/"]

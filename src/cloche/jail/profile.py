@@ -1,0 +1,52 @@
+"""What a jailed run may see and do (``JailProfile``) and what it runs (``RunSpec``).
+
+Defaults fail closed: no network, read-only system, no writable paths but the ones a profile names.
+Two profiles are built from these: *exec* (workspace read-write, environments read-only) and
+*install* (egress to registries, writes only the environment being built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SANDBOX_DIR = "/sandbox"
+
+MountKind = Literal["ro-bind", "bind", "tmpfs", "dir"]
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One filesystem entry placed in the jail; ``source`` is a host path for binds."""
+
+    kind: MountKind
+    dest: str
+    source: Path | None = None
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class JailProfile:
+    """Isolation for one run. Every field has the most restrictive default."""
+
+    name: Literal["exec", "install"]
+    host_uid: int
+    workspace: Path | None = None
+    workspace_writable: bool = False
+    mounts: tuple[Mount, ...] = ()
+    tmp_size_bytes: int = 256 * 1024 * 1024
+    hostname: str = "sandbox"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One command to run: argv, environment, stdin, and the caps that bound it."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = SANDBOX_DIR
+    stdin: bytes | None = None
+    timeout_seconds: float = 30.0
+    output_limit_bytes: int = 1_048_576

@@ -1,0 +1,160 @@
+"""Wire models: what the HTTP API accepts and returns. Requests forbid unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Language = Literal["python", "node", "go", "java"]
+RunStatus = Literal[
+    "running", "succeeded", "failed", "timed_out", "oom_killed", "output_limit", "install_failed", "killed"
+]
+SandboxStatus = Literal["ready", "running"]
+
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown fields are a 422, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_env(env: dict[str, str] | None) -> None:
+    import re
+
+    for key, value in (env or {}).items():
+        if not re.match(ENV_NAME_PATTERN, key):
+            raise ValueError(f"env name {key!r} is not a valid variable name")
+        if "\0" in value:
+            raise ValueError(f"env value for {key!r} contains a NUL byte")
+
+
+class Limits(Strict):
+    """Resource limits a sandbox or an exec asks for; the server clamps each to its maximum."""
+
+    timeout_seconds: float | None = Field(None, gt=0, description="Wall clock per exec, in seconds.")
+    output_bytes: int | None = Field(None, gt=0, description="Cap per stream kept for a run, in bytes.")
+
+
+class CreateSandbox(Strict):
+    language: Language | None = Field(
+        None, description="Language of the sandbox; omitted means it follows the first file executed."
+    )
+    ttl_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Idle time after which the sandbox is deleted; omitted uses the server default.",
+    )
+    limits: Limits | None = Field(None, description="Default limits for every exec in this sandbox.")
+    env: dict[str, str] | None = Field(None, description="Environment variables set for every exec.")
+
+    @model_validator(mode="after")
+    def _valid_env(self) -> CreateSandbox:
+        _check_env(self.env)
+        return self
+
+
+class Sandbox(BaseModel):
+    id: str = Field(description="Sandbox id, 'sb_' followed by 24 hex digits.")
+    language: Language | None = Field(description="Language, or null until the first exec decides it.")
+    status: SandboxStatus = Field(description="'running' while an exec is in flight, else 'ready'.")
+    created_at: datetime = Field(description="Creation time (UTC).")
+    last_used_at: datetime = Field(
+        description="Last create, file write or exec (UTC); idleness counts from it."
+    )
+    expires_at: datetime | None = Field(description="When the idle TTL runs out; null means persistent.")
+    ttl_seconds: float | None = Field(description="Idle TTL in seconds; null means persistent.")
+    limits: Limits = Field(description="Default limits for execs in this sandbox.")
+    env_keys: list[str] = Field(
+        description="Names of the sandbox-level environment variables (values hidden)."
+    )
+
+
+class SandboxList(BaseModel):
+    sandboxes: list[Sandbox]
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="Path relative to the workspace root.")
+    type: Literal["file", "dir", "symlink", "other"]
+    size: int
+    sha256: str | None = Field(description="Content hash for regular files; null otherwise.")
+    mtime: float = Field(description="Modification time, seconds since the epoch.")
+
+
+class FilesWritten(BaseModel):
+    filename: str | None = Field(
+        description="Path written, when exactly one file was uploaded (seed format)."
+    )
+    files: list[FileEntry]
+
+
+class FileList(BaseModel):
+    path: str
+    files: list[FileEntry]
+
+
+class ExecRequest(Strict):
+    filename: str | None = Field(None, description="Workspace file to run; the runner follows the extension.")
+    command: str | None = Field(None, description="Shell command run with /bin/sh -c in the workspace.")
+    args: list[str] = Field(default_factory=list, description="Extra arguments (filename form only).")
+    stdin: str | None = Field(None, description="Text fed to the program's standard input.")
+    env: dict[str, str] | None = Field(None, description="Extra environment variables for this exec.")
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="Wall clock; clamped to the server maximum."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ExecRequest:
+        if (self.filename is None) == (self.command is None):
+            raise ValueError("give exactly one of 'filename' or 'command'")
+        if self.command is not None and self.args:
+            raise ValueError("'args' goes with 'filename'; put arguments in 'command' instead")
+        if self.command is not None and not self.command.strip():
+            raise ValueError("'command' is empty")
+        if any("\0" in a for a in self.args) or "\0" in (self.command or ""):
+            raise ValueError("arguments may not contain NUL bytes")
+        _check_env(self.env)
+        return self
+
+
+class ExecResult(BaseModel):
+    run_id: str = Field(description="Run id, 'run_' followed by 24 hex digits.")
+    status: RunStatus
+    exit_code: int | None = Field(description="The program's exit code; null when cloche stopped it.")
+    output: str = Field(description="Both streams in the order they arrived, as a terminal would show them.")
+    stdout: str
+    stderr: str
+    duration_ms: int
+    truncated: bool = Field(description="True when a stream hit the output cap and was cut.")
+
+
+class RunRecord(ExecResult):
+    sandbox_id: str
+    argv: list[str] = Field(description="The command line run inside the jail.")
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None = Field(None, description="Why cloche ended the run, when it did.")
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    status: RunStatus
+    exit_code: int | None
+    argv: list[str]
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    jail: str = Field(description="bubblewrap version the jail uses.")

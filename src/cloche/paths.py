@@ -1,0 +1,52 @@
+"""Every on-disk location cloche uses, computed in one place from the data dir.
+
+Layout (all under ``data_dir``, which is root-owned 0711 so sandbox uids can traverse but not list)::
+
+    cloche.db            SQLite metadata (WAL)
+    workspaces/<sb_id>/  one workspace per sandbox, owned by the sandbox's host uid, mode 0700
+    jail/                read-only files bound into every jail (synthetic /etc/passwd, ...)
+    tmp/                 scratch space for the server; emptied at start-up
+    run/                 per-run sockets (egress), emptied at start-up
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "cloche.db"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.root / "workspaces"
+
+    def workspace(self, sandbox_id: str) -> Path:
+        return self.workspaces / sandbox_id
+
+    @property
+    def jail(self) -> Path:
+        return self.root / "jail"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def create(self) -> None:
+        """Create the layout; traversable (0711) but not listable by sandbox uids."""
+        for directory in (self.root, self.workspaces, self.jail, self.run):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, 0o711)
+        self.tmp.mkdir(exist_ok=True)
+        os.chmod(self.tmp, 0o700)

@@ -1,0 +1,1 @@
+"""Python SDK: ``from cloche import Client``."""

@@ -1,0 +1,91 @@
+"""Workspace file use cases. All host-side I/O goes through ``store.safefs`` (no symlink is ever followed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import BinaryIO
+
+from cloche.errors import InvalidRequest
+from cloche.models import FileEntry, FileList, FilesWritten
+from cloche.service.sandboxes import SandboxService
+from cloche.store import archive, safefs
+
+
+def _entry(info: safefs.FileInfo) -> FileEntry:
+    return FileEntry(path=info.path, type=info.type, size=info.size, sha256=info.sha256, mtime=info.mtime)
+
+
+def _join(folder: str, name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1] if not folder else name
+    return f"{folder.strip('/')}/{base}" if folder.strip("/") else name
+
+
+class FileService:
+    def __init__(self, sandboxes: SandboxService) -> None:
+        self.sandboxes = sandboxes
+        self.settings = sandboxes.settings
+
+    async def upload(
+        self, tenant: str, sandbox_id: str, files: list[tuple[str, BinaryIO]], folder: str
+    ) -> FilesWritten:
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        if not files:
+            raise InvalidRequest("no file in the request: send one or more multipart fields named 'file'")
+        if folder:
+            safefs.validate_relpath(folder)
+        targets = [(_join(folder, name), data) for name, data in files]
+        for target, _ in targets:
+            safefs.validate_relpath(target)
+        root = self.sandboxes.paths.workspace(row.id)
+        written = []
+        for target, data in targets:
+            info = await asyncio.to_thread(
+                safefs.write_file,
+                root,
+                target,
+                data,
+                uid=row.host_uid,
+                gid=row.host_uid,
+                max_bytes=self.settings.max_upload_bytes,
+            )
+            written.append(_entry(info))
+        self.sandboxes.touch(row.id)
+        return FilesWritten(filename=written[0].path if len(written) == 1 else None, files=written)
+
+    async def put(self, tenant: str, sandbox_id: str, path: str, data: BinaryIO) -> FileEntry:
+        return (await self.upload(tenant, sandbox_id, [(path, data)], folder="")).files[0]
+
+    async def read(self, tenant: str, sandbox_id: str, path: str) -> bytes:
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        root = self.sandboxes.paths.workspace(row.id)
+        return await asyncio.to_thread(safefs.read_file, root, path, max_bytes=self.settings.max_upload_bytes)
+
+    async def listing(self, tenant: str, sandbox_id: str, path: str) -> FileList:
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        root = self.sandboxes.paths.workspace(row.id)
+        infos = await asyncio.to_thread(safefs.list_dir, root, path)
+        return FileList(path=path, files=[_entry(i) for i in infos])
+
+    async def delete(self, tenant: str, sandbox_id: str, path: str) -> None:
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        root = self.sandboxes.paths.workspace(row.id)
+        await asyncio.to_thread(safefs.delete_path, root, path)
+        self.sandboxes.touch(row.id)
+
+    async def extract(self, tenant: str, sandbox_id: str, data: BinaryIO, folder: str) -> FilesWritten:
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        root = self.sandboxes.paths.workspace(row.id)
+        infos = await asyncio.to_thread(
+            archive.extract_archive,
+            root,
+            data,
+            dest=folder,
+            uid=row.host_uid,
+            gid=row.host_uid,
+            max_members=self.settings.max_archive_members,
+            max_total_bytes=self.settings.max_archive_bytes,
+            max_member_bytes=self.settings.max_upload_bytes,
+        )
+        self.sandboxes.touch(row.id)
+        entries = [_entry(i) for i in infos]
+        return FilesWritten(filename=None, files=entries)

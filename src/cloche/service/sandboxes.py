@@ -1,0 +1,159 @@
+"""Sandbox lifecycle: create, look up (tenant-scoped), delete, expire, and reconcile after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import timedelta
+
+from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound
+from cloche.jail import supervisor
+from cloche.models import CreateSandbox, Limits, Sandbox
+from cloche.paths import DataPaths
+from cloche.service.ids import new_sandbox_id, utcnow
+from cloche.settings import Settings
+from cloche.store import safefs
+from cloche.store.metadata import MetadataStore, SandboxRow
+
+log = logging.getLogger("cloche.service")
+
+
+class PoolExhausted(ClocheError):
+    code = "uid_pool_exhausted"
+    status = 503
+
+
+class SandboxService:
+    """Owns sandbox records, their workspaces and their per-sandbox locks."""
+
+    def __init__(self, settings: Settings, paths: DataPaths, store: MetadataStore) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.store = store
+        self._uid_lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: dict[str, set[asyncio.Task[object]]] = {}
+
+    # lookup
+
+    def get_row(self, tenant: str, sandbox_id: str) -> SandboxRow:
+        row = self.store.get_sandbox(sandbox_id)
+        if row is None or row.tenant != tenant:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r}; list yours with GET /v1/sandboxes")
+        if row.deleted_at is not None:
+            when = row.deleted_at.isoformat(timespec="seconds")
+            if row.deleted_reason == "expired":
+                raise SandboxExpired(
+                    f"sandbox {sandbox_id} expired after {row.ttl_seconds:g}s idle and was deleted at {when}"
+                )
+            raise SandboxNotFound(f"sandbox {sandbox_id} was deleted at {when}")
+        return row
+
+    def view(self, row: SandboxRow) -> Sandbox:
+        expires = None if row.ttl_seconds is None else row.last_used_at + timedelta(seconds=row.ttl_seconds)
+        busy = any(not t.done() for t in self._running.get(row.id, ()))
+        return Sandbox(
+            id=row.id,
+            language=row.language,
+            status="running" if busy else "ready",
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            expires_at=expires,
+            ttl_seconds=row.ttl_seconds,
+            limits=Limits.model_validate(row.limits),
+            env_keys=sorted(row.env),
+        )
+
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    def track(self, sandbox_id: str, task: asyncio.Task[object]) -> None:
+        self._running.setdefault(sandbox_id, set()).add(task)
+        task.add_done_callback(lambda t: self._running.get(sandbox_id, set()).discard(t))
+
+    def workspace(self, row: SandboxRow) -> os.PathLike[str]:
+        return self.paths.workspace(row.id)
+
+    # lifecycle
+
+    async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
+        now = utcnow()
+        ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
+        async with self._uid_lock:
+            uid = self._free_uid()
+            row = SandboxRow(
+                id=new_sandbox_id(),
+                tenant=tenant,
+                language=request.language,
+                host_uid=uid,
+                created_at=now,
+                last_used_at=now,
+                ttl_seconds=ttl,
+                limits=(request.limits or Limits()).model_dump(exclude_none=True),
+                env=request.env or {},
+            )
+            workspace = self.paths.workspace(row.id)
+            workspace.mkdir(mode=0o700)
+            os.chown(workspace, uid, uid)
+            self.store.insert_sandbox(row)
+        log.info("sandbox created", extra={"sandbox_id": row.id, "tenant": tenant, "host_uid": uid})
+        return self.view(row)
+
+    def _free_uid(self) -> int:
+        used = self.store.used_uids()
+        base, count = self.settings.uid_base, self.settings.uid_count
+        for uid in range(base, base + count):
+            if uid not in used:
+                return uid
+        raise PoolExhausted(
+            f"all {count} sandbox uids are in use; delete sandboxes or raise CLOCHE_UID_COUNT"
+        )
+
+    def list(self, tenant: str) -> list[Sandbox]:
+        return [self.view(r) for r in self.store.list_sandboxes(tenant)]
+
+    async def delete(self, tenant: str, sandbox_id: str, reason: str = "deleted") -> None:
+        row = self.get_row(tenant, sandbox_id)
+        await self._destroy(row, reason)
+
+    async def _destroy(self, row: SandboxRow, reason: str) -> None:
+        # Tombstone first: from here on the sandbox answers 404 even if the cleanup below is interrupted.
+        self.store.mark_deleted(row.id, utcnow(), reason)
+        for task in list(self._running.get(row.id, ())):
+            task.cancel()
+        supervisor.kill_uid_range(row.host_uid, row.host_uid + 1)
+        await asyncio.to_thread(safefs.remove_tree, self.paths.workspace(row.id))
+        self._locks.pop(row.id, None)
+        self._running.pop(row.id, None)
+        log.info("sandbox deleted", extra={"sandbox_id": row.id, "reason": reason})
+
+    async def reap_expired(self) -> int:
+        expired = self.store.expired_sandboxes(utcnow())
+        for row in expired:
+            if self.lock(row.id).locked():
+                continue  # an exec is running; it resets idleness when it ends
+            await self._destroy(row, "expired")
+        return len(expired)
+
+    def touch(self, sandbox_id: str) -> None:
+        self.store.touch_sandbox(sandbox_id, utcnow())
+
+    async def reconcile(self) -> None:
+        """After a crash: fail runs left running, kill strays of the uid pool, drop orphaned workspaces."""
+        failed = self.store.fail_unfinished_runs(utcnow(), "the server stopped during this run")
+        base, count = self.settings.uid_base, self.settings.uid_count
+        killed = supervisor.kill_uid_range(base, base + count)
+        removed = 0
+        for entry in self.paths.workspaces.iterdir():
+            row = self.store.get_sandbox(entry.name)
+            if row is None or row.deleted_at is not None:
+                await asyncio.to_thread(safefs.remove_tree, entry)
+                removed += 1
+        for scratch in (self.paths.tmp, self.paths.run):
+            for entry in scratch.iterdir():
+                await asyncio.to_thread(safefs.remove_tree, entry)
+        log.info(
+            "reconciled after start",
+            extra={"runs_failed": failed, "processes_killed": killed, "workspaces_removed": removed},
+        )

@@ -1,0 +1,82 @@
+"""The metadata store interface: sandboxes and runs.
+
+The service talks only to ``MetadataStore``; ``store/sqlite.py`` is the embedded implementation. A
+networked backend (PostgreSQL for many hosts) implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass
+class SandboxRow:
+    id: str
+    tenant: str
+    language: str | None
+    host_uid: int
+    created_at: datetime
+    last_used_at: datetime
+    ttl_seconds: float | None
+    limits: dict[str, Any]
+    env: dict[str, str]
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
+
+
+@dataclass
+class RunRow:
+    id: str
+    sandbox_id: str
+    argv: list[str]
+    status: str
+    started_at: datetime
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    output: str = ""
+    truncated: bool = False
+    duration_ms: int = 0
+    finished_at: datetime | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MetadataStore(Protocol):
+    """Durable sandbox and run records. Every method is atomic on its own."""
+
+    def insert_sandbox(self, row: SandboxRow) -> None: ...
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxRow | None:
+        """The row, deleted ones included (the caller decides what a tombstone means)."""
+
+    def list_sandboxes(self, tenant: str) -> list[SandboxRow]:
+        """Live sandboxes of one tenant, oldest first."""
+
+    def touch_sandbox(self, sandbox_id: str, when: datetime) -> None: ...
+
+    def set_language(self, sandbox_id: str, language: str) -> None: ...
+
+    def mark_deleted(self, sandbox_id: str, when: datetime, reason: str) -> None: ...
+
+    def used_uids(self) -> set[int]:
+        """Host uids held by live sandboxes."""
+
+    def expired_sandboxes(self, now: datetime) -> list[SandboxRow]:
+        """Live sandboxes whose idle TTL has run out."""
+
+    def insert_run(self, row: RunRow) -> None: ...
+
+    def finish_run(self, row: RunRow) -> None: ...
+
+    def get_run(self, sandbox_id: str, run_id: str) -> RunRow | None: ...
+
+    def list_runs(self, sandbox_id: str, limit: int) -> list[RunRow]:
+        """Most recent first."""
+
+    def fail_unfinished_runs(self, when: datetime, reason: str) -> int:
+        """Mark runs left 'running' (by a crash) as failed; returns how many."""
+
+    def close(self) -> None: ...

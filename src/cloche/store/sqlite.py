@@ -1,0 +1,225 @@
+"""Embedded SQLite implementation of ``MetadataStore`` (WAL, one connection, one writer at a time)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cloche.store.metadata import RunRow, SandboxRow
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    language TEXT,
+    host_uid INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT NOT NULL,
+    ttl_seconds REAL,
+    limits TEXT NOT NULL,
+    env TEXT NOT NULL,
+    deleted_at TEXT,
+    deleted_reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sandboxes_live_uid ON sandboxes(host_uid) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes(tenant, created_at);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),
+    argv TEXT NOT NULL,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    stdout TEXT NOT NULL DEFAULT '',
+    stderr TEXT NOT NULL DEFAULT '',
+    output TEXT NOT NULL DEFAULT '',
+    truncated INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    error TEXT,
+    extra TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS runs_sandbox ON runs(sandbox_id, started_at);
+"""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _req_dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class SqliteMetadataStore:
+    """One connection shared behind a lock: SQLite allows one writer anyway, and calls are sub-millisecond."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        with self._lock:
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # sandboxes
+
+    @staticmethod
+    def _sandbox(row: sqlite3.Row) -> SandboxRow:
+        return SandboxRow(
+            id=row["id"],
+            tenant=row["tenant"],
+            language=row["language"],
+            host_uid=row["host_uid"],
+            created_at=_req_dt(row["created_at"]),
+            last_used_at=_req_dt(row["last_used_at"]),
+            ttl_seconds=row["ttl_seconds"],
+            limits=json.loads(row["limits"]),
+            env=json.loads(row["env"]),
+            deleted_at=_dt(row["deleted_at"]),
+            deleted_reason=row["deleted_reason"],
+        )
+
+    def insert_sandbox(self, row: SandboxRow) -> None:
+        self._exec(
+            "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds,"
+            " limits, env) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                row.id,
+                row.tenant,
+                row.language,
+                row.host_uid,
+                _ts(row.created_at),
+                _ts(row.last_used_at),
+                row.ttl_seconds,
+                json.dumps(row.limits),
+                json.dumps(row.env),
+            ),
+        )
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxRow | None:
+        rows = self._fetch("SELECT * FROM sandboxes WHERE id = ?", (sandbox_id,))
+        return self._sandbox(rows[0]) if rows else None
+
+    def list_sandboxes(self, tenant: str) -> list[SandboxRow]:
+        rows = self._fetch(
+            "SELECT * FROM sandboxes WHERE tenant = ? AND deleted_at IS NULL ORDER BY created_at", (tenant,)
+        )
+        return [self._sandbox(r) for r in rows]
+
+    def touch_sandbox(self, sandbox_id: str, when: datetime) -> None:
+        self._exec("UPDATE sandboxes SET last_used_at = ? WHERE id = ?", (_ts(when), sandbox_id))
+
+    def set_language(self, sandbox_id: str, language: str) -> None:
+        self._exec("UPDATE sandboxes SET language = ? WHERE id = ?", (language, sandbox_id))
+
+    def mark_deleted(self, sandbox_id: str, when: datetime, reason: str) -> None:
+        self._exec(
+            "UPDATE sandboxes SET deleted_at = ?, deleted_reason = ? WHERE id = ? AND deleted_at IS NULL",
+            (_ts(when), reason, sandbox_id),
+        )
+
+    def used_uids(self) -> set[int]:
+        return {r[0] for r in self._fetch("SELECT host_uid FROM sandboxes WHERE deleted_at IS NULL")}
+
+    def expired_sandboxes(self, now: datetime) -> list[SandboxRow]:
+        rows = self._fetch("SELECT * FROM sandboxes WHERE deleted_at IS NULL AND ttl_seconds IS NOT NULL")
+        live = [self._sandbox(r) for r in rows]
+        return [s for s in live if s.ttl_seconds and (now - s.last_used_at).total_seconds() > s.ttl_seconds]
+
+    # runs
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRow:
+        return RunRow(
+            id=row["id"],
+            sandbox_id=row["sandbox_id"],
+            argv=json.loads(row["argv"]),
+            status=row["status"],
+            exit_code=row["exit_code"],
+            stdout=row["stdout"],
+            stderr=row["stderr"],
+            output=row["output"],
+            truncated=bool(row["truncated"]),
+            duration_ms=row["duration_ms"],
+            started_at=_req_dt(row["started_at"]),
+            finished_at=_dt(row["finished_at"]),
+            error=row["error"],
+            extra=json.loads(row["extra"]),
+        )
+
+    def insert_run(self, row: RunRow) -> None:
+        self._exec(
+            "INSERT INTO runs (id, sandbox_id, argv, status, started_at, extra) VALUES (?,?,?,?,?,?)",
+            (
+                row.id,
+                row.sandbox_id,
+                json.dumps(row.argv),
+                row.status,
+                _ts(row.started_at),
+                json.dumps(row.extra),
+            ),
+        )
+
+    def finish_run(self, row: RunRow) -> None:
+        self._exec(
+            "UPDATE runs SET status=?, exit_code=?, stdout=?, stderr=?, output=?, truncated=?, duration_ms=?,"
+            " finished_at=?, error=?, extra=?, argv=? WHERE id=?",
+            (
+                row.status,
+                row.exit_code,
+                row.stdout,
+                row.stderr,
+                row.output,
+                int(row.truncated),
+                row.duration_ms,
+                _ts(row.finished_at),
+                row.error,
+                json.dumps(row.extra),
+                json.dumps(row.argv),
+                row.id,
+            ),
+        )
+
+    def get_run(self, sandbox_id: str, run_id: str) -> RunRow | None:
+        rows = self._fetch("SELECT * FROM runs WHERE id = ? AND sandbox_id = ?", (run_id, sandbox_id))
+        return self._run(rows[0]) if rows else None
+
+    def list_runs(self, sandbox_id: str, limit: int) -> list[RunRow]:
+        rows = self._fetch(
+            "SELECT * FROM runs WHERE sandbox_id = ? ORDER BY started_at DESC LIMIT ?", (sandbox_id, limit)
+        )
+        return [self._run(r) for r in rows]
+
+    def fail_unfinished_runs(self, when: datetime, reason: str) -> int:
+        cursor = self._exec(
+            "UPDATE runs SET status='failed', finished_at=?, error=? WHERE status='running'",
+            (_ts(when), reason),
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

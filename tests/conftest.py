@@ -1,0 +1,135 @@
+"""Shared fixtures: a real cloche server process over a temporary data dir, and SDK clients for it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloche import Client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``cloche serve`` in a subprocess: the real server, the real jail, a private data dir and uid pool."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # A private uid range so concurrent servers (a developer's, another test's) never collide.
+        uid_base = 400_000 + secrets.randbelow(500) * 1000
+        self.env = {
+            **os.environ,
+            "CLOCHE_DATA_DIR": str(data_dir),
+            "CLOCHE_PORT": str(self.port),
+            "CLOCHE_UID_BASE": str(uid_base),
+            "CLOCHE_UID_COUNT": "1000",
+            **(env or {}),
+        }
+        self.uid_range = (uid_base, uid_base + 1000)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"server-{self.port}.log"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cli, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def crash(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def client(self, api_key: str | None = None) -> Client:
+        return Client(self.url, api_key=api_key)
+
+
+def pool_processes(low: int, high: int) -> list[int]:
+    """Live (non-zombie) processes whose real uid is in [low, high)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        uid = int(fields.get("Uid", "-1 0").split()[0])
+        if low <= uid < high and not fields.get("State", "").strip().startswith("Z"):
+            pids.append(int(status.parent.name))
+    return pids
+
+
+def traversable_dir() -> Path:
+    """A temp dir sandbox uids can traverse (pytest's own tmp root is 0700, which the jail cannot enter)."""
+    path = Path(tempfile.mkdtemp(prefix="cloche-test-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    root = traversable_dir()
+    srv = ServerProcess(root / "data").start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[ServerProcess]:
+    """A server of one's own, for tests that restart, crash or reconfigure it."""
+    root = traversable_dir()
+    srv = ServerProcess(root / "data")
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c

@@ -1,0 +1,71 @@
+"""The SQLite metadata store on a real file: round trips, tombstones, uid reuse, crash recovery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cloche.store.metadata import RunRow, SandboxRow
+from cloche.store.sqlite import SqliteMetadataStore
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sandbox(sid: str, uid: int, tenant: str = "t", ttl: float | None = None) -> SandboxRow:
+    return SandboxRow(sid, tenant, "python", uid, NOW, NOW, ttl, {"timeout_seconds": 5}, {"A": "b"})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteMetadataStore:
+    return SqliteMetadataStore(tmp_path / "m.db")
+
+
+def test_sandbox_round_trip_and_tombstone(store: SqliteMetadataStore) -> None:
+    store.insert_sandbox(sandbox("sb_1", 100))
+    store.insert_sandbox(sandbox("sb_2", 101, tenant="other"))
+    got = store.get_sandbox("sb_1")
+    assert got is not None and got.limits == {"timeout_seconds": 5} and got.env == {"A": "b"}
+    assert [s.id for s in store.list_sandboxes("t")] == ["sb_1"]
+    assert store.used_uids() == {100, 101}
+    store.mark_deleted("sb_1", NOW, "deleted")
+    assert store.list_sandboxes("t") == []
+    assert store.used_uids() == {101}
+    tomb = store.get_sandbox("sb_1")
+    assert tomb is not None and tomb.deleted_reason == "deleted"
+    store.insert_sandbox(sandbox("sb_3", 100))  # a freed uid can be reused
+
+
+def test_live_uid_is_unique(store: SqliteMetadataStore) -> None:
+    import sqlite3
+
+    store.insert_sandbox(sandbox("sb_1", 100))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert_sandbox(sandbox("sb_2", 100))
+
+
+def test_expiry(store: SqliteMetadataStore) -> None:
+    store.insert_sandbox(sandbox("sb_1", 100, ttl=10))
+    store.insert_sandbox(sandbox("sb_2", 101))
+    assert store.expired_sandboxes(NOW + timedelta(seconds=5)) == []
+    assert [s.id for s in store.expired_sandboxes(NOW + timedelta(seconds=11))] == ["sb_1"]
+    store.touch_sandbox("sb_1", NOW + timedelta(seconds=10))
+    assert store.expired_sandboxes(NOW + timedelta(seconds=11)) == []
+
+
+def test_runs_and_crash_recovery(tmp_path: Path) -> None:
+    store = SqliteMetadataStore(tmp_path / "m.db")
+    store.insert_sandbox(sandbox("sb_1", 100))
+    store.insert_run(RunRow("run_1", "sb_1", ["true"], "running", NOW))
+    done = RunRow("run_2", "sb_1", ["echo"], "running", NOW + timedelta(seconds=1))
+    store.insert_run(done)
+    done.status, done.stdout, done.exit_code, done.finished_at = "succeeded", "hi\n", 0, NOW
+    store.finish_run(done)
+    store.close()
+    reopened = SqliteMetadataStore(tmp_path / "m.db")
+    assert reopened.fail_unfinished_runs(NOW, "crash") == 1
+    runs = reopened.list_runs("sb_1", 10)
+    assert [(r.id, r.status) for r in runs] == [("run_2", "succeeded"), ("run_1", "failed")]
+    assert reopened.get_run("sb_1", "run_1") is not None
+    assert reopened.get_run("sb_other", "run_1") is None
