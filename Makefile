@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_DIRS := $(wildcard src tests bench scripts)
 
 .PHONY: run test lint typecheck unit bench clean setup
 
@@ -19,8 +20,8 @@ run: setup
 	$(BIN)/cloche serve
 
 lint: setup
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: setup
 	$(BIN)/mypy

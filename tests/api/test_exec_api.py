@@ -49,7 +49,9 @@ def test_node_entry_and_language_follows_file(http: httpx.Client) -> None:
 
 def test_args_stdin_env(http: httpx.Client) -> None:
     sid = http.post("/v1/sandboxes", json={"env": {"SANDBOX_VAR": "s"}}).json()["id"]
-    code = b"import os,sys\nprint(sys.argv[1:], sys.stdin.read(), os.environ['SANDBOX_VAR'], os.environ['X'])\n"
+    code = (
+        b"import os,sys\nprint(sys.argv[1:], sys.stdin.read(), os.environ['SANDBOX_VAR'], os.environ['X'])\n"
+    )
     http.put(f"/v1/sandboxes/{sid}/files/a.py", content=code)
     result = run(http, sid, filename="a.py", args=["1", "two"], stdin="piped", env={"X": "y"})
     assert result["stdout"] == "['1', 'two'] piped s y\n"
@@ -101,7 +103,14 @@ def test_jail_view(http: httpx.Client, sid: str) -> None:
 
 
 def test_no_network(http: httpx.Client, sid: str) -> None:
-    code = "import socket\ntry:\n socket.create_connection(('1.1.1.1', 80), timeout=3)\n print('open')\nexcept OSError as e:\n print('blocked', e.errno)\n"
+    code = (
+        "import socket\n"
+        "try:\n"
+        " socket.create_connection(('1.1.1.1', 80), timeout=3)\n"
+        " print('open')\n"
+        "except OSError as e:\n"
+        " print('blocked', e.errno)\n"
+    )
     http.put(f"/v1/sandboxes/{sid}/files/net.py", content=code.encode())
     assert str(run(http, sid, filename="net.py")["stdout"]).startswith("blocked")
 
@@ -119,7 +128,9 @@ def test_no_network(http: httpx.Client, sid: str) -> None:
         ({"command": "ls", "timeout_seconds": -1}, 422, "validation_error"),
     ],
 )
-def test_exec_bad_input(http: httpx.Client, sid: str, body: dict[str, object], status: int, code: str) -> None:
+def test_exec_bad_input(
+    http: httpx.Client, sid: str, body: dict[str, object], status: int, code: str
+) -> None:
     response = http.post(f"/v1/sandboxes/{sid}/exec", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
@@ -128,7 +139,9 @@ def test_exec_bad_input(http: httpx.Client, sid: str, body: dict[str, object], s
 def test_sse_stream(http: httpx.Client, sid: str) -> None:
     body = {"command": "echo one; sleep 0.2; echo two >&2; exit 4"}
     events: list[tuple[str, object]] = []
-    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
+    with http.stream(
+        "POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         kind = ""
         for line in r.iter_lines():
@@ -146,7 +159,9 @@ def test_sse_stream(http: httpx.Client, sid: str) -> None:
 
 def test_sse_disconnect_kills_the_run(http: httpx.Client, sid: str, server: object) -> None:
     body = {"command": "echo go; sleep 600"}
-    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
+    with http.stream(
+        "POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}
+    ) as r:
         for line in r.iter_lines():
             if "go" in line:
                 break

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import ServerProcess, pool_processes
 from cloche import ClocheAPIError
+from conftest import ServerProcess, pool_processes
 
 
 def test_restart_keeps_sandboxes_and_files(fresh_server: ServerProcess) -> None:
