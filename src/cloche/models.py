@@ -37,6 +37,10 @@ class Limits(Strict):
 
     timeout_seconds: float | None = Field(None, gt=0, description="Wall clock per exec, in seconds.")
     output_bytes: int | None = Field(None, gt=0, description="Cap per stream kept for a run, in bytes.")
+    memory_mb: int | None = Field(None, gt=0, description="Memory (RAM + swap) per exec, in MiB.")
+    pids: int | None = Field(None, ge=8, description="Processes and threads per exec.")
+    cpu_cores: float | None = Field(None, gt=0, description="CPU quota per exec, in cores.")
+    disk_mb: int | None = Field(None, gt=0, description="Workspace quota for the sandbox, in MiB (create only).")
 
 
 class CreateSandbox(Strict):
@@ -50,6 +54,12 @@ class CreateSandbox(Strict):
     )
     limits: Limits | None = Field(None, description="Default limits for every exec in this sandbox.")
     env: dict[str, str] | None = Field(None, description="Environment variables set for every exec.")
+    egress: list[str] | None = Field(
+        None,
+        description="Hosts ('host' or 'host:port', 443 implied) the sandbox's code may reach; replaces the server "
+        "default (the official registries). [] means no network at all.",
+        max_length=64,
+    )
 
     @model_validator(mode="after")
     def _valid_env(self) -> CreateSandbox:
@@ -62,15 +72,11 @@ class Sandbox(BaseModel):
     language: Language | None = Field(description="Language, or null until the first exec decides it.")
     status: SandboxStatus = Field(description="'running' while an exec is in flight, else 'ready'.")
     created_at: datetime = Field(description="Creation time (UTC).")
-    last_used_at: datetime = Field(
-        description="Last create, file write or exec (UTC); idleness counts from it."
-    )
+    last_used_at: datetime = Field(description="Last create, file write or exec (UTC); idleness counts from it.")
     expires_at: datetime | None = Field(description="When the idle TTL runs out; null means persistent.")
     ttl_seconds: float | None = Field(description="Idle TTL in seconds; null means persistent.")
     limits: Limits = Field(description="Default limits for execs in this sandbox.")
-    env_keys: list[str] = Field(
-        description="Names of the sandbox-level environment variables (values hidden)."
-    )
+    env_keys: list[str] = Field(description="Names of the sandbox-level environment variables (values hidden).")
 
 
 class SandboxList(BaseModel):
@@ -86,9 +92,7 @@ class FileEntry(BaseModel):
 
 
 class FilesWritten(BaseModel):
-    filename: str | None = Field(
-        description="Path written, when exactly one file was uploaded (seed format)."
-    )
+    filename: str | None = Field(description="Path written, when exactly one file was uploaded (seed format).")
     files: list[FileEntry]
 
 
@@ -103,9 +107,8 @@ class ExecRequest(Strict):
     args: list[str] = Field(default_factory=list, description="Extra arguments (filename form only).")
     stdin: str | None = Field(None, description="Text fed to the program's standard input.")
     env: dict[str, str] | None = Field(None, description="Extra environment variables for this exec.")
-    timeout_seconds: float | None = Field(
-        None, gt=0, description="Wall clock; clamped to the server maximum."
-    )
+    timeout_seconds: float | None = Field(None, gt=0, description="Wall clock; clamped to the server maximum.")
+    limits: Limits | None = Field(None, description="Limits for this exec; each clamped to the server maximum.")
 
     @model_validator(mode="after")
     def _one_target(self) -> ExecRequest:
@@ -121,6 +124,34 @@ class ExecRequest(Strict):
         return self
 
 
+class InstalledPackage(BaseModel):
+    name: str
+    version: str
+
+
+class InstallReport(BaseModel):
+    source: str = Field(
+        description="Where the needs came from: pyproject.toml, requirements.txt, inline, scan, package.json, ..."
+        " or none."
+    )
+    requested: list[str] = Field(description="Requirements as declared (or mapped from scanned imports).")
+    installed: list[InstalledPackage] = Field(description="Packages this exec newly installed for the sandbox.")
+    reused_environment: bool = Field(description="True when an existing environment was used as-is.")
+    duration_ms: int = Field(0, description="Time spent detecting and installing.")
+    environment: str | None = Field(None, description="Environment store key the run used.")
+    error: str | None = Field(None, description="The installer's error when the install failed.")
+
+
+class ImportSuggestion(BaseModel):
+    module: str
+    suggested: str | None = Field(description="Distribution that provides the module, when known.")
+
+
+class UnresolvedImport(BaseModel):
+    module: str
+    hint: str | None
+
+
 class ExecResult(BaseModel):
     run_id: str = Field(description="Run id, 'run_' followed by 24 hex digits.")
     status: RunStatus
@@ -130,6 +161,15 @@ class ExecResult(BaseModel):
     stderr: str
     duration_ms: int
     truncated: bool = Field(description="True when a stream hit the output cap and was cut.")
+    install: InstallReport | None = Field(None, description="Dependency step of this exec (filename execs).")
+    unlisted_imports: list[ImportSuggestion] = Field(
+        default_factory=list, description="Imports the manifest does not cover (not installed)."
+    )
+    unresolved_imports: list[UnresolvedImport] = Field(
+        default_factory=list,
+        description="Scanned imports no trustworthy distribution provides (not installed).",
+    )
+    egress_denied: list[str] = Field(default_factory=list, description="Hosts the run tried to reach and was refused.")
 
 
 class RunRecord(ExecResult):

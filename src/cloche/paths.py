@@ -7,6 +7,8 @@ Layout (all under ``data_dir``, which is root-owned 0711 so sandbox uids can tra
     jail/                read-only files bound into every jail (synthetic /etc/passwd, ...)
     tmp/                 scratch space for the server; emptied at start-up
     run/                 per-run sockets (egress), emptied at start-up
+    envs/<key>/          the environment store: sealed, immutable, shared read-only
+    cache/<ecosystem>/   installer caches, written only by install jails that run no third-party code
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ class DataPaths:
         return self.root / "jail"
 
     @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
@@ -45,8 +55,12 @@ class DataPaths:
 
     def create(self) -> None:
         """Create the layout; traversable (0711) but not listable by sandbox uids."""
-        for directory in (self.root, self.workspaces, self.jail, self.run):
+        for directory in (self.root, self.workspaces, self.jail, self.run, self.envs):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o711)
+        for private in (self.cache,):
+            private.mkdir(exist_ok=True)
+            os.chmod(private, 0o711)
+        # Install jails (builder uid) read their inputs from session dirs below tmp/.
         self.tmp.mkdir(exist_ok=True)
-        os.chmod(self.tmp, 0o700)
+        os.chmod(self.tmp, 0o711)

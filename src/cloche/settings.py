@@ -28,9 +28,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLOCHE_", extra="forbid")
 
     host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
-    port: int = Field(
-        8000, ge=0, le=65535, description="TCP port the HTTP server binds (0 picks a free one)."
-    )
+    port: int = Field(8000, ge=0, le=65535, description="TCP port the HTTP server binds (0 picks a free one).")
     data_dir: Path = Field(
         Path(".data"),
         description="Root of all state: SQLite metadata, workspaces, environments, run logs, audit log.",
@@ -45,18 +43,27 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="File with one 'tenant:key' (or bare key) per line; merged with api_keys."
     )
-    default_timeout_seconds: float = Field(
-        30.0, gt=0, description="Wall clock for an exec that asks for none."
-    )
+    default_timeout_seconds: float = Field(30.0, gt=0, description="Wall clock for an exec that asks for none.")
     max_timeout_seconds: float = Field(600.0, gt=0, description="Largest wall clock an exec may ask for.")
     output_limit_bytes: int = Field(
         1_048_576, gt=0, description="Cap per stream (stdout, stderr) kept for one run; beyond it, truncated."
     )
     max_upload_bytes: int = Field(64 * 1_048_576, gt=0, description="Largest single upload request body.")
     max_archive_members: int = Field(10_000, gt=0, description="Most members one uploaded archive may hold.")
-    max_archive_bytes: int = Field(
-        256 * 1_048_576, gt=0, description="Most bytes one uploaded archive may expand to."
-    )
+    max_archive_bytes: int = Field(256 * 1_048_576, gt=0, description="Most bytes one uploaded archive may expand to.")
+    default_memory_mb: int = Field(1024, gt=0, description="Memory (RAM + swap) per exec, in MiB, unless asked.")
+    max_memory_mb: int = Field(8192, gt=0, description="Most memory an exec may ask for, in MiB.")
+    default_pids: int = Field(256, gt=0, description="Processes and threads per exec, unless asked.")
+    max_pids: int = Field(4096, gt=0, description="Most processes and threads an exec may ask for.")
+    default_cpu_cores: float = Field(1.0, gt=0, description="CPU quota per exec in cores, unless asked.")
+    max_cpu_cores: float = Field(2.0, gt=0, description="Largest CPU quota an exec may ask for, in cores.")
+    default_disk_mb: int = Field(1024, gt=0, description="Workspace quota per sandbox in MiB, unless asked.")
+    max_disk_mb: int = Field(10240, gt=0, description="Largest workspace quota a sandbox may ask for, in MiB.")
+    workspace_inodes: int = Field(200_000, gt=0, description="Most files and folders one workspace may hold.")
+    tmp_mb: int = Field(256, gt=0, description="Size of each run's private /tmp (tmpfs, counted as memory), in MiB.")
+    max_file_mb: int = Field(1024, gt=0, description="Largest single file a run may write (RLIMIT_FSIZE), in MiB.")
+    open_files: int = Field(1024, ge=16, description="Open file descriptors per process (RLIMIT_NOFILE).")
+    install_memory_mb: int = Field(4096, gt=0, description="Memory for each install jail, in MiB.")
     default_ttl_seconds: float | None = Field(
         None, gt=0, description="Idle TTL for sandboxes that ask for none; unset means persistent."
     )
@@ -65,14 +72,49 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="First host uid of the per-sandbox uid pool; sandboxes never share one."
     )
     uid_count: int = Field(60_000, gt=0, description="Size of the per-sandbox uid pool.")
-    sandbox_uid: int = Field(
-        1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail."
+    sandbox_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
+    builder_uid: int = Field(
+        199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."
     )
+    egress_allow: str = Field(
+        ",".join(DEFAULT_REGISTRIES),
+        description="Server-wide default egress allowlist for sandboxes: comma-separated host[:port] (443 implied).",
+    )
+    registry_allow: str = Field(
+        ",".join(DEFAULT_REGISTRIES),
+        description="Hosts install jails may reach: the official registries, comma-separated host[:port].",
+    )
+    egress_trusted_networks: str = Field(
+        "",
+        description="Comma-separated CIDRs the egress proxy may connect to although they are not global "
+        "(e.g. a TLS-intercepting gateway that registry names resolve to).",
+    )
+    egress_trust_registry_addresses: bool = Field(
+        True,
+        description="Also trust the exact addresses the registry names resolve to at start-up, even if not "
+        "global; loopback, link-local and metadata addresses are never trusted.",
+    )
+    python_index_url: str = Field("https://pypi.org/simple", description="Python package index installers use.")
+    python_wheel_dir: Path | None = Field(
+        None, description="A local folder of wheels used instead of the index (offline hosts, tests)."
+    )
+    allow_unknown_imports: bool = Field(
+        False,
+        description="Install scanned imports no mapping vouches for, by exact name (slopsquatting risk).",
+    )
+    env_gc_grace_seconds: float = Field(
+        86_400.0, ge=0, description="How long an environment no sandbox references is kept before removal."
+    )
+    gc_interval_seconds: float = Field(3_600.0, gt=0, description="How often unreferenced environments are pruned.")
 
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @staticmethod
+    def host_list(value: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in value.split(",") if part.strip())
 
     def parsed_api_keys(self) -> dict[str, str]:
         """Map API key -> tenant. A bare key is its own tenant name (hashed prefix)."""

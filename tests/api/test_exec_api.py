@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -49,9 +50,7 @@ def test_node_entry_and_language_follows_file(http: httpx.Client) -> None:
 
 def test_args_stdin_env(http: httpx.Client) -> None:
     sid = http.post("/v1/sandboxes", json={"env": {"SANDBOX_VAR": "s"}}).json()["id"]
-    code = (
-        b"import os,sys\nprint(sys.argv[1:], sys.stdin.read(), os.environ['SANDBOX_VAR'], os.environ['X'])\n"
-    )
+    code = b"import os,sys\nprint(sys.argv[1:], sys.stdin.read(), os.environ['SANDBOX_VAR'], os.environ['X'])\n"
     http.put(f"/v1/sandboxes/{sid}/files/a.py", content=code)
     result = run(http, sid, filename="a.py", args=["1", "two"], stdin="piped", env={"X": "y"})
     assert result["stdout"] == "['1', 'two'] piped s y\n"
@@ -92,14 +91,15 @@ def test_daemon_does_not_outlive_its_run(http: httpx.Client, sid: str, server: o
     assert pool_processes_of(server) == []
 
 
-def test_jail_view(http: httpx.Client, sid: str) -> None:
+def test_jail_view(http: httpx.Client, sid: str, server: Any) -> None:
     probe = (
         "id -u; hostname; pwd; test -e /sys && echo sys; test -e /root && echo root; "
         "touch /usr/x 2>/dev/null || echo ro; cat /proc/1/cmdline | tr '\\0' ' '"
     )
     out = str(run(http, sid, command=probe)["stdout"]).splitlines()
     assert out[:5] == ["1000", "sandbox", "/sandbox", "ro", out[4]]
-    assert "cloche" not in out[4] and ".venv" not in out[4]
+    # No host path leaks through pid 1's command line (options travel through --args FD).
+    assert str(server.data_dir) not in out[4] and ".venv" not in out[4] and "site-packages" not in out[4]
 
 
 def test_no_network(http: httpx.Client, sid: str) -> None:
@@ -128,9 +128,7 @@ def test_no_network(http: httpx.Client, sid: str) -> None:
         ({"command": "ls", "timeout_seconds": -1}, 422, "validation_error"),
     ],
 )
-def test_exec_bad_input(
-    http: httpx.Client, sid: str, body: dict[str, object], status: int, code: str
-) -> None:
+def test_exec_bad_input(http: httpx.Client, sid: str, body: dict[str, object], status: int, code: str) -> None:
     response = http.post(f"/v1/sandboxes/{sid}/exec", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
@@ -139,9 +137,7 @@ def test_exec_bad_input(
 def test_sse_stream(http: httpx.Client, sid: str) -> None:
     body = {"command": "echo one; sleep 0.2; echo two >&2; exit 4"}
     events: list[tuple[str, object]] = []
-    with http.stream(
-        "POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}
-    ) as r:
+    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         kind = ""
         for line in r.iter_lines():
@@ -159,9 +155,7 @@ def test_sse_stream(http: httpx.Client, sid: str) -> None:
 
 def test_sse_disconnect_kills_the_run(http: httpx.Client, sid: str, server: object) -> None:
     body = {"command": "echo go; sleep 600"}
-    with http.stream(
-        "POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}
-    ) as r:
+    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
         for line in r.iter_lines():
             if "go" in line:
                 break

@@ -114,9 +114,7 @@ def test_symlink_planted_by_exec_is_not_followed(http: httpx.Client, sid: str, t
     # The jailed program plants links towards host paths; uploads and downloads must not go through them.
     plant = "ln -s /etc evil_dir && ln -s /etc/hostname evil_file && ln -s /etc/passwd target.txt"
     assert http.post(f"/v1/sandboxes/{sid}/exec", json={"command": plant}).json()["exit_code"] == 0
-    through_dir = http.post(
-        f"/v1/sandboxes/{sid}/files", files={"file": ("x", b"pwn")}, data={"path": "evil_dir"}
-    )
+    through_dir = http.post(f"/v1/sandboxes/{sid}/files", files={"file": ("x", b"pwn")}, data={"path": "evil_dir"})
     assert through_dir.status_code == 400
     assert http.get(f"/v1/sandboxes/{sid}/files/evil_file").status_code == 400
     # Writing to a name that is a planted link replaces the link; the host file is untouched.

@@ -217,9 +217,7 @@ def test_file_member_over_planted_symlink_replaces_link(ws: Path, tmp_path: Path
     assert secret.read_text() == "host"
 
 
-@pytest.mark.parametrize(
-    "data", [b"", b"hello world" * 100, b"PK\x03\x04garbage" + bytes(600), b"\x1f\x8bnot gzip"]
-)
+@pytest.mark.parametrize("data", [b"", b"hello world" * 100, b"PK\x03\x04garbage" + bytes(600), b"\x1f\x8bnot gzip"])
 def test_not_an_archive(ws: Path, data: bytes) -> None:
     with pytest.raises(InvalidArchive):
         extract(ws, data)

@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from cloche.ecosystems.node.ecosystem import NodeEcosystem
+from cloche.ecosystems.python.ecosystem import PythonEcosystem
+from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.jail import preflight
+from cloche.jail.cgroups import Cgroups
+from cloche.jail.egress import EgressPolicy
+from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
+from cloche.jail.network import registry_addresses
+from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.paths import DataPaths
+from cloche.service.deps import DependencyService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
 from cloche.service.sandboxes import SandboxService
 from cloche.settings import Settings
+from cloche.store.envstore import EnvironmentStore
 from cloche.store.sqlite import SqliteMetadataStore
 
 log = logging.getLogger("cloche.server")
+
+
+def _uv_binary() -> Path:
+    import uv
+
+    return Path(uv.find_uv_bin())
+
+
+def trusted_networks(settings: Settings) -> tuple[str, ...]:
+    trusted = list(settings.host_list(settings.egress_trusted_networks))
+    if settings.egress_trust_registry_addresses:
+        trusted += registry_addresses(settings.host_list(settings.registry_allow))
+    return tuple(trusted)
 
 
 @dataclass
@@ -26,10 +51,14 @@ class AppState:
     paths: DataPaths
     store: SqliteMetadataStore
     runner: Runner
+    cgroups: Cgroups
+    envs: EnvironmentStore
     sandboxes: SandboxService
     files: FileService
+    deps: DependencyService
     execs: ExecService
     api_keys: dict[str, str]
+    tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -37,24 +66,60 @@ class AppState:
         paths = DataPaths(settings.data_dir)
         paths.create()
         etc = write_synthetic_etc(paths.jail, settings.sandbox_uid)
-        runner = Runner(etc, settings.sandbox_uid)
+        # One cgroup parent per data dir, so two servers on one host never sweep each other's runs.
+        parent = "cloche-" + hashlib.sha256(str(paths.root).encode()).hexdigest()[:10]
+        cgroups = Cgroups.detect(parent)
+        runner = Runner(etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings))
         store = SqliteMetadataStore(paths.db)
+        envs = EnvironmentStore(paths.envs)
+        envs.create()
+        registry = EcosystemRegistry(
+            [
+                PythonEcosystem(settings.python_index_url, settings.python_wheel_dir, settings.allow_unknown_imports),
+                NodeEcosystem(),
+            ]
+        )
+        tools = {"uv": _uv_binary()}
+        install = InstallSettings(
+            builder_uid=settings.builder_uid,
+            tools=tools,
+            cache_root=paths.cache,
+            scratch=paths.tmp,
+            egress=EgressPolicy(settings.host_list(settings.registry_allow)),
+            wheel_dir=settings.python_wheel_dir,
+            limits=ResourceLimits(
+                memory_bytes=settings.install_memory_mb * 1024 * 1024,
+                pids=1024,
+                cpu_cores=settings.max_cpu_cores,
+                file_size_bytes=settings.max_file_mb * 1024 * 1024,
+                open_files=4096,
+            ),
+        )
+        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs))
         sandboxes = SandboxService(settings, paths, store)
         return cls(
             settings=settings,
             paths=paths,
             store=store,
             runner=runner,
+            cgroups=cgroups,
+            envs=envs,
             sandboxes=sandboxes,
             files=FileService(sandboxes),
-            execs=ExecService(sandboxes, runner),
+            deps=deps,
+            execs=ExecService(sandboxes, runner, registry, deps),
             api_keys=settings.parsed_api_keys(),
+            tools=tools,
         )
 
     async def start(self) -> None:
-        await preflight.check(self.runner, self.paths, self.settings)  # no jail, no server
+        swept = self.cgroups.sweep()
+        await preflight.check(self.runner, self.paths, self.settings, self.tools)  # no jail, no server
+        self.envs.remove_temp()
         await self.sandboxes.reconcile()
+        log.info("cgroups swept", extra={"cgroups_removed": swept})
         self.tasks.append(asyncio.create_task(self._housekeeping()))
+        self.tasks.append(asyncio.create_task(self._collect_environments()))
 
     async def _housekeeping(self) -> None:
         while True:
@@ -64,6 +129,18 @@ class AppState:
                 self.runner.reap()
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("housekeeping failed")
+
+    async def _collect_environments(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.gc_interval_seconds)
+            try:
+                removed = await asyncio.to_thread(
+                    self.envs.prune, self.deps.referenced_keys(), self.settings.env_gc_grace_seconds
+                )
+                if removed:
+                    log.info("environments pruned", extra={"removed": removed})
+            except Exception:
+                log.exception("environment collection failed")
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -46,6 +46,35 @@ def serve(
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
+@app.command()
+def gc(
+    data_dir: Annotated[Path | None, typer.Option(help="State directory (CLOCHE_DATA_DIR).")] = None,
+    grace_seconds: Annotated[
+        float | None, typer.Option(help="Keep unreferenced environments younger than this (default: setting).")
+    ] = None,
+) -> None:
+    """Remove environments no live sandbox references (after the grace period)."""
+    from cloche.paths import DataPaths
+    from cloche.settings import Settings
+    from cloche.store.envstore import EnvironmentStore
+    from cloche.store.sqlite import SqliteMetadataStore
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))  # type: ignore[arg-type]
+    paths = DataPaths(settings.data_dir)
+    if not paths.db.exists():
+        typer.echo(f"cloche: no cloche data in {paths.root}", err=True)
+        raise typer.Exit(2)
+    store = SqliteMetadataStore(paths.db)
+    try:
+        grace = settings.env_gc_grace_seconds if grace_seconds is None else grace_seconds
+        removed = EnvironmentStore(paths.envs).prune(store.bound_env_keys(), grace)
+    finally:
+        store.close()
+    for key in removed:
+        typer.echo(f"removed {key}")
+    typer.echo(f"{len(removed)} environment(s) removed")
+
+
 def _is_loopback(host: str) -> bool:
     return host in {"localhost", "::1"} or host.startswith("127.")
 

@@ -49,6 +49,7 @@ class BwrapCommand:
     pass_fds: list[int] = field(default_factory=list)
     preexec: list[Callable[[], None]] = field(default_factory=list)
     host_uid: int | None = None
+    launcher: list[str] = field(default_factory=list)  # in-jail program that starts the command
 
     def argv(self, command: tuple[str, ...]) -> tuple[list[str], int]:
         """The host argv and the fd carrying the options; the caller closes the fd after spawn."""
@@ -61,4 +62,4 @@ class BwrapCommand:
         os.lseek(fd, 0, os.SEEK_SET)
         os.set_inheritable(fd, True)
         # The command itself must follow on the real argv; it is the user's, not a host secret.
-        return ["bwrap", "--args", str(fd), "--", *command], fd
+        return ["bwrap", "--args", str(fd), "--", *self.launcher, *command], fd

@@ -79,5 +79,8 @@ def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
             cmd.args += ["--dir", mount.dest]
         else:
             cmd.args += [f"--{mount.kind}", str(mount.source), mount.dest]
-    # Remount the jail's root read-only last, so nothing outside the named binds is writable.
+
+
+def seal_root(cmd: BwrapCommand) -> None:
+    """Remount the jail's root read-only, after every layer has placed its mounts."""
     cmd.args += ["--remount-ro", "/"]

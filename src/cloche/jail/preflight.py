@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from cloche.errors import JailUnavailable
@@ -23,12 +24,12 @@ def _traversable_by_others(path: Path) -> Path | None:
     return None
 
 
-async def check(runner: Runner, paths: DataPaths, settings: Settings) -> None:
+async def check(runner: Runner, paths: DataPaths, settings: Settings, tools: Mapping[str, Path]) -> None:
     if os.geteuid() != 0:
         raise JailUnavailable(
             "cloche must run as root: each sandbox runs under its own host uid, which needs root to assign"
         )
-    for needed in (bwrap_path(), paths.workspaces):
+    for needed in (bwrap_path(), paths.workspaces, *tools.values()):
         blocked = _traversable_by_others(needed)
         if blocked is not None:
             raise JailUnavailable(

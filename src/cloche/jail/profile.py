@@ -7,10 +7,13 @@ Two profiles are built from these: *exec* (workspace read-write, environments re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from cloche.jail.egress import EgressPolicy
 
 SANDBOX_DIR = "/sandbox"
 
@@ -38,6 +41,18 @@ class JailProfile:
     mounts: tuple[Mount, ...] = ()
     tmp_size_bytes: int = 256 * 1024 * 1024
     hostname: str = "sandbox"
+    egress: EgressPolicy | None = None  # None or an empty allowlist: no network at all
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """Kernel-enforced caps for one run (cgroup + rlimits). Defaults suit a small script."""
+
+    memory_bytes: int = 1024 * 1024 * 1024
+    pids: int = 256
+    cpu_cores: float = 1.0
+    file_size_bytes: int = 1024 * 1024 * 1024
+    open_files: int = 1024
 
 
 @dataclass(frozen=True)
@@ -50,3 +65,6 @@ class RunSpec:
     stdin: bytes | None = None
     timeout_seconds: float = 30.0
     output_limit_bytes: int = 1_048_576
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # Polled about once a second while the run lives; a returned reason stops it (e.g. a disk quota).
+    watchdog: Callable[[], Awaitable[str | None]] | None = None

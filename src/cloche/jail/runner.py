@@ -1,8 +1,14 @@
 """Run one command in the jail: compose the layers, spawn, stream output under caps, enforce the clock.
 
-The layers are applied in one fixed order, readable top to bottom in ``Runner._compose``:
-identity and namespaces -> filesystem -> environment. Later layers (seccomp, cgroups, rlimits, egress)
-slot into the same list.
+The layers are applied in one fixed order, readable top to bottom in ``Runner.run``:
+
+1. identity and namespaces (host uid, user/pid/ipc/uts/net/cgroup namespaces, caps, session)
+2. filesystem (read-only system, synthetic /etc, workspace, private /tmp)
+3. environment (cleared, explicit)
+4. network (none, or registry-only egress through the host proxy)
+5. seccomp (a deny list compiled to BPF, handed to bwrap)
+6. cgroup (memory incl. swap, pids, CPU) and rlimits (file size, open files, processes, no core dumps),
+   both applied in the child before bwrap starts
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -21,15 +28,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloche.errors import JailUnavailable
-from cloche.jail import mounts, namespaces, supervisor
+from cloche.jail import mounts, namespaces, network, seccomp, supervisor
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
+from cloche.jail.cgroups import CgroupLimits, Cgroups, RunCgroup
 from cloche.jail.profile import JailProfile, RunSpec
+from cloche.jail.rlimits import Rlimits
 
 log = logging.getLogger("cloche.jail")
 
 StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, str], Awaitable[None]]
-Outcome = Literal["succeeded", "failed", "timed_out", "output_limit", "killed"]
+Outcome = Literal["succeeded", "failed", "timed_out", "output_limit", "oom_killed", "killed"]
 
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -41,8 +50,12 @@ BASE_ENV = {
     "TMPDIR": "/tmp",
     # Unbuffered output so streaming shows lines as they are printed.
     "PYTHONUNBUFFERED": "1",
+    # No __pycache__ in workspaces: agents rewrite files within a second at equal size, which mtime-based
+    # .pyc validation cannot tell apart. Installed environments ship their bytecode precompiled.
+    "PYTHONDONTWRITEBYTECODE": "1",
 }
 READ_CHUNK = 65536
+_run_counter = itertools.count()
 
 
 @dataclass
@@ -55,6 +68,9 @@ class RunResult:
     truncated: bool
     duration_ms: int
     error: str | None = None
+    egress_denied: list[str] = field(default_factory=list)
+    memory_peak_bytes: int | None = None
+    cpu_seconds: float | None = None
 
 
 @dataclass
@@ -68,6 +84,7 @@ class _Capture:
     interleaved: list[str] = field(default_factory=list)
     truncated: bool = False
     limit_hit: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: str | None = None
 
     async def feed(self, name: StreamName, reader: asyncio.StreamReader) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -97,8 +114,18 @@ class _Capture:
 class Runner:
     """Spawns bwrap as the sandbox's host uid; nothing is ever run outside it."""
 
-    def __init__(self, synthetic_etc: Path, sandbox_uid: int) -> None:
+    def __init__(
+        self,
+        synthetic_etc: Path,
+        sandbox_uid: int,
+        run_dir: Path,
+        cgroups: Cgroups,
+        trusted_networks: tuple[str, ...] = (),
+    ) -> None:
         self._etc = synthetic_etc
+        self._run_dir = run_dir
+        self._cgroups = cgroups
+        self._trusted = trusted_networks
         self._sandbox_uid = sandbox_uid
         self._bwrap = bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
@@ -116,12 +143,47 @@ class Runner:
         cmd.args += ["--chdir", spec.cwd]
         return cmd
 
-    async def run(
-        self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None
+    async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
+        cmd = self._compose(spec, profile)  # 1-3
+        egress = await network.apply(cmd, profile, self._run_dir, self._trusted)  # 4. network: none, or registries only
+        seccomp_fd = seccomp.seccomp_fd()  # 5. system call filter
+        cmd.args += ["--seccomp", str(seccomp_fd)]
+        mounts.seal_root(cmd)  # nothing outside the named binds is writable
+        cmd.pass_fds.append(seccomp_fd)
+        limits = spec.limits
+        group = self._cgroups.create(  # 6. cgroup, joined by the child before it execs bwrap
+            f"run-{os.getpid()}-{next(_run_counter)}",
+            CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores),
+        )
+        rlimits = Rlimits(limits.file_size_bytes, limits.open_files, nproc=limits.pids + 16)
+        cmd.preexec += [group.preexec_attach, rlimits.preexec_apply]
+        try:
+            result = await self._spawn(cmd, spec, on_output, group, seccomp_fd)
+        finally:
+            group.kill()
+            group.remove()
+            if egress is not None:
+                await egress.close()
+        if egress is not None:
+            result.egress_denied = egress.denied_hosts()
+        return result
+
+    async def _spawn(
+        self,
+        cmd: BwrapCommand,
+        spec: RunSpec,
+        on_output: OutputCallback | None,
+        group: RunCgroup,
+        seccomp_fd: int,
     ) -> RunResult:
-        cmd = self._compose(spec, profile)
         argv, args_fd = cmd.argv(spec.argv)
         started = time.monotonic()
+        hooks = list(cmd.preexec)
+
+        def preexec() -> None:  # runs in the child after setuid: only a few raw syscalls
+            for hook in hooks:
+                hook()
+
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -135,21 +197,35 @@ class Runner:
                 extra_groups=[],
                 close_fds=True,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             raise JailUnavailable(f"could not start bubblewrap at {self._bwrap}: {exc}") from exc
         finally:
             os.close(args_fd)
+            os.close(seccomp_fd)
+            group.close_fds()
         capture = _Capture(spec.output_limit_bytes, on_output)
         self._live.add(proc.pid)
         try:
-            return await self._supervise(proc, spec, capture, started)
+            result = await self._supervise(proc, spec, capture, started, group)
         finally:
             self._live.discard(proc.pid)
             self.reap()
+        if group.oom_killed() and result.status in ("failed", "succeeded"):
+            result.status = "oom_killed"
+            result.error = f"out of memory: the run exceeded its {spec.limits.memory_bytes // 2**20} MiB limit"
+        result.memory_peak_bytes = group.memory_peak_bytes()
+        result.cpu_seconds = group.cpu_usage_seconds()
+        return result
 
     async def _supervise(
-        self, proc: asyncio.subprocess.Process, spec: RunSpec, capture: _Capture, started: float
+        self,
+        proc: asyncio.subprocess.Process,
+        spec: RunSpec,
+        capture: _Capture,
+        started: float,
+        group: RunCgroup,
     ) -> RunResult:
         assert proc.stdout is not None and proc.stderr is not None
         readers = [
@@ -157,32 +233,36 @@ class Runner:
             asyncio.create_task(capture.feed("stderr", proc.stderr)),
         ]
         stdin_task = asyncio.create_task(self._write_stdin(proc, spec.stdin))
+        if spec.watchdog is not None:
+            readers.append(asyncio.create_task(_watch(spec.watchdog, capture)))
         status: Outcome | None = None
         error: str | None = None
         try:
             limit: asyncio.Future[Any] = asyncio.create_task(capture.limit_hit.wait())
-            readers_done: asyncio.Future[Any] = asyncio.gather(*readers)
+            readers_done: asyncio.Future[Any] = asyncio.gather(*readers[:2])
             finished, _ = await asyncio.wait(
                 [readers_done, limit], timeout=spec.timeout_seconds, return_when=asyncio.FIRST_COMPLETED
             )
             limit.cancel()
             if not finished:
                 status, error = "timed_out", f"wall clock of {spec.timeout_seconds:g}s exceeded"
+            if capture.stop_reason is not None:
+                status, error = "killed", capture.stop_reason
             if capture.truncated and status is None:
                 status = "output_limit"
                 error = f"output exceeded {spec.output_limit_bytes} bytes on one stream"
             if status is not None:
-                self._kill(proc)
+                self._kill(proc, group)
             remaining = max(spec.timeout_seconds - (time.monotonic() - started), 0) + 5
             await asyncio.wait_for(proc.wait(), timeout=remaining)
         except asyncio.CancelledError:
             # The client went away: the run dies with the request.
-            self._kill(proc)
+            self._kill(proc, group)
             await proc.wait()
             raise
         except TimeoutError:
             # Streams closed but the process lingers past the clock.
-            self._kill(proc)
+            self._kill(proc, group)
             await proc.wait()
             status = status or "timed_out"
         finally:
@@ -219,12 +299,23 @@ class Runner:
             proc.stdin.close()
 
     @staticmethod
-    def _kill(proc: asyncio.subprocess.Process) -> None:
-        """SIGKILL bwrap's whole session; the jail's pid 1 dies with it and takes every descendant along."""
+    def _kill(proc: asyncio.subprocess.Process, group: RunCgroup) -> None:
+        """SIGKILL bwrap's session, then everything in the run's cgroup (setsid daemons included)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
+        group.kill()
+
+
+async def _watch(watchdog: Callable[[], Awaitable[str | None]], capture: _Capture) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        reason = await watchdog()
+        if reason is not None:
+            capture.stop_reason = reason
+            capture.limit_hit.set()
+            return
 
 
 def _close_pipes(proc: asyncio.subprocess.Process) -> None:

@@ -120,9 +120,7 @@ class SandboxHandle:
 
     def write(self, path: str, content: str | bytes) -> FileEntry:
         data = content.encode() if isinstance(content, str) else content
-        return FileEntry.model_validate(
-            self.client.request("PUT", f"{self._base}/files/{path}", content=data).json()
-        )
+        return FileEntry.model_validate(self.client.request("PUT", f"{self._base}/files/{path}", content=data).json())
 
     def upload(self, *paths: str | Path, folder: str = "") -> FilesWritten:
         with contextlib.ExitStack() as stack:
@@ -140,9 +138,7 @@ class SandboxHandle:
         return self.client.request("GET", f"{self._base}/files/{path}").content
 
     def files(self, path: str = "") -> FileList:
-        return FileList.model_validate(
-            self.client.request("GET", f"{self._base}/files", params={"path": path}).json()
-        )
+        return FileList.model_validate(self.client.request("GET", f"{self._base}/files", params={"path": path}).json())
 
     def remove(self, path: str) -> None:
         self.client.request("DELETE", f"{self._base}/files/{path}")
@@ -151,9 +147,7 @@ class SandboxHandle:
         body = _exec_body(filename, command, options)
         return ExecResult.model_validate(self.client.request("POST", f"{self._base}/exec", json=body).json())
 
-    def stream(
-        self, filename: str | None = None, command: str | None = None, **options: Any
-    ) -> Iterator[ExecEvent]:
+    def stream(self, filename: str | None = None, command: str | None = None, **options: Any) -> Iterator[ExecEvent]:
         """Yield output events as the program prints, then one ``done`` event with the result."""
         body = _exec_body(filename, command, options)
         headers = {"Accept": "text/event-stream"}

@@ -6,11 +6,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from cloche.ecosystems import registry
+from cloche.ecosystems.base import Ecosystem, ExecEnv
+from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
-from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
-from cloche.jail.runner import Runner, RunResult, StreamName
+from cloche.jail.egress import EgressPolicy
+from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
+from cloche.jail.runner import BASE_ENV, Runner, RunResult, StreamName
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
+from cloche.service.deps import DependencyService, Prepared, Progress
 from cloche.service.ids import new_run_id, utcnow
 from cloche.service.sandboxes import SandboxService
 from cloche.store import safefs
@@ -22,42 +25,82 @@ EventSink = Callable[[StreamName, str], Awaitable[None]]
 
 
 class ExecService:
-    def __init__(self, sandboxes: SandboxService, runner: Runner) -> None:
+    def __init__(
+        self,
+        sandboxes: SandboxService,
+        runner: Runner,
+        ecosystems: EcosystemRegistry,
+        deps: DependencyService,
+    ) -> None:
         self.sandboxes = sandboxes
         self.settings = sandboxes.settings
         self.runner = runner
+        self.ecosystems = ecosystems
+        self.deps = deps
 
-    def _argv(self, row: SandboxRow, request: ExecRequest) -> list[str]:
+    def _target(self, row: SandboxRow, request: ExecRequest) -> tuple[Ecosystem | None, str | None, list[str]]:
+        """(ecosystem, entry, argv) for the request; commands run with /bin/sh in the workspace."""
         if request.command is not None:
-            return ["/bin/sh", "-c", request.command]
+            language = self.ecosystems.by_name(row.language) if row.language else None
+            return language, None, ["/bin/sh", "-c", request.command]
         assert request.filename is not None
         entry = str(safefs.validate_relpath(request.filename))
-        ecosystem = registry.for_entry(entry)
+        ecosystem = self.ecosystems.for_entry(entry)
         root = self.sandboxes.paths.workspace(row.id)
         info = safefs.lookup(root, entry)
         if info is None or info.type != "file":
             raise FileNotFound(f"{entry!r} is not a file in the workspace; upload it first")
         if row.language is None:
             self.sandboxes.store.set_language(row.id, ecosystem.name)
-        return ecosystem.command(entry, request.args)
+        return ecosystem, entry, ecosystem.command(entry, request.args)
 
-    def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str]) -> RunSpec:
+    async def _prepare(
+        self, row: SandboxRow, ecosystem: Ecosystem | None, entry: str | None, progress: Progress | None
+    ) -> Prepared:
+        if ecosystem is None:
+            return Prepared()
+        if entry is None:
+            # A shell command sees the environment the sandbox's last file exec installed, unchanged.
+            return self.deps.current(row.id, ecosystem)
+        root = self.sandboxes.paths.workspace(row.id)
+        return await self.deps.prepare(row.id, ecosystem, root, entry, progress)
+
+    def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv) -> RunSpec:
         settings = self.settings
-        timeout = (
-            request.timeout_seconds or row.limits.get("timeout_seconds") or settings.default_timeout_seconds
+        asked = {**row.limits, **(request.limits.model_dump(exclude_none=True) if request.limits else {})}
+        if request.timeout_seconds:
+            asked["timeout_seconds"] = request.timeout_seconds
+        timeout = asked.get("timeout_seconds") or settings.default_timeout_seconds
+        output = asked.get("output_bytes") or settings.output_limit_bytes
+        mib = 1024 * 1024
+        limits = ResourceLimits(
+            memory_bytes=min(asked.get("memory_mb") or settings.default_memory_mb, settings.max_memory_mb) * mib,
+            pids=min(asked.get("pids") or settings.default_pids, settings.max_pids),
+            cpu_cores=min(asked.get("cpu_cores") or settings.default_cpu_cores, settings.max_cpu_cores),
+            file_size_bytes=settings.max_file_mb * mib,
+            open_files=settings.open_files,
         )
-        output = row.limits.get("output_bytes") or settings.output_limit_bytes
         return RunSpec(
             argv=tuple(argv),
-            env={**row.env, **(request.env or {})},
+            env={**BASE_ENV, **exec_env.env, **row.env, **(request.env or {})},
             cwd=SANDBOX_DIR,
             stdin=request.stdin.encode() if request.stdin is not None else None,
             timeout_seconds=min(float(timeout), settings.max_timeout_seconds),
             output_limit_bytes=min(int(output), settings.output_limit_bytes),
+            limits=limits,
+            watchdog=lambda: asyncio.to_thread(self.sandboxes.over_quota, row),
         )
 
+    def _egress(self, row: SandboxRow) -> EgressPolicy:
+        return EgressPolicy(tuple(self.sandboxes.egress_hosts(row)))
+
     async def execute(
-        self, tenant: str, sandbox_id: str, request: ExecRequest, on_output: EventSink | None = None
+        self,
+        tenant: str,
+        sandbox_id: str,
+        request: ExecRequest,
+        on_output: EventSink | None = None,
+        on_install: Progress | None = None,
     ) -> ExecResult:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         task = asyncio.current_task()
@@ -65,19 +108,30 @@ class ExecService:
         self.sandboxes.track(row.id, task)
         async with self.sandboxes.lock(row.id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
-            argv = self._argv(row, request)
-            spec = self._spec(row, request, argv)
-            profile = JailProfile(
-                name="exec",
-                host_uid=row.host_uid,
-                workspace=self.sandboxes.paths.workspace(row.id),
-                workspace_writable=True,
-            )
+            ecosystem, entry, argv = self._target(row, request)
             run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
             self.sandboxes.touch(row.id)
             try:
+                prepared = await self._prepare(row, ecosystem, entry, on_install)
+                run.extra = _dependency_record(prepared)
+                if prepared.error is not None:
+                    self._finish(run, None, "install_failed", prepared.error)
+                    run.output = f"Install failed:\n{prepared.error}\n"
+                    self.sandboxes.store.finish_run(run)
+                    return _result(run)
+                spec = self._spec(row, request, argv, prepared.exec_env)
+                profile = JailProfile(
+                    name="exec",
+                    host_uid=row.host_uid,
+                    workspace=self.sandboxes.paths.workspace(row.id),
+                    workspace_writable=True,
+                    mounts=prepared.exec_env.mounts,
+                    egress=self._egress(row),
+                    tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
+                )
                 result = await self.runner.run(spec, profile, on_output)
+                result.output = _install_lines(prepared) + result.output
             except asyncio.CancelledError:
                 self._finish(run, None, "killed", "the client disconnected or the sandbox was deleted")
                 raise
@@ -98,6 +152,7 @@ class ExecService:
             run.stdout, run.stderr, run.output = result.stdout, result.stderr, result.output
             run.truncated = result.truncated
             run.duration_ms = result.duration_ms
+            run.extra["egress_denied"] = result.egress_denied
         else:
             run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
         self.sandboxes.store.finish_run(run)
@@ -135,8 +190,32 @@ class ExecService:
         )
 
 
+def _dependency_record(prepared: Prepared) -> dict[str, object]:
+    return {
+        "install": prepared.report or None,
+        "unlisted_imports": prepared.unlisted,
+        "unresolved_imports": prepared.unresolved,
+        "lock": prepared.lock.text if prepared.lock else None,
+        "components": [c.to_dict() for c in prepared.lock.components] if prepared.lock else [],
+        "env_key": prepared.env_key,
+    }
+
+
+def _install_lines(prepared: Prepared) -> str:
+    lines = [f"Installing {c.name}=={c.version}...\n" for c in prepared.newly_installed]
+    for item in prepared.unlisted:
+        hint = f" (add {item['suggested']})" if item.get("suggested") else ""
+        lines.append(f"Note: '{item['module']}' is imported but not listed in the manifest{hint}\n")
+    return "".join(lines)
+
+
 def _result(run: RunRow) -> ExecResult:
+    extra = run.extra
     return ExecResult(
+        install=extra.get("install"),
+        unlisted_imports=extra.get("unlisted_imports") or [],
+        unresolved_imports=extra.get("unresolved_imports") or [],
+        egress_denied=extra.get("egress_denied") or [],
         run_id=run.id,
         status=run.status,
         exit_code=run.exit_code,

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import BinaryIO
 
-from cloche.errors import InvalidRequest
+from cloche.errors import InvalidRequest, TooLarge
 from cloche.models import FileEntry, FileList, FilesWritten
 from cloche.service.sandboxes import SandboxService
 from cloche.store import archive, safefs
+from cloche.store.metadata import SandboxRow
 
 
 def _entry(info: safefs.FileInfo) -> FileEntry:
     return FileEntry(path=info.path, type=info.type, size=info.size, sha256=info.sha256, mtime=info.mtime)
+
+
+def _size(data: BinaryIO) -> int:
+    try:
+        return os.fstat(data.fileno()).st_size
+    except (OSError, AttributeError, ValueError):  # in-memory spools have no descriptor
+        position = data.tell()
+        data.seek(0, os.SEEK_END)
+        size = data.tell() - position
+        data.seek(position)
+        return size
 
 
 def _join(folder: str, name: str) -> str:
@@ -37,6 +50,7 @@ class FileService:
         for target, _ in targets:
             safefs.validate_relpath(target)
         root = self.sandboxes.paths.workspace(row.id)
+        await self._check_quota(row, sum(_size(data) for _, data in targets))
         written = []
         for target, data in targets:
             info = await asyncio.to_thread(
@@ -72,9 +86,17 @@ class FileService:
         await asyncio.to_thread(safefs.delete_path, root, path)
         self.sandboxes.touch(row.id)
 
+    async def _check_quota(self, row: SandboxRow, incoming: int) -> None:
+        reason = await asyncio.to_thread(self.sandboxes.over_quota, row, incoming)
+        if reason is not None:
+            raise TooLarge(f"{reason}; delete files or create the sandbox with a larger limits.disk_mb")
+
     async def extract(self, tenant: str, sandbox_id: str, data: BinaryIO, folder: str) -> FilesWritten:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         root = self.sandboxes.paths.workspace(row.id)
+        await self._check_quota(row, 0)
+        used, _ = await asyncio.to_thread(safefs.tree_usage, root)
+        room = max(self.sandboxes.disk_quota_bytes(row) - used, 0)
         infos = await asyncio.to_thread(
             archive.extract_archive,
             root,
@@ -83,7 +105,7 @@ class FileService:
             uid=row.host_uid,
             gid=row.host_uid,
             max_members=self.settings.max_archive_members,
-            max_total_bytes=self.settings.max_archive_bytes,
+            max_total_bytes=min(self.settings.max_archive_bytes, room),
             max_member_bytes=self.settings.max_upload_bytes,
         )
         self.sandboxes.touch(row.id)

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound
 from cloche.jail import supervisor
+from cloche.jail.egress import EgressPolicy
 from cloche.models import CreateSandbox, Limits, Sandbox
 from cloche.paths import DataPaths
 from cloche.service.ids import new_sandbox_id, utcnow
@@ -63,7 +64,27 @@ class SandboxService:
             ttl_seconds=row.ttl_seconds,
             limits=Limits.model_validate(row.limits),
             env_keys=sorted(row.env),
+            egress=self.egress_hosts(row),
         )
+
+    def disk_quota_bytes(self, row: SandboxRow) -> int:
+        asked = row.limits.get("disk_mb") or self.settings.default_disk_mb
+        return int(min(asked, self.settings.max_disk_mb)) * 1024 * 1024
+
+    def over_quota(self, row: SandboxRow, incoming: int = 0) -> str | None:
+        """Why the workspace is (or would be, with ``incoming`` more bytes) over its quota, or None."""
+        used, inodes = safefs.tree_usage(self.paths.workspace(row.id))
+        quota = self.disk_quota_bytes(row)
+        if used + incoming > quota:
+            return f"the workspace would hold {used + incoming} bytes, over its {quota // 2**20} MiB disk quota"
+        if inodes > self.settings.workspace_inodes:
+            return f"the workspace holds {inodes} files, over its limit of {self.settings.workspace_inodes}"
+        return None
+
+    def egress_hosts(self, row: SandboxRow) -> list[str]:
+        if row.egress is not None:
+            return list(row.egress)
+        return list(self.settings.host_list(self.settings.egress_allow))
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
@@ -78,6 +99,8 @@ class SandboxService:
     # lifecycle
 
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
+        if request.egress:
+            EgressPolicy(tuple(request.egress))  # refuse malformed hosts now, not at the first exec
         now = utcnow()
         ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
         async with self._uid_lock:
@@ -92,6 +115,7 @@ class SandboxService:
                 ttl_seconds=ttl,
                 limits=(request.limits or Limits()).model_dump(exclude_none=True),
                 env=request.env or {},
+                egress=request.egress,
             )
             workspace = self.paths.workspace(row.id)
             workspace.mkdir(mode=0o700)
@@ -106,9 +130,7 @@ class SandboxService:
         for uid in range(base, base + count):
             if uid not in used:
                 return uid
-        raise PoolExhausted(
-            f"all {count} sandbox uids are in use; delete sandboxes or raise CLOCHE_UID_COUNT"
-        )
+        raise PoolExhausted(f"all {count} sandbox uids are in use; delete sandboxes or raise CLOCHE_UID_COUNT")
 
     def list(self, tenant: str) -> list[Sandbox]:
         return [self.view(r) for r in self.store.list_sandboxes(tenant)]

@@ -105,15 +105,11 @@ class _Plan:
         for path in sorted(self.dirs):  # parents first, so the shallowest clash is named
             found = _lookup(root, path)
             if found is not None and found.type != "dir":
-                raise InvalidArchive(
-                    f"{path!r} is a {found.type} in the workspace; the archive needs a directory"
-                )
+                raise InvalidArchive(f"{path!r} is a {found.type} in the workspace; the archive needs a directory")
         for path in sorted(self.files):
             found = _lookup(root, path)
             if found is not None and found.type == "dir":
-                raise InvalidArchive(
-                    f"{path!r} is a directory in the workspace; the archive has a file there"
-                )
+                raise InvalidArchive(f"{path!r} is a directory in the workspace; the archive has a file there")
 
 
 def _lookup(root: Path, path: str) -> FileInfo | None:
@@ -146,9 +142,7 @@ def extract_archive(
     return _extract(root, data, base, uid, gid, limits)
 
 
-def _extract(
-    root: Path, fh: BinaryIO, base: PurePosixPath, uid: int, gid: int, limits: _Limits
-) -> list[FileInfo]:
+def _extract(root: Path, fh: BinaryIO, base: PurePosixPath, uid: int, gid: int, limits: _Limits) -> list[FileInfo]:
     if not fh.seekable():
         raise InvalidArchive("the archive must be given as a seekable file")
     fh.seek(0)
@@ -180,9 +174,7 @@ def _write(root: Path, entry: _Entry, src: IO[bytes] | None, uid: int, gid: int)
     if src is None:
         raise InvalidArchive(f"member {entry.name!r} has no readable data")
     with src:
-        return safefs.write_file(
-            root, entry.path, src, uid=uid, gid=gid, mode=entry.mode, max_bytes=entry.size
-        )
+        return safefs.write_file(root, entry.path, src, uid=uid, gid=gid, mode=entry.mode, max_bytes=entry.size)
 
 
 def _extract_zip(root: Path, fh: BinaryIO, plan: _Plan, uid: int, gid: int) -> list[FileInfo]:
@@ -319,9 +311,7 @@ def _extract_tar(root: Path, fh: BinaryIO, kind: _Kind, plan: _Plan, uid: int, g
         with _open_tar(fh, kind, plan.limits) as tf:
             for member, entry in zip(tf, plan.entries, strict=True):
                 if entry is not None:
-                    written.append(
-                        _write(root, entry, None if entry.is_dir else tf.extractfile(member), uid, gid)
-                    )
+                    written.append(_write(root, entry, None if entry.is_dir else tf.extractfile(member), uid, gid))
     except (*_TAR_ERRORS, ValueError) as e:
         raise InvalidArchive(f"the tar archive changed or is damaged: {e}") from e
     return written

@@ -24,6 +24,7 @@ class SandboxRow:
     env: dict[str, str]
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
+    egress: list[str] | None = None  # None: the server default
 
 
 @dataclass
@@ -42,6 +43,19 @@ class RunRow:
     finished_at: datetime | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EnvBinding:
+    """Which environment a sandbox uses for one ecosystem, and the detection fingerprint it was built for."""
+
+    sandbox_id: str
+    ecosystem: str
+    fingerprint: str
+    env_key: str
+    lock: str
+    components: list[dict[str, Any]]
+    updated_at: datetime
 
 
 class MetadataStore(Protocol):
@@ -78,5 +92,12 @@ class MetadataStore(Protocol):
 
     def fail_unfinished_runs(self, when: datetime, reason: str) -> int:
         """Mark runs left 'running' (by a crash) as failed; returns how many."""
+
+    def get_binding(self, sandbox_id: str, ecosystem: str) -> EnvBinding | None: ...
+
+    def set_binding(self, binding: EnvBinding) -> None: ...
+
+    def bound_env_keys(self) -> set[str]:
+        """Environment keys referenced by live sandboxes (the garbage collector keeps these)."""
 
     def close(self) -> None: ...

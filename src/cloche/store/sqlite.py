@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloche.store.metadata import RunRow, SandboxRow
+from cloche.store.metadata import EnvBinding, RunRow, SandboxRow
 
 SCHEMA_VERSION = 1
 
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     limits TEXT NOT NULL,
     env TEXT NOT NULL,
     deleted_at TEXT,
-    deleted_reason TEXT
+    deleted_reason TEXT,
+    egress TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sandboxes_live_uid ON sandboxes(host_uid) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes(tenant, created_at);
@@ -46,6 +47,16 @@ CREATE TABLE IF NOT EXISTS runs (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_sandbox ON runs(sandbox_id, started_at);
+CREATE TABLE IF NOT EXISTS env_bindings (
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),
+    ecosystem TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    env_key TEXT NOT NULL,
+    lock TEXT NOT NULL,
+    components TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (sandbox_id, ecosystem)
+);
 """
 
 
@@ -100,12 +111,13 @@ class SqliteMetadataStore:
             env=json.loads(row["env"]),
             deleted_at=_dt(row["deleted_at"]),
             deleted_reason=row["deleted_reason"],
+            egress=None if row["egress"] is None else json.loads(row["egress"]),
         )
 
     def insert_sandbox(self, row: SandboxRow) -> None:
         self._exec(
             "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds,"
-            " limits, env) VALUES (?,?,?,?,?,?,?,?,?)",
+            " limits, env, egress) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 row.id,
                 row.tenant,
@@ -116,6 +128,7 @@ class SqliteMetadataStore:
                 row.ttl_seconds,
                 json.dumps(row.limits),
                 json.dumps(row.env),
+                None if row.egress is None else json.dumps(row.egress),
             ),
         )
 
@@ -219,6 +232,45 @@ class SqliteMetadataStore:
             (_ts(when), reason),
         )
         return cursor.rowcount
+
+    # environment bindings
+
+    def get_binding(self, sandbox_id: str, ecosystem: str) -> EnvBinding | None:
+        rows = self._fetch("SELECT * FROM env_bindings WHERE sandbox_id = ? AND ecosystem = ?", (sandbox_id, ecosystem))
+        if not rows:
+            return None
+        row = rows[0]
+        return EnvBinding(
+            sandbox_id=row["sandbox_id"],
+            ecosystem=row["ecosystem"],
+            fingerprint=row["fingerprint"],
+            env_key=row["env_key"],
+            lock=row["lock"],
+            components=json.loads(row["components"]),
+            updated_at=_req_dt(row["updated_at"]),
+        )
+
+    def set_binding(self, binding: EnvBinding) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO env_bindings (sandbox_id, ecosystem, fingerprint, env_key, lock, components,"
+            " updated_at) VALUES (?,?,?,?,?,?,?)",
+            (
+                binding.sandbox_id,
+                binding.ecosystem,
+                binding.fingerprint,
+                binding.env_key,
+                binding.lock,
+                json.dumps(binding.components),
+                _ts(binding.updated_at),
+            ),
+        )
+
+    def bound_env_keys(self) -> set[str]:
+        rows = self._fetch(
+            "SELECT DISTINCT b.env_key FROM env_bindings b JOIN sandboxes s ON s.id = b.sandbox_id"
+            " WHERE s.deleted_at IS NULL"
+        )
+        return {r[0] for r in rows}
 
     def close(self) -> None:
         with self._lock:

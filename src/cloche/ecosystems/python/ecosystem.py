@@ -1,11 +1,171 @@
-"""Running Python entry files."""
+"""Python: detect what an entry needs, resolve it with uv to an exact lock, build a venv, expose it.
+
+The environment is a venv built *at* ``/sandbox/deps`` inside the install jail, so script shebangs and
+paths recorded at install time are the ones every run sees when the sealed entry is mounted there.
+"""
 
 from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
+from cloche.ecosystems.python.detect import detect as detect_python
+from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.lockfile import components
+from cloche.jail.profile import SANDBOX_DIR, Mount
+
+TARGET_PYTHON = "/usr/bin/python3"
+ENV_MOUNT = f"{SANDBOX_DIR}/deps"
+UV = "/opt/cloche/bin/uv"
+WHEELS = "/opt/cloche/wheels"
+INSTALL_TIMEOUT = 900.0
 
 
 class PythonEcosystem:
     name: str = "python"
     extensions: tuple[str, ...] = (".py",)
+    env_mount: str = ENV_MOUNT
+
+    def __init__(
+        self,
+        index_url: str = "https://pypi.org/simple",
+        wheel_dir: Path | None = None,
+        allow_unknown_imports: bool = False,
+    ) -> None:
+        self.index_url = index_url
+        self.wheel_dir = wheel_dir
+        self.allow_unknown_imports = allow_unknown_imports
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["python3", entry, *args]
+
+    # detection
+
+    def detect(self, root: Path, entry: str) -> Detection:
+        found = detect_python(root, entry, importmap=ImportMap.load(), allow_unknown=self.allow_unknown_imports)
+        requested = tuple(found.requirements)
+        return Detection(
+            ecosystem=self.name,
+            source=found.source,
+            requested=requested,
+            fingerprint=found.fingerprint,
+            optional=tuple(found.optional_requirements),
+            unlisted=tuple(s.to_dict() for s in found.unlisted),
+            unresolved=tuple(u.to_dict() for u in found.unresolved),
+            sys_path=tuple(found.sys_path),
+            details=found,
+        )
+
+    def abi(self) -> str:
+        # The jail's interpreter: /usr/bin/python3 -> python3.X decides the ABI tag.
+        version = os.path.basename(os.path.realpath(TARGET_PYTHON)).removeprefix("python")
+        libc = "-".join(platform.libc_ver())
+        return f"cpython-{version}-{platform.machine()}-{libc}"
+
+    # installation (every command runs in the install jail)
+
+    def _index_args(self) -> list[str]:
+        if self.wheel_dir is not None:
+            return ["--no-index", "--find-links", WHEELS]
+        return ["--index-url", self.index_url]
+
+    async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
+        details = detection.details
+        constraints = "\n".join(getattr(details, "constraints", ()) or ()) + "\n"
+        attempts = [detection.requested + detection.optional]
+        if detection.optional:
+            attempts.append(detection.requested)  # optional imports are never fatal
+        error = ""
+        for requested in attempts:
+            files = {
+                "requirements.in": "\n".join(requested) + "\n-c constraints.txt\n",
+                "constraints.txt": constraints,
+            }
+            argv = [
+                UV,
+                "pip",
+                "compile",
+                "/work/requirements.in",
+                "--generate-hashes",
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+                "--python",
+                TARGET_PYTHON,
+                *self._index_args(),
+            ]
+            # First wheels only with the shared cache (no third-party code runs); then, if that fails,
+            # allow source builds, which the jail gives a private cache.
+            for shared in (True, False):
+                extra = ["--only-binary", ":all:"] if shared else []
+                result = await jail.run([*argv, *extra], files=files, shared_cache=shared)
+                if result.status == "succeeded":
+                    return Lock(
+                        text=result.stdout,
+                        components=tuple(components(result.stdout, None, detection.source)),
+                    )
+                error = _installer_error(result.stderr or result.output)
+        raise InstallFailed(error)
+
+    async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
+        created = await jail.run([UV, "venv", jail.env_mount, "--python", TARGET_PYTHON, "--quiet", "--no-config"])
+        if created.status != "succeeded":
+            raise InstallFailed(_installer_error(created.stderr or created.output))
+        argv = [
+            UV,
+            "pip",
+            "install",
+            "--python",
+            f"{jail.env_mount}/bin/python",
+            "-r",
+            "/work/lock.txt",
+            "--require-hashes",
+            "--no-deps",
+            "--compile-bytecode",
+            "--link-mode",
+            "copy",
+            "--quiet",
+            *self._index_args(),
+        ]
+        error = ""
+        for shared in (True, False):
+            extra = ["--only-binary", ":all:"] if shared else []
+            result = await jail.run(
+                [*argv, *extra],
+                files={"lock.txt": lock.text},
+                shared_cache=shared,
+                timeout_seconds=INSTALL_TIMEOUT,
+            )
+            if result.status == "succeeded":
+                return list(lock.components)
+            error = _installer_error(result.stderr or result.output)
+        raise InstallFailed(error)
+
+    def site_packages(self, environment: Path) -> Path | None:
+        lib = environment / "lib"
+        try:
+            versions = sorted(p for p in os.listdir(lib) if p.startswith("python"))
+        except OSError:
+            return None
+        return lib / versions[-1] / "site-packages" if versions else None
+
+    def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
+        return components(lock.text, self.site_packages(environment), provenance)
+
+    def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
+        paths = [SANDBOX_DIR, *(f"{SANDBOX_DIR}/{p}" for p in detection.sys_path)]
+        env = {
+            "VIRTUAL_ENV": ENV_MOUNT,
+            "PATH": f"{ENV_MOUNT}/bin:/usr/local/bin:/usr/bin:/bin",
+        }
+        if detection.sys_path:
+            env["PYTHONPATH"] = ":".join(paths)
+        return ExecEnv(mounts=(Mount("ro-bind", ENV_MOUNT, environment),), env=env)
+
+
+def _installer_error(text: str) -> str:
+    """uv's error without its progress noise; it already names the package that failed."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-30:]) or "the installer failed without a message"

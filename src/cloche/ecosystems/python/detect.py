@@ -1,0 +1,312 @@
+"""What a Python entry needs installed, decided from the workspace alone.
+
+The first of these wins: a ``pyproject.toml`` declaring dependencies (PEP 621 or Poetry), then a
+``requirements.txt`` (both searched from the entry's directory up to the workspace root), then the
+entry's PEP 723 ``# /// script`` block, then a scan of its imports mapped through ``ImportMap``.
+Declared requirements are taken as written; scanned imports become distributions only when the map
+vouches for them, because guessing a distribution from an import name is how slopsquatting works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from cloche.ecosystems.python import manifests
+from cloche.ecosystems.python.importmap import ImportMap, Resolution
+from cloche.ecosystems.python.scan import MAX_FILE_BYTES, ImportRef, ScanResult, host_stdlib, scan_imports
+from cloche.errors import TooLarge
+from cloche.store import safefs
+
+# Bump when the meaning of a detection changes, so environments keyed on fingerprints are rebuilt.
+DETECTION_FORMAT_VERSION = 1
+
+Source = Literal["pyproject.toml", "requirements.txt", "inline", "scan", "none"]
+
+_DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A third-party import the declared requirements do not cover; ``suggested`` is the mapped
+    distribution, or None when nothing vouches for one."""
+
+    module: str
+    suggested: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"module": self.module, "suggested": self.suggested}
+
+
+@dataclass(frozen=True, slots=True)
+class UnresolvedImport:
+    module: str
+    hint: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"module": self.module, "hint": self.hint}
+
+
+@dataclass(frozen=True, slots=True)
+class PythonDetection:
+    """What to install for one entry, and why.
+
+    ``requirements`` are PEP 508 strings as declared (requirements.txt lines may carry
+    ``--hash=`` options) or, for a scan, bare distribution names the map vouches for;
+    ``optional_requirements`` (scan only) are installed when resolvable and never fatal.
+    ``unlisted`` and ``unresolved`` are advice, ``warnings`` scan problems; none of the three is
+    part of the fingerprint. ``inputs`` pair a workspace path with its sha256 (for an inline
+    block, the block's), or 'import:<module>' with 'required'/'optional' for a scan.
+    """
+
+    source: Source
+    manifest: str | None = None
+    requirements: tuple[str, ...] = ()
+    optional_requirements: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
+    requires_python: str | None = None
+    unlisted: tuple[Suggestion, ...] = ()
+    unresolved: tuple[UnresolvedImport, ...] = ()
+    sys_path: tuple[str, ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of exactly what decides the install: not of suggestions, warnings or other files."""
+        canonical = {
+            "format": DETECTION_FORMAT_VERSION,
+            "source": self.source,
+            "requirements": list(self.requirements),
+            "optional": list(self.optional_requirements),
+            "constraints": list(self.constraints),
+            "requires_python": self.requires_python,
+            "inputs": [list(pair) for pair in self.inputs],
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "manifest": self.manifest,
+            "requirements": list(self.requirements),
+            "optional_requirements": list(self.optional_requirements),
+            "constraints": list(self.constraints),
+            "requires_python": self.requires_python,
+            "unlisted": [s.to_dict() for s in self.unlisted],
+            "unresolved": [u.to_dict() for u in self.unresolved],
+            "sys_path": list(self.sys_path),
+            "warnings": list(self.warnings),
+            "inputs": [list(pair) for pair in self.inputs],
+            "fingerprint": self.fingerprint,
+        }
+
+
+def unresolved_hint(module: str) -> str:
+    return (
+        f"no known PyPI distribution provides {module!r}; add it to requirements.txt "
+        "(or an inline # /// script block) if you trust it"
+    )
+
+
+def _dirs_up(entry: str) -> list[str]:
+    """The entry's directory, its parents, ..., '' (the workspace root)."""
+    dirs = [posixpath.dirname(entry)]
+    while dirs[-1]:
+        dirs.append(posixpath.dirname(dirs[-1]))
+    return dirs
+
+
+def _present(root: Path, rel: str) -> bool:
+    # Any kind of entry counts, so a planted symlink is refused by read_manifest, not skipped.
+    return safefs.lookup(root, rel) is not None
+
+
+def _imports(scan: ScanResult, importmap: ImportMap) -> dict[str, tuple[Resolution | None, bool]]:
+    """Shown name -> (resolution, optional) for every third-party import; required wins.
+
+    The shown name is what the script wrote, or the more specific key that resolved it
+    (``from google.cloud import storage`` shows 'google.cloud.storage').
+    """
+    out: dict[str, tuple[Resolution | None, bool]] = {}
+    for ref in scan.imports:
+        for name, res in _resolve_ref(ref, importmap):
+            optional = out[name][1] and ref.optional if name in out else ref.optional
+            out[name] = (res, optional)
+    return dict(sorted(out.items()))
+
+
+def _resolve_ref(ref: ImportRef, importmap: ImportMap) -> list[tuple[str, Resolution | None]]:
+    results = [(name, importmap.resolve(name)) for name in ref.candidates]
+    if all(res is None for _, res in results):
+        return [(ref.module, None)]  # 'from foo import a, b': one unknown 'foo', not 'foo.a', 'foo.b'
+    shown: list[tuple[str, Resolution | None]] = []
+    for name, res in results:
+        if res is None:
+            shown.append((name, None))
+        else:
+            shown.append((res.module if len(res.module) > len(ref.module) else ref.module, res))
+    return shown
+
+
+def _by_name(names: Iterable[str]) -> tuple[str, ...]:
+    unique = {canonicalize_name(n): n for n in names}
+    return tuple(unique[key] for key in sorted(unique))
+
+
+def _declared_names(requirements: Iterable[str]) -> set[str]:
+    # Requirement strings from requirements.txt may carry ' --hash=...' options after the PEP 508 part.
+    return {canonicalize_name(Requirement(r.split(" --hash=")[0]).name) for r in requirements}
+
+
+def _unlisted(
+    imports: dict[str, tuple[Resolution | None, bool]], requirements: Iterable[str]
+) -> tuple[Suggestion, ...]:
+    declared = _declared_names(requirements)
+    out = []
+    for name, (res, optional) in imports.items():
+        if optional:
+            continue  # a guarded import left undeclared is usually deliberate
+        top = canonicalize_name(name.split(".")[0])
+        if top in declared or (res is not None and canonicalize_name(res.distribution) in declared):
+            continue
+        out.append(Suggestion(name, res.distribution if res is not None else None))
+    return tuple(out)
+
+
+def _sys_path(entry: str, src_dir: str | None, scan: ScanResult) -> tuple[str, ...]:
+    entry_dir = posixpath.dirname(entry) or "."
+    paths = [src_dir] if src_dir else []
+    paths += [p for p in scan.local_roots if p != entry_dir]
+    return tuple(dict.fromkeys(paths))
+
+
+def _warnings(scan: ScanResult) -> tuple[str, ...]:
+    notes = [str(error) for error in scan.errors]
+    if scan.truncated:
+        notes.append(f"the import scan stopped early; some local modules of {scan.entry} were not read")
+    return tuple(notes)
+
+
+def detect(
+    root: Path,
+    entry: str,
+    *,
+    importmap: ImportMap,
+    stdlib: frozenset[str] | None = None,
+    allow_unknown: bool = False,
+) -> PythonDetection:
+    """What ``entry`` (workspace-relative) needs; raises cloche errors for refused manifests.
+
+    ``stdlib`` is the target interpreter's ``sys.stdlib_module_names`` (default: this host's).
+    ``allow_unknown`` installs unresolved scanned imports under their own top-level name.
+    """
+    entry = str(safefs.validate_relpath(entry))
+    stdlib = host_stdlib() if stdlib is None else stdlib
+    dirs = _dirs_up(entry)
+    src_dir: str | None = None
+    for base in dirs:
+        rel = posixpath.join(base, "pyproject.toml")
+        if not _present(root, rel):
+            continue
+        project = manifests.parse_pyproject(root, rel)
+        src_dir = src_dir or project.src_dir  # the nearest project's layout, even without dependencies
+        if project.kind is not None:
+            scan = _scan(root, entry, stdlib, src_dir)
+            return PythonDetection(
+                source="pyproject.toml",
+                manifest=rel,
+                requirements=project.requirements,
+                requires_python=project.requires_python,
+                unlisted=_unlisted(_imports(scan, importmap), project.requirements),
+                sys_path=_sys_path(entry, src_dir, scan),
+                inputs=((rel, project.sha256),),
+                warnings=_warnings(scan),
+            )
+    for base in dirs:
+        rel = posixpath.join(base, "requirements.txt")
+        if not _present(root, rel):
+            continue
+        reqs = manifests.parse_requirements(root, rel)
+        scan = _scan(root, entry, stdlib, src_dir)
+        return PythonDetection(
+            source="requirements.txt",
+            manifest=rel,
+            requirements=reqs.requirements,
+            constraints=reqs.constraints,
+            unlisted=_unlisted(_imports(scan, importmap), reqs.requirements),
+            sys_path=_sys_path(entry, src_dir, scan),
+            inputs=tuple(sorted(reqs.files)),
+            warnings=_warnings(scan),
+        )
+    scan = _scan(root, entry, stdlib, src_dir)
+    imports = _imports(scan, importmap)
+    try:
+        inline = manifests.parse_inline(safefs.read_file(root, entry, max_bytes=MAX_FILE_BYTES), path=entry)
+    except TooLarge:
+        inline = None  # the scan already reported the entry as too large to read
+    if inline is not None:
+        return PythonDetection(
+            source="inline",
+            manifest=entry,
+            requirements=inline.requirements,
+            requires_python=inline.requires_python,
+            unlisted=_unlisted(imports, inline.requirements),
+            sys_path=_sys_path(entry, src_dir, scan),
+            inputs=((entry, inline.sha256),),
+            warnings=_warnings(scan),
+        )
+    return _from_scan(entry, src_dir, scan, imports, allow_unknown)
+
+
+def _scan(root: Path, entry: str, stdlib: frozenset[str], src_dir: str | None) -> ScanResult:
+    return scan_imports(root, entry, stdlib=stdlib, extra_roots=(src_dir,) if src_dir else ())
+
+
+def _from_scan(
+    entry: str,
+    src_dir: str | None,
+    scan: ScanResult,
+    imports: dict[str, tuple[Resolution | None, bool]],
+    allow_unknown: bool,
+) -> PythonDetection:
+    required: list[str] = []
+    optional: list[str] = []
+    unresolved: list[UnresolvedImport] = []
+    for name, (res, is_optional) in imports.items():
+        if res is not None:
+            (optional if is_optional else required).append(res.distribution)
+            continue
+        if is_optional:
+            continue  # nothing vouches for it and nothing fails without it
+        hint = unresolved_hint(name)
+        guess = name.split(".")[0]
+        if allow_unknown and _DIST_NAME.fullmatch(guess):
+            required.append(guess)
+            hint += f"; guessed {guess!r} from the import name because unknown imports are allowed"
+        unresolved.append(UnresolvedImport(name, hint))
+    required_names = {canonicalize_name(n) for n in required}
+    optional = [n for n in optional if canonicalize_name(n) not in required_names]
+    inputs = [(f"import:{name}", "optional" if opt else "required") for name, (_, opt) in imports.items()]
+    found = bool(required or optional or unresolved)
+    return PythonDetection(
+        source="scan" if found else "none",
+        requirements=_by_name(required),
+        optional_requirements=_by_name(optional),
+        unresolved=tuple(unresolved),
+        sys_path=_sys_path(entry, src_dir, scan),
+        # The import set, not the files' bytes: editing code without changing its imports must not
+        # trigger a re-resolve (the second exec is instant).
+        inputs=tuple(sorted(inputs)),
+        warnings=_warnings(scan),
+    )

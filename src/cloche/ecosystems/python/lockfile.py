@@ -1,0 +1,77 @@
+"""Reading uv's pinned output (``name==version`` lines with ``--hash`` options) and installed metadata."""
+
+from __future__ import annotations
+
+import os
+import re
+from email.parser import HeaderParser
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from cloche.ecosystems.base import Component
+from cloche.errors import ClocheError
+from cloche.store import safefs
+
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+HASH = re.compile(r"--hash=([a-z0-9]+:[0-9a-f]+)")
+MAX_METADATA = 4 * 1024 * 1024
+
+
+def parse_lock(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, version, hashes) per pinned requirement, in lock order."""
+    pins: list[tuple[str, str, tuple[str, ...]]] = []
+    # Join continuation lines so each requirement and its hashes are one logical line.
+    for line in text.replace("\\\n", " ").splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            pins.append((match.group(1), match.group(3), tuple(HASH.findall(line))))
+    return pins
+
+
+def _license(headers: dict[str, str], classifiers: list[str]) -> str | None:
+    expression = headers.get("License-Expression")
+    if expression:
+        return expression.strip()
+    text = (headers.get("License") or "").strip()
+    if text and "\n" not in text and len(text) < 80 and text.upper() != "UNKNOWN":
+        return text
+    licenses = [c.split(" :: ")[-1] for c in classifiers if c.startswith("License :: ")]
+    return " AND ".join(licenses) or None
+
+
+def installed_licenses(site_packages: Path) -> dict[str, str | None]:
+    """Normalised name -> license, read from each ``*.dist-info/METADATA`` without following links."""
+    found: dict[str, str | None] = {}
+    try:
+        # Top level only; the entries are checked again by safefs when read (no link is followed).
+        names = [e.name for e in os.scandir(site_packages) if e.name.endswith(".dist-info")]
+    except OSError:
+        return found
+    for name in names:
+        entry = f"{name}/METADATA"
+        try:
+            raw = safefs.read_file(site_packages, entry, max_bytes=MAX_METADATA)
+        except ClocheError:
+            continue
+        message = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
+        dist = message.get("Name")
+        if dist:
+            headers = {k: str(v) for k, v in message.items()}
+            found[canonicalize_name(dist)] = _license(headers, message.get_all("Classifier") or [])
+    return found
+
+
+def components(lock_text: str, site_packages: Path | None, provenance: str) -> list[Component]:
+    licenses = installed_licenses(site_packages) if site_packages is not None else {}
+    return [
+        Component(
+            name=name,
+            version=version,
+            purl=f"pkg:pypi/{canonicalize_name(name)}@{version}",
+            license=licenses.get(canonicalize_name(name)),
+            hashes=hashes,
+            provenance=provenance,
+        )
+        for name, version, hashes in parse_lock(lock_text)
+    ]

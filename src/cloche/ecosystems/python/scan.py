@@ -1,0 +1,418 @@
+"""Which third-party modules an entry file needs, found by parsing it and the local modules it reaches.
+
+Only files reachable through imports are read (never the whole workspace), and only through
+``safefs``, so a planted symlink is reported, not followed. Local modules are resolved the way
+``python3 <entry>`` would with the entry's directory first on sys.path, then the workspace root
+and ``src/`` (which the runner may add). Parsing is pure: nothing is imported or executed.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import hashlib
+import posixpath
+import re
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloche.errors import ClocheError, TooLarge
+from cloche.store import safefs
+
+MAX_FILES = 5000
+MAX_FILE_BYTES = 2 * 1024 * 1024
+
+# Handlers that swallow a failed import make the guarded import optional.
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+_DYNAMIC_IMPORTERS = frozenset({"import_module", "__import__"})
+
+
+def host_stdlib() -> frozenset[str]:
+    """This interpreter's standard library top-level names (plus ``__future__``)."""
+    return frozenset(sys.stdlib_module_names) | {"__future__"}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRef:
+    """One third-party import statement (or literal dynamic import) found in a scanned file.
+
+    ``module`` is the dotted name as written (the ``from`` part of a from-import) and ``names``
+    what a from-import takes from it, since ``from google.cloud import storage`` names a module.
+    """
+
+    module: str
+    file: str
+    line: int
+    optional: bool
+    names: tuple[str, ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Dotted names that may be modules, most specific first."""
+        if not self.names:
+            return (self.module,)
+        return tuple(f"{self.module}.{name}" for name in self.names)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """``files`` are the scanned local files with their sha256; ``local_roots`` the search roots
+    ('.' is the workspace root) under which at least one top-level local import was found."""
+
+    entry: str
+    imports: tuple[ImportRef, ...]
+    files: tuple[tuple[str, str], ...]
+    errors: tuple[ScanError, ...]
+    local_roots: tuple[str, ...]
+    truncated: bool
+
+    def modules(self) -> dict[str, bool]:
+        """Third-party dotted names (see ``ImportRef.candidates``) -> optional; required wins."""
+        out: dict[str, bool] = {}
+        for ref in self.imports:
+            for name in ref.candidates:
+                out[name] = out.get(name, True) and ref.optional
+        return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    module: str
+    names: tuple[str, ...]
+    level: int
+    line: int
+    optional: bool
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+def _catches_import_error(expr: ast.expr | None) -> bool:
+    if expr is None:  # bare except
+        return True
+    if isinstance(expr, ast.Tuple):
+        return any(_catches_import_error(e) for e in expr.elts)
+    if isinstance(expr, ast.Name):
+        return expr.id in _IMPORT_ERRORS
+    return isinstance(expr, ast.Attribute) and expr.attr in _IMPORT_ERRORS
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _suppresses_import_error(expr: ast.expr) -> bool:
+    """``with contextlib.suppress(ImportError):`` guards its body like try/except does."""
+    if not isinstance(expr, ast.Call) or expr.keywords:
+        return False
+    func = expr.func
+    named = (isinstance(func, ast.Name) and func.id == "suppress") or (
+        isinstance(func, ast.Attribute) and func.attr == "suppress"
+    )
+    return named and any(_catches_import_error(arg) for arg in expr.args)
+
+
+def _dynamic_import(call: ast.Call) -> str | None:
+    """The literal absolute module of ``importlib.import_module("x")`` / ``__import__("x")``."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        if func.id not in _DYNAMIC_IMPORTERS:
+            return None
+    elif not (
+        isinstance(func, ast.Attribute)
+        and func.attr in _DYNAMIC_IMPORTERS
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "importlib"
+    ):
+        return None
+    if not call.args or not isinstance(call.args[0], ast.Constant):
+        return None
+    name = call.args[0].value
+    if not isinstance(name, str) or not _dotted(name):
+        return None  # relative ('.x') or computed names cannot be resolved statically
+    return name
+
+
+_BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def collect_imports(tree: ast.Module, *, dynamic: bool = True, import_lines: Sequence[int] | None = None) -> list[_Raw]:
+    """Every import in ``tree`` with its optionality.
+
+    Only statement blocks are walked (imports are statements), iteratively so deep nesting cannot
+    recurse, and only blocks spanning one of ``import_lines`` (sorted lines containing 'import')
+    when given; expressions are searched for literal dynamic imports only when ``dynamic``.
+    """
+    out: list[_Raw] = []
+    stack: list[tuple[ast.AST, bool]] = [(stmt, False) for stmt in tree.body]
+    while stack:
+        node, opt = stack.pop()
+        if import_lines is not None and isinstance(node, ast.stmt):
+            at = bisect.bisect_left(import_lines, node.lineno)
+            if at == len(import_lines) or import_lines[at] > (node.end_lineno or node.lineno):
+                continue
+        if isinstance(node, ast.Import):
+            out.extend(_Raw(a.name, (), 0, node.lineno, opt) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(a.name for a in node.names if a.name != "*")
+            out.append(_Raw(node.module or "", names, node.level, node.lineno, opt))
+        elif isinstance(node, ast.Try | ast.TryStar):
+            guarded = opt or any(_catches_import_error(h.type) for h in node.handlers)
+            # Handler bodies are fallbacks that only run when the guarded import failed.
+            stack.extend((n, guarded) for n in [*node.body, *node.handlers])
+            stack.extend((n, opt) for n in [*node.orelse, *node.finalbody])
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend((n, True) for n in node.body)
+            stack.extend((n, opt) for n in node.orelse)
+        elif isinstance(node, ast.With | ast.AsyncWith) and any(
+            _suppresses_import_error(item.context_expr) for item in node.items
+        ):
+            stack.extend((n, True) for n in node.body)
+        else:
+            for field in _BLOCK_FIELDS:
+                block = getattr(node, field, None)
+                if isinstance(block, list):
+                    stack.extend((n, opt) for n in block)
+    if dynamic:
+        # Always optional: a computed import is a plugin or fallback more often than a dependency.
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and (name := _dynamic_import(node)) is not None:
+                out.append(_Raw(name, (), 0, node.lineno, True))
+    out.sort(key=lambda r: r.line)
+    return out
+
+
+_FALLBACK = re.compile(
+    r"^([ \t]*)(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)|import[ \t]+([^\n#;]*))",
+    re.MULTILINE,
+)
+
+
+def _fallback_imports(data: bytes) -> list[_Raw]:
+    """Imports of a file ``ast`` cannot parse, by regex; indented ones (inside some block whose
+    guard we cannot see) count as optional."""
+    text = data.decode("utf-8", errors="replace")
+    out: list[_Raw] = []
+    line, pos = 1, 0
+    for m in _FALLBACK.finditer(text):
+        indent, src, names, plain = m.groups()
+        line, pos = line + text.count("\n", pos, m.start()), m.start()
+        optional = bool(indent)
+        if plain is not None:
+            for item in plain.split(","):
+                module = item.split(" as ")[0].strip()
+                if _dotted(module):
+                    out.append(_Raw(module, (), 0, line, optional))
+            continue
+        level = len(src) - len(src.lstrip("."))
+        module = src[level:]
+        taken = tuple(n for n in (i.split(" as ")[0].strip() for i in names.strip("()").split(",")) if n.isidentifier())
+        if level or _dotted(module):
+            out.append(_Raw(module, taken, level, line, optional))
+    return out
+
+
+def _dotted(name: str) -> bool:
+    return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+class _Scanner:
+    def __init__(
+        self, root: Path, entry: str, extra: list[str], stdlib: frozenset[str], max_files: int, max_bytes: int
+    ) -> None:
+        self.root = root
+        self.stdlib = stdlib
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        self._types: dict[str, str | None] = {}
+        self.queue: deque[str] = deque()
+        self.queued: set[str] = set()
+        self.files: dict[str, str] = {}
+        self.imports: list[ImportRef] = []
+        self.errors: dict[ScanError, None] = {}  # ordered and deduplicated
+        self.roots_used: set[str] = set()
+        self.truncated = False
+        entry_dir = posixpath.dirname(entry)
+        bases = [entry_dir, "", *extra, "src"]
+        self.bases = [b for i, b in enumerate(bases) if b not in bases[:i] and self.kind(b) == "dir"]
+
+    def kind(self, rel: str) -> str | None:
+        """'file', 'dir', 'symlink', 'other' or None (missing or unreachable); cached per scan."""
+        if rel not in self._types:
+            try:
+                info = safefs.lookup(self.root, rel or ".")
+            except (ClocheError, OSError):
+                info = None  # a symlink on the way (or unreadable): nothing we may read through it
+            self._types[rel] = info.type if info is not None else None
+        return self._types[rel]
+
+    def error(self, rel: str, message: str, line: int | None = None) -> None:
+        self.errors[ScanError(rel, line, message)] = None
+
+    def enqueue(self, rel: str) -> None:
+        if rel in self.queued:
+            return
+        if len(self.queued) >= self.max_files:
+            if not self.truncated:
+                self.error(rel, f"not scanned: more than {self.max_files} local files")
+            self.truncated = True
+            return
+        self.queued.add(rel)
+        self.queue.append(rel)
+
+    def _module_at(self, base: str, name: str, *, namespace: bool = True) -> tuple[str | None, bool]:
+        """(package dir or None, found) for ``name`` directly inside ``base``; queues files to scan.
+
+        Python's order within one directory: a regular package, then a module, then (only when
+        allowed) a directory without ``__init__.py`` as a namespace package.
+        """
+        path = _join(base, name)
+        kind = self.kind(path)
+        if kind == "dir":
+            init = _join(path, "__init__.py")
+            init_kind = self.kind(init)
+            if init_kind == "file":
+                self.enqueue(init)
+                return path, True
+            if init_kind is not None:
+                self.error(init, "not scanned: not a regular file")
+                return path, True
+        elif kind is not None:
+            self.error(path, "not scanned: not a regular directory or file")
+            return None, True
+        module = path + ".py"
+        module_kind = self.kind(module)
+        if module_kind == "file":
+            self.enqueue(module)
+            return None, True
+        if module_kind is not None:
+            self.error(module, "not scanned: not a regular file")
+            return None, True
+        if kind == "dir" and namespace:
+            return path, True
+        return None, False
+
+    def _top(self, name: str, subs: Sequence[str]) -> tuple[str | None, bool]:
+        # A regular package or module anywhere on the path wins over a namespace portion.
+        for base in self.bases:
+            pkg, found = self._module_at(base, name, namespace=False)
+            if found:
+                self.roots_used.add(base or ".")
+                return pkg, True
+        # A directory without __init__.py is only taken for a namespace package when it holds what
+        # is imported from it: a 'yaml/' of config files must not hide PyYAML, which would win at
+        # run time anyway once installed.
+        for base in self.bases:
+            path = _join(base, name)
+            if self.kind(path) == "dir" and any(
+                self.kind(_join(path, sub)) == "dir" or self.kind(_join(path, sub) + ".py") is not None for sub in subs
+            ):
+                self.roots_used.add(base or ".")
+                return path, True
+        return None, False
+
+    def _descend(self, pkg: str | None, parts: list[str], names: tuple[str, ...]) -> None:
+        for part in parts:
+            if pkg is None:
+                return
+            pkg, found = self._module_at(pkg, part)
+            if not found:
+                return
+        if pkg is not None:
+            for name in names:  # 'from pkg import sub' imports pkg/sub when it is a submodule
+                self._module_at(pkg, name)
+
+    def handle(self, rel: str, raw: _Raw) -> None:
+        if raw.level:
+            base = posixpath.dirname(rel)
+            for _ in range(raw.level - 1):
+                if not base:
+                    return  # climbs out of the workspace: nothing local to follow
+                base = posixpath.dirname(base)
+            self._descend(base, raw.module.split(".") if raw.module else [], raw.names)
+            return
+        parts = raw.module.split(".")
+        pkg, local = self._top(parts[0], parts[1:2] or raw.names)
+        if local:
+            self._descend(pkg, parts[1:], raw.names)
+        elif parts[0] not in self.stdlib and parts[0] != "__main__":
+            self.imports.append(ImportRef(raw.module, rel, raw.line, raw.optional, raw.names))
+
+    def scan_file(self, rel: str, *, is_entry: bool) -> None:
+        try:
+            data = safefs.read_file(self.root, rel, max_bytes=self.max_bytes)
+        except TooLarge:
+            self.error(rel, f"not scanned: larger than {self.max_bytes} bytes")
+            return
+        except (ClocheError, OSError) as e:
+            if is_entry:
+                raise
+            self.error(rel, f"not scanned: {e.message if isinstance(e, ClocheError) else e.strerror}")
+            return
+        self.files[rel] = hashlib.sha256(data).hexdigest()
+        try:
+            tree = ast.parse(data, filename=rel)
+            dynamic = b"import_module" in data or b"__import__" in data
+            # bytes.splitlines() breaks lines where the tokenizer does (\n, \r\n, \r).
+            lines = [n for n, text in enumerate(data.splitlines(), 1) if b"import" in text]
+            raws = collect_imports(tree, dynamic=dynamic, import_lines=lines)
+        except SyntaxError as e:
+            # Often just syntax newer than this host's parser: keep what the lines plainly say.
+            self.error(rel, f"syntax error: {e.msg}; imports read line by line", e.lineno)
+            raws = _fallback_imports(data)
+        except (ValueError, RecursionError, MemoryError) as e:
+            self.error(rel, f"cannot parse ({type(e).__name__}); imports read line by line")
+            raws = _fallback_imports(data)
+        for raw in raws:
+            self.handle(rel, raw)
+
+
+def scan_imports(
+    root: Path,
+    entry: str,
+    *,
+    stdlib: frozenset[str],
+    max_files: int = MAX_FILES,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    extra_roots: Sequence[str] = (),
+) -> ScanResult:
+    """Third-party imports of ``entry`` and the local modules it reaches, transitively.
+
+    Local modules are looked up in the entry's directory, the workspace root, ``extra_roots``
+    (workspace-relative, e.g. a project's ``app/src``) and ``src``, in that order.
+
+    The entry itself must be a readable regular file (cloche errors otherwise); problems with
+    other files (syntax errors, symlinks, size) are recorded in ``errors`` and skipped.
+    """
+    entry = str(safefs.validate_relpath(entry))
+    extra = [str(safefs.validate_relpath(r)) for r in extra_roots]
+    scanner = _Scanner(root, entry, extra, stdlib, max_files, max_file_bytes)
+    scanner.queued.add(entry)
+    scanner.scan_file(entry, is_entry=True)
+    while scanner.queue:
+        scanner.scan_file(scanner.queue.popleft(), is_entry=False)
+    return ScanResult(
+        entry=entry,
+        imports=tuple(scanner.imports),
+        files=tuple(sorted(scanner.files.items())),
+        errors=tuple(scanner.errors),
+        local_roots=tuple(b or "." for b in scanner.bases if (b or ".") in scanner.roots_used),
+        truncated=scanner.truncated,
+    )

@@ -1,0 +1,452 @@
+"""One cgroup per jailed run: memory, process-count and CPU limits, OOM reporting, and a kill that
+reaches every process the run left behind (daemons that called setsid included).
+
+Both cgroup layouts are supported and told apart at start-up from ``/proc/self/mounts``:
+
+* v2 (unified): one directory ``<mount>/<parent>/<name>`` with ``memory.max``, ``memory.swap.max``,
+  ``pids.max`` and ``cpu.max``; the controllers are enabled in ``cgroup.subtree_control`` of every
+  group from the mount root down to ``<parent>``.
+* v1: one directory per hierarchy (memory, pids, and cpu, cpuacct, freezer where mounted), each
+  ``<hierarchy mount>/<parent>/<name>``.
+
+Lifecycle, as the runner drives it::
+
+    groups = Cgroups.detect()              # once, at start-up (then groups.sweep())
+    run = groups.create(run_id, limits)    # root opens each cgroup.procs here
+    spawn(..., preexec_fn=run.preexec_attach)   # the child joins the group before exec
+    run.close_fds()                        # right after the spawn
+    ...; run.kill(); run.oom_killed(); run.memory_peak_bytes(); run.remove()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from cloche.errors import InvalidRequest, JailUnavailable
+
+log = logging.getLogger("cloche.jail.cgroups")
+
+MOUNTS: Final = Path("/proc/self/mounts")
+REQUIRED: Final = frozenset({"memory", "pids"})
+V1_CONTROLLERS: Final = ("memory", "pids", "cpu", "cpuacct", "freezer")
+CPU_PERIOD_US: Final = 100_000
+MIN_CPU_QUOTA_US: Final = 1_000  # the kernel refuses smaller quotas
+KILL_TIMEOUT: Final = 5.0
+_NAME: Final = re.compile(r"[A-Za-z0-9_@][A-Za-z0-9_.@-]{0,127}")
+HOW_TO_FIX: Final = (
+    "cloche must run as root on a host whose memory and pids cgroup controllers it can write: on cgroup "
+    "v2 check that /sys/fs/cgroup/cgroup.controllers lists them (a systemd unit needs Delegate=yes; a "
+    "container needs a writable /sys/fs/cgroup, e.g. --privileged --cgroupns=private); on cgroup v1 "
+    "mount the memory and pids hierarchies under /sys/fs/cgroup."
+)
+
+
+@dataclass(frozen=True)
+class CgroupLimits:
+    memory_bytes: int
+    pids_max: int
+    cpu_cores: float
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes <= 0:
+            raise InvalidRequest(f"memory_bytes must be positive, got {self.memory_bytes}")
+        if self.pids_max <= 0:
+            raise InvalidRequest(f"pids_max must be positive, got {self.pids_max}")
+        if not (math.isfinite(self.cpu_cores) and self.cpu_cores > 0):
+            raise InvalidRequest(f"cpu_cores must be a positive number, got {self.cpu_cores}")
+
+    @property
+    def cpu_quota_us(self) -> int:
+        return max(MIN_CPU_QUOTA_US, round(self.cpu_cores * CPU_PERIOD_US))
+
+
+def _mkdir(path: Path) -> None:
+    """Create one group; the kernel fills in its control files (tests swap in a fake that does too)."""
+    path.mkdir()
+
+
+def _write(path: Path, value: str | int) -> None:
+    # No O_CREAT: a missing control file must fail as "not found", not as an odd EACCES from kernfs.
+    # (O_TRUNC is what a shell's ">" sends too; cgroupfs ignores it.)
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _read_keyed(path: Path) -> dict[str, int]:
+    """``key value`` lines (memory.events, memory.oom_control, cpu.stat); {} when the file is absent."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split() for line in lines)
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InvalidRequest(f"invalid cgroup {what} {name!r}: use letters, digits, '_', '.', '@', '-'")
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mounts writes spaces, tabs, newlines and backslashes as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _read_mounts(mounts: Path) -> tuple[dict[str, Path], Path | None]:
+    """The v1 controller -> mount point map, and the cgroup2 mount point (first of each wins)."""
+    v1: dict[str, Path] = {}
+    v2: Path | None = None
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        where, kind, options = Path(_unescape(fields[1])), fields[2], fields[3].split(",")
+        if kind == "cgroup2" and v2 is None:
+            v2 = where
+        elif kind == "cgroup":
+            for option in options:  # a hierarchy may carry several controllers ("cpu,cpuacct")
+                if option in V1_CONTROLLERS:
+                    v1.setdefault(option, where)
+    return v1, v2
+
+
+def _prepare_v1(hierarchies: Mapping[str, Path], parent: str) -> dict[str, Path]:
+    """Create ``parent`` in each hierarchy; an optional one (cpu, cpuacct, freezer) that refuses is
+    dropped with a warning, a required one (memory, pids) raises."""
+    dirs: dict[str, Path] = {}
+    for controller, mount in hierarchies.items():
+        try:
+            (mount / parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if controller in REQUIRED:
+                raise
+            log.warning("cgroup v1 %s hierarchy unusable, going without it: %s", controller, exc)
+            continue
+        dirs[controller] = mount / parent
+    return dirs
+
+
+class RunCgroup:
+    """The group of one run. ``dirs`` maps each controller to its directory (v2: all the same one)."""
+
+    def __init__(self, name: str, version: Literal[1, 2], dirs: Mapping[str, Path]) -> None:
+        self.name = name
+        self.version = version
+        self.dirs = dict(dirs)
+        self._fds: tuple[int, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"RunCgroup({self.name!r}, v{self.version}, {[str(p) for p in self.paths]})"
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Each distinct directory once (co-mounted v1 controllers share one)."""
+        return tuple(dict.fromkeys(self.dirs.values()))
+
+    def _open_procs(self) -> None:
+        fds: list[int] = []
+        try:
+            for path in self.paths:
+                fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self._fds = tuple(fds)
+
+    def procs_fds(self) -> list[int]:
+        """The ``cgroup.procs`` files, opened by root at creation. O_CLOEXEC: never pass them to bwrap."""
+        return list(self._fds)
+
+    def preexec_attach(self) -> None:
+        """Move the calling process into the group; meant as (part of) ``preexec_fn``.
+
+        It runs in the forked child after the switch to the sandbox uid, and the kernel still allows it:
+        since Linux 5.16 (the CVE-2021-4197 fix, also backported to some stable kernels) both v1 and v2
+        check a migration against the credentials the file was *opened* with, which were root's. Older
+        v1 kernels checked the writer, and a task may always move itself. Older v2 kernels checked the
+        writer's access to the common ancestor's cgroup.procs, so there this fails and the spawn fails.
+        "0" means "the writing process". Only raw writes happen here: nothing to lock or allocate.
+        """
+        fds = self._fds
+        if not fds:
+            raise JailUnavailable(f"cgroup {self.name}: cgroup.procs is not open (closed too early?)")
+        for fd in fds:
+            os.write(fd, b"0")
+
+    def close_fds(self) -> None:
+        fds, self._fds = self._fds, ()
+        for fd in fds:
+            os.close(fd)
+
+    def pids(self) -> set[int]:
+        """Every process in the group, as host pids."""
+        found: set[int] = set()
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                found.update(int(pid) for pid in (path / "cgroup.procs").read_text().split())
+        return found
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel OOM-killed a process of this run (for its memory limit or host-wide)."""
+        memory = self.dirs["memory"]
+        if self.version == 2:
+            return _read_keyed(memory / "memory.events").get("oom_kill", 0) > 0
+        control = _read_keyed(memory / "memory.oom_control")
+        if "oom_kill" in control:  # v1 reports the count since Linux 4.13
+            return control["oom_kill"] > 0
+        # Older kernels: the limit was hit and usage peaked at it. A guess (reclaim also fails at times).
+        failcnt = _read_int(memory / "memory.failcnt") or 0
+        peak, limit = (
+            _read_int(memory / "memory.max_usage_in_bytes"),
+            _read_int(memory / "memory.limit_in_bytes"),
+        )
+        near_limit = peak is not None and limit is not None and peak >= limit - (1 << 20)
+        return control.get("under_oom", 0) > 0 or (failcnt > 0 and near_limit)
+
+    def memory_peak_bytes(self) -> int | None:
+        """The run's highest memory use; None where the kernel does not track it (v2 before 5.19)."""
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return _read_int(self.dirs["memory"] / name)
+
+    def cpu_usage_seconds(self) -> float | None:
+        """CPU time used by the run so far (user + system)."""
+        if self.version == 2:
+            usec = _read_keyed(self.dirs["memory"] / "cpu.stat").get("usage_usec")
+            return None if usec is None else usec / 1e6
+        if "cpuacct" not in self.dirs:
+            return None
+        nsec = _read_int(self.dirs["cpuacct"] / "cpuacct.usage")
+        return None if nsec is None else nsec / 1e9
+
+    def kill(self, timeout: float = KILL_TIMEOUT) -> bool:
+        """SIGKILL every process in the group; True once it is empty, False if it is not by ``timeout``."""
+        deadline = time.monotonic() + timeout
+        kill_file = self.dirs["memory"] / "cgroup.kill"
+        if self.version == 2 and kill_file.exists():  # Linux 5.14+: one atomic write, no pid races
+            with contextlib.suppress(FileNotFoundError):
+                _write(kill_file, 1)
+            return self._wait_empty(deadline)
+        # Otherwise freeze first so nothing forks between reading the pid list and the kills; a frozen
+        # task acts on SIGKILL only once thawed, and a task with a fatal signal pending cannot fork.
+        frozen = self._freeze(deadline)
+        try:
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            if frozen:
+                self._thaw()
+        while self.pids() and time.monotonic() < deadline:
+            for pid in self.pids():  # without a freezer, children forked meanwhile need another round
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+        return self._wait_empty(deadline)
+
+    def _wait_empty(self, deadline: float) -> bool:
+        while self.pids():
+            if time.monotonic() >= deadline:
+                log.warning("cgroup %s still has processes %s after kill", self.name, sorted(self.pids()))
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _freeze(self, deadline: float) -> bool:
+        if self.version == 2:
+            control, value, done = self.dirs["memory"] / "cgroup.freeze", "1", "frozen 1"
+            state = self.dirs["memory"] / "cgroup.events"
+        elif "freezer" in self.dirs:
+            control, value, done = self.dirs["freezer"] / "freezer.state", "FROZEN", "FROZEN"
+            state = control
+        else:
+            return False
+        try:
+            _write(control, value)
+        except FileNotFoundError:
+            return False
+        # Freezing is asynchronous; give it a moment, then kill anyway (a stuck freeze must not win).
+        settle = min(deadline, time.monotonic() + 1.0)
+        while done not in state.read_text() and time.monotonic() < settle:
+            time.sleep(0.002)
+        return True
+
+    def _thaw(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.version == 2:
+                _write(self.dirs["memory"] / "cgroup.freeze", "0")
+            else:
+                _write(self.dirs["freezer"] / "freezer.state", "THAWED")
+
+    def remove(self, timeout: float = KILL_TIMEOUT) -> bool:
+        """Kill what is left, then delete every directory; True when none remains. Never raises for a
+        busy group (it runs in clean-up paths): it logs and answers False instead."""
+        self.close_fds()
+        deadline = time.monotonic() + timeout
+        self.kill(timeout)
+        gone = True
+        for path in self.paths:
+            while True:
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # EBUSY while the last tasks finish exiting; retry briefly, killing again.
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        self.kill(max(deadline - time.monotonic(), 0.0))
+                        time.sleep(0.01)
+                        continue
+                    log.warning("could not remove cgroup %s: %s", path, exc)
+                    gone = False
+                    break
+        return gone
+
+
+@dataclass(frozen=True)
+class Cgroups:
+    """Where run groups live: ``dirs`` maps each usable controller to ``<its mount>/<parent>``."""
+
+    version: Literal[1, 2]
+    parent: str
+    dirs: Mapping[str, Path]
+    mount: Path  # v2: the cgroup2 mount point (v1: the memory hierarchy's)
+
+    @classmethod
+    def detect(cls, parent: str = "cloche", *, mounts: Path = MOUNTS) -> Cgroups:
+        """Find the controllers, create ``parent`` (and on v2 enable controllers down to it).
+
+        Raises ``JailUnavailable`` with a how-to-fix message when memory or pids cannot be used.
+        """
+        for part in parent.split("/"):
+            _check_name(part, "parent")
+        try:
+            v1, v2 = _read_mounts(mounts)
+            v2_controllers = set((v2 / "cgroup.controllers").read_text().split()) if v2 else set()
+            if v2 is not None and v2_controllers >= REQUIRED:
+                wanted = sorted(REQUIRED | ({"cpu"} & v2_controllers))
+                groups = cls(2, parent, {c: v2 / parent for c in wanted}, v2)
+                groups._prepare_v2()
+            elif v1.keys() >= REQUIRED:
+                groups = cls(1, parent, _prepare_v1(v1, parent), v1["memory"])
+            else:
+                raise JailUnavailable(
+                    f"no usable memory and pids cgroup controllers (v1 hierarchies: {sorted(v1) or 'none'}; "
+                    f"v2 at {v2 or 'none'}: {sorted(v2_controllers) or 'none'}). {HOW_TO_FIX}"
+                )
+        except OSError as exc:
+            raise JailUnavailable(f"cannot prepare cgroup {parent!r}: {exc}. {HOW_TO_FIX}") from exc
+        if "cpu" not in groups.dirs:
+            log.warning("no usable cpu cgroup controller: runs will not have a CPU quota")
+        return groups
+
+    def _prepare_v2(self) -> None:
+        # A controller is usable in a group only if every ancestor enables it for its children.
+        node = self.mount
+        self._enable(node)
+        for part in self.parent.split("/"):
+            node = node / part
+            with contextlib.suppress(FileExistsError):
+                _mkdir(node)
+            self._enable(node)
+
+    def _enable(self, node: Path) -> None:
+        control = node / "cgroup.subtree_control"
+        missing = set(self.dirs) - set(control.read_text().split())
+        if not missing:
+            return
+        try:
+            _write(control, " ".join(f"+{c}" for c in sorted(missing)))
+        except OSError as exc:
+            hint = ""
+            if exc.errno == errno.EBUSY:
+                hint = (
+                    f" {node} holds processes, and v2 enables controllers only for groups without "
+                    "(no internal processes): move them into a leaf group, or choose a parent elsewhere."
+                )
+            raise JailUnavailable(f"cannot enable {sorted(missing)} in {control}: {exc}.{hint} {HOW_TO_FIX}") from exc
+
+    def _run(self, name: str) -> RunCgroup:
+        return RunCgroup(name, self.version, {c: d / name for c, d in self.dirs.items()})
+
+    def create(self, name: str, limits: CgroupLimits) -> RunCgroup:
+        """Create ``<parent>/<name>`` with ``limits`` and open its ``cgroup.procs`` for attaching."""
+        _check_name(name, "name")
+        run = self._run(name)
+        made: list[Path] = []
+        try:
+            for path in run.paths:
+                _mkdir(path)
+                made.append(path)
+            if self.version == 2:
+                self._limit_v2(run, limits)
+            else:
+                self._limit_v1(run, limits)
+            run._open_procs()
+        except OSError as exc:
+            for path in reversed(made):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            what = "already exists" if isinstance(exc, FileExistsError) else f"could not be set up: {exc}"
+            raise JailUnavailable(f"cgroup {self.parent}/{name} {what}") from exc
+        return run
+
+    @staticmethod
+    def _limit_v1(run: RunCgroup, limits: CgroupLimits) -> None:
+        memory = run.dirs["memory"]
+        _write(memory / "memory.limit_in_bytes", limits.memory_bytes)  # before memsw: memsw >= limit
+        if (memory / "memory.memsw.limit_in_bytes").exists():
+            _write(memory / "memory.memsw.limit_in_bytes", limits.memory_bytes)  # swap counts too
+        else:
+            _write(memory / "memory.swappiness", 0)  # no swap accounting: keep the run out of swap
+        _write(run.dirs["pids"] / "pids.max", limits.pids_max)
+        if "cpu" in run.dirs:
+            _write(run.dirs["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
+            _write(run.dirs["cpu"] / "cpu.cfs_quota_us", limits.cpu_quota_us)
+
+    @staticmethod
+    def _limit_v2(run: RunCgroup, limits: CgroupLimits) -> None:
+        path = run.dirs["memory"]
+        _write(path / "memory.max", limits.memory_bytes)
+        # memory.max bounds RAM only; swap is capped separately. The file is absent when the kernel does
+        # not account swap (swapaccount=0): then a run on a host with swap can spill past memory.max.
+        if (path / "memory.swap.max").exists():
+            _write(path / "memory.swap.max", 0)
+        _write(path / "pids.max", limits.pids_max)
+        if "cpu" in run.dirs:
+            _write(path / "cpu.max", f"{limits.cpu_quota_us} {CPU_PERIOD_US}")
+
+    def sweep(self) -> int:
+        """Kill and remove every group left under the parent (a crash's leftovers); the count removed."""
+        names = {path.name for path in self.leftovers()}
+        return sum(self._run(name).remove() for name in sorted(names) if _NAME.fullmatch(name))
+
+    def leftovers(self) -> list[Path]:
+        """Every run directory currently under the parent (for diagnostics and tests)."""
+        found: list[Path] = []
+        for path in dict.fromkeys(self.dirs.values()):
+            with contextlib.suppress(FileNotFoundError):
+                found.extend(child for child in path.iterdir() if child.is_dir())
+        return found

@@ -1,0 +1,535 @@
+"""Host-side egress for jailed runs: an allowlisting HTTP CONNECT proxy on a unix socket.
+
+The jail has no network but loopback (``bwrap --unshare-net``). When a run may reach package
+registries, a unix socket bound into the jail is its only way out; ``forwarder.py`` inside the jail
+relays ``127.0.0.1:<port>`` to it so ordinary ``HTTPS_PROXY`` settings work.
+
+The proxy serves only ``CONNECT host:port`` (registries are HTTPS; plain HTTP is refused by design),
+checks the hostname against the policy, resolves it itself, refuses when any address is not public
+(loopback, private, link-local/metadata, CGNAT, IPv4-mapped forms, ...) and connects to the vetted
+address, so there is no DNS-rebinding window between check and use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import stat
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger("cloche.egress")
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``async (host, port) -> addresses``: the DNS seam; the default uses ``loop.getaddrinfo``."""
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_CHUNK = 64 * 1024
+_AF_UNIX_PATH_MAX = 107
+
+
+def normalize_host(host: str) -> str | None:
+    """Lower-case, strip one trailing dot; None unless it is a plain ASCII DNS name.
+
+    Non-ASCII is refused rather than IDNA-encoded: clients send the ``xn--`` form, and a second
+    encoding step here could make the name we check differ from the name we resolve.
+    """
+    if not host.isascii():
+        return None
+    host = host.lower().removesuffix(".")
+    valid = 0 < len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
+    return host if valid else None
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for any spelling the resolver would treat as an address (incl. ``2130706433``, ``0x7f.1``)."""
+    candidate = host.strip("[]").split("%", 1)[0]
+    # inet_aton also accepts the legacy short/hex/octal forms that getaddrinfo would honour.
+    for parse in (ipaddress.ip_address, socket.inet_aton):
+        with contextlib.suppress(ValueError, OSError):
+            parse(candidate)
+            return True
+    # No real TLD is numeric, so an all-digit last label is an address in disguise.
+    return candidate.rstrip(".").rsplit(".", 1)[-1].isdigit()
+
+
+def address_refusal(address: str | IPAddress) -> str | None:
+    """Why an address must not be reached, or None when it is a public unicast address.
+
+    IPv6 forms that embed IPv4 (mapped, compatible, NAT64, 6to4, Teredo) are judged by the IPv4
+    inside, so ``::ffff:127.0.0.1`` is loopback, not "some IPv6 address".
+    """
+    try:
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    except ValueError:
+        return "unparseable"
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])  # a scope id does not change the verdict
+        embedded: list[ipaddress.IPv4Address] = []
+        compatible = ip.packed[:12] == bytes(12) and int(ip) > 1  # deprecated ::a.b.c.d
+        translated = ip.ipv4_mapped is not None or ip in _NAT64
+        if ip.ipv4_mapped is not None:
+            embedded.append(ip.ipv4_mapped)
+        if compatible or ip in _NAT64:
+            embedded.append(ipaddress.IPv4Address(ip.packed[12:]))
+        if ip.sixtofour is not None:
+            embedded.append(ip.sixtofour)
+        if ip.teredo is not None:
+            embedded.extend(ip.teredo)
+        for inner in embedded:
+            reason = address_refusal(inner)
+            if reason is not None:
+                return reason
+        if compatible:
+            return "ipv4_compatible"  # nothing legitimate uses it, even with a public IPv4 inside
+        if translated:
+            return None  # judged by the IPv4 inside; Python calls these ranges non-global
+        if ip.is_site_local:
+            return "site_local"
+    checks: tuple[tuple[bool, str], ...] = (
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_loopback, "loopback"),
+        (ip.is_link_local, "link_local"),  # includes 169.254.169.254, the cloud metadata service
+        (ip.is_multicast, "multicast"),
+        (isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT, "cgnat"),
+        (ip.is_private, "private"),
+        (ip.is_reserved, "reserved"),
+        (not ip.is_global, "not_global"),
+    )
+    return next((reason for failed, reason in checks if failed), None)
+
+
+def _parse_rule(entry: str) -> tuple[str, int, bool]:
+    """``host[:port]`` or ``*.suffix[:port]`` -> (host or suffix, port, is_wildcard)."""
+    text = entry.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = text, "443"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"egress allow entry {entry!r}: port must be 1-65535")
+    wildcard = host.startswith("*.")
+    name = normalize_host(host[2:] if wildcard else host)
+    if name is None or is_ip_literal(name):
+        raise ValueError(f"egress allow entry {entry!r}: need a DNS name (no addresses, no non-ASCII)")
+    return name, int(port_text), wildcard
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Which ``host:port`` pairs a run may CONNECT to. A bare host means port 443.
+
+    ``*.example.org`` matches any name below example.org (not example.org itself).
+    """
+
+    allow: tuple[str, ...] = ()
+    _rules: tuple[tuple[str, int, bool], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.allow, str):  # EgressPolicy("pypi.org") would allow "p", "y", ...
+            raise TypeError("EgressPolicy.allow is a tuple of entries, not a string")
+        object.__setattr__(self, "allow", tuple(self.allow))
+        object.__setattr__(self, "_rules", tuple(_parse_rule(entry) for entry in self.allow))
+
+    @classmethod
+    def none(cls) -> EgressPolicy:
+        return cls(())
+
+    def allows(self, host: str, port: int) -> bool:
+        name = normalize_host(host)
+        if name is None or is_ip_literal(name):
+            return False
+        return any(
+            rule_port == port and (name.endswith("." + rule_host) if wildcard else name == rule_host)
+            for rule_host, rule_port, wildcard in self._rules
+        )
+
+
+@dataclass(frozen=True)
+class EgressDecision:
+    """One request the proxy judged. ``allowed`` is True only when a tunnel was opened."""
+
+    time: float
+    host: str
+    port: int
+    allowed: bool
+    reason: str
+    address: str | None = None
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, message: str, address: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.address = address
+
+
+def _fields(**values: object) -> dict[str, object]:
+    """Structured log fields, prefixed so they cannot collide with LogRecord attributes."""
+    return {f"egress_{key}": value for key, value in values.items()}
+
+
+async def _default_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 1.0)
+    except (TimeoutError, OSError):
+        writer.transport.abort()  # the peer stopped reading; do not wait on it
+
+
+class EgressProxy:
+    """An allowlisting CONNECT proxy for one sandbox, listening on a unix socket.
+
+    ``allow_private_for_tests`` is a TEST SEAM: hostnames listed there skip the public-address
+    check (so a test registry on 127.0.0.1 can be reached). They must still be in the policy.
+    Production code never passes it. ``resolver`` replaces DNS, also mainly for tests.
+
+    ``trusted_networks`` is an operator knob, not a test seam: addresses inside these CIDRs pass
+    the public-address check for every allowlisted name. It exists for sites whose DNS answers
+    with a non-public egress gateway (e.g. a TLS-inspecting one on 203.0.113.0/24 or 10.x).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 64,
+        idle_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        head_timeout: float = 10.0,
+        max_head_bytes: int = 8192,
+        max_decisions: int = 10_000,
+        resolver: Resolver | None = None,
+        trusted_networks: Sequence[str | IPNetwork] = (),
+        allow_private_for_tests: frozenset[str] = frozenset(),
+    ) -> None:
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._connect_timeout = connect_timeout
+        self._head_timeout = head_timeout
+        self._max_head_bytes = max_head_bytes
+        self._resolver: Resolver = resolver or _default_resolver
+        self._trusted = tuple(ipaddress.ip_network(net) for net in trusted_networks)
+        self._private_ok = frozenset(h for h in map(normalize_host, allow_private_for_tests) if h)
+        self._decisions: deque[EgressDecision] = deque(maxlen=max_decisions)
+        self._policy = EgressPolicy.none()
+        self._server: asyncio.Server | None = None
+        self._socket_path: Path | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def decisions(self) -> list[EgressDecision]:
+        """Decisions in order (the oldest are dropped beyond ``max_decisions``)."""
+        return list(self._decisions)
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._tasks)
+
+    def denied_hosts(self) -> list[str]:
+        """Hosts refused at least once, in first-refusal order (for "why did my install fail")."""
+        return list(dict.fromkeys(d.host for d in self._decisions if not d.allowed and d.host))
+
+    async def start(self, socket_path: Path, policy: EgressPolicy, *, uid: int | None = None) -> None:
+        if self._server is not None:
+            raise RuntimeError("egress proxy already started")
+        if len(os.fsencode(socket_path)) > _AF_UNIX_PATH_MAX:
+            raise ValueError(f"unix socket path too long: {socket_path}")
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(socket_path.lstat().st_mode):
+                raise FileExistsError(f"{socket_path} exists and is not a socket")
+            socket_path.unlink()  # stale socket from a previous run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # Permissions are fixed before listen(): until then connect() is refused, so no other
+            # uid can slip in between bind and chmod.
+            sock.bind(os.fspath(socket_path))
+            os.chmod(socket_path, 0o600)
+            if uid is not None:
+                os.chown(socket_path, uid, -1)
+            self._policy = policy
+            self._server = await asyncio.start_unix_server(self._handle, sock=sock)
+        except BaseException:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            raise
+        self._socket_path = socket_path
+        log.info(
+            "egress proxy listening",
+            extra=_fields(socket=str(socket_path), allow=list(policy.allow)),
+        )
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+        if self._socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._socket_path.unlink()
+
+    def _decide(self, host: str, port: int, allowed: bool, reason: str, address: str | None = None) -> None:
+        decision = EgressDecision(time.time(), host, port, allowed, reason, address)
+        self._decisions.append(decision)
+        log.log(
+            logging.INFO if allowed else logging.WARNING,
+            "egress %s %s:%s (%s)",
+            "allowed" if allowed else "denied",
+            host,
+            port,
+            reason,
+            extra=_fields(host=host, port=port, allowed=allowed, reason=reason, address=address),
+        )
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            if len(self._tasks) >= self._max_connections:
+                self._decide("", 0, False, "too_many_connections")
+                await _respond(writer, 503, "too many concurrent egress connections")
+                return
+            self._tasks.add(task)
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stop(); finishing normally keeps 3.11's stream callback from logging a traceback
+        except Exception:
+            log.exception("egress connection failed")
+        finally:
+            self._tasks.discard(task)
+            await _close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = "", 0
+        try:
+            head, rest = await self._read_head(reader)
+            method, target = _request_line(head)
+            if method != "CONNECT":
+                host, port = _url_host_port(target)
+                raise _Refused(405, "method_not_allowed", "only CONNECT (HTTPS) is allowed, not plain HTTP")
+            host, port = _authority(target)
+            if not self._policy.allows(host, port):
+                raise _Refused(403, "not_allowlisted", f"{host}:{port} is not in this sandbox's allowlist")
+            addresses = await self._vetted_addresses(host, port)
+            up_reader, up_writer, address = await self._connect(addresses, port)
+        except _Refused as refusal:
+            self._decide(host, port, False, refusal.reason, refusal.address)
+            await _respond(writer, refusal.status, refusal.message)
+            return
+        self._decide(host, port, True, "allowed", address)
+        started = time.monotonic()
+        try:
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if rest:
+                up_writer.write(rest)  # bytes a client sent before waiting for our 200
+            up, down, outcome = await self._splice(reader, writer, up_reader, up_writer)
+        finally:
+            await _close(up_writer)
+        log.info(
+            "egress tunnel closed %s:%s (%s)",
+            host,
+            port,
+            outcome,
+            extra=_fields(
+                host=host,
+                port=port,
+                outcome=outcome,
+                bytes_up=up,
+                bytes_down=down,
+                seconds=round(time.monotonic() - started, 3),
+            ),
+        )
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+        buf = bytearray()
+        try:
+            async with asyncio.timeout(self._head_timeout):
+                while (end := buf.find(b"\r\n\r\n")) < 0:
+                    if len(buf) > self._max_head_bytes:
+                        break
+                    chunk = await reader.read(4096)
+                    if not chunk:
+                        raise _Refused(400, "incomplete_request", "connection closed mid-request")
+                    buf += chunk
+        except TimeoutError:
+            raise _Refused(408, "head_timeout", "request head not received in time") from None
+        if end < 0 or end + 4 > self._max_head_bytes:
+            raise _Refused(431, "head_too_large", f"request head over {self._max_head_bytes} bytes")
+        return bytes(buf[:end]), bytes(buf[end + 4 :])
+
+    async def _vetted_addresses(self, host: str, port: int) -> list[str]:
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                addresses = list(await self._resolver(host, port))
+        except (OSError, TimeoutError) as exc:
+            raise _Refused(502, "dns_failed", f"cannot resolve {host}: {exc}") from None
+        if not addresses:
+            raise _Refused(502, "dns_failed", f"{host} has no addresses")
+        if host in self._private_ok:
+            return addresses
+        for address in addresses:
+            why = None if self._trusted_address(address) else address_refusal(address)
+            if why is not None:
+                # One bad address refuses the name: a public+private answer is a rebinding attempt.
+                message = f"{host} resolves to a non-public address ({why})"
+                raise _Refused(403, f"non_global_address:{why}", message, address)
+        return addresses
+
+    def _trusted_address(self, address: str) -> bool:
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            return any(ip in net for net in self._trusted)
+        return False
+
+    async def _connect(self, addresses: list[str], port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+        error: str = "no address"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                for address in addresses:
+                    try:
+                        reader, writer = await asyncio.open_connection(address, port)
+                        return reader, writer, address
+                    except OSError as exc:
+                        error = f"{address}: {exc.strerror or exc}"
+        except TimeoutError:
+            raise _Refused(504, "connect_timeout", "upstream connect timed out", addresses[0]) from None
+        raise _Refused(502, "connect_failed", f"upstream connect failed ({error})", addresses[-1])
+
+    async def _splice(
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        up_r: asyncio.StreamReader,
+        up_w: asyncio.StreamWriter,
+    ) -> tuple[int, int, str]:
+        """Relay both ways; half-closes propagate. Ends on close, error, or ``idle_timeout`` of silence."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        moved = [0, 0]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, index: int) -> None:
+            nonlocal last
+            while data := await src.read(_CHUNK):
+                last = loop.time()
+                moved[index] += len(data)
+                dst.write(data)
+                await dst.drain()
+            if dst.can_write_eof():
+                with contextlib.suppress(OSError, RuntimeError):
+                    dst.write_eof()
+
+        pending = {
+            asyncio.create_task(pump(client_r, up_w, 0)),
+            asyncio.create_task(pump(up_r, client_w, 1)),
+        }
+        outcome = "closed"
+        try:
+            while pending and outcome == "closed":
+                remaining = last + self._idle_timeout - loop.time()
+                if remaining <= 0:
+                    outcome = "idle_timeout"
+                    break
+                done, pending = await asyncio.wait(pending, timeout=remaining)
+                if any(task.exception() is not None for task in done):
+                    outcome = "error"
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        return moved[0], moved[1], outcome
+
+
+def _request_line(head: bytes) -> tuple[str, str]:
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _Refused(400, "bad_request", "malformed request line")
+    return parts[0], parts[1]
+
+
+def _url_host_port(target: str) -> tuple[str, int]:
+    """Best-effort host of a refused plain-HTTP request, only for the decision record."""
+    try:
+        url = urlsplit(target)
+        return normalize_host(url.hostname or "") or "", url.port or 80  # normalized: it gets logged
+    except ValueError:
+        return "", 0
+
+
+def _authority(target: str) -> tuple[str, int]:
+    host, sep, port_text = target.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _Refused(400, "bad_request", "CONNECT target must be host:port")
+    port = int(port_text)
+    if host.startswith("[") or is_ip_literal(host):
+        raise _Refused(403, "ip_literal", "CONNECT to an IP address is not allowed; use a hostname")
+    name = normalize_host(host)
+    if name is None:
+        raise _Refused(400, "invalid_host", "CONNECT host must be an ASCII DNS name")
+    return name, port
+
+
+async def _respond(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    body = f"cloche egress: {message}\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+        + ("Allow: CONNECT\r\n" if status == 405 else "")
+        + "Connection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        writer.write(head.encode() + body)
+        await asyncio.wait_for(writer.drain(), 1.0)
+
+
+def forwarder_source_path() -> Path:
+    """The stdlib-only forwarder script to bind into the jail and run with its python3."""
+    return Path(__file__).with_name("forwarder.py")
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """Environment that points pip, uv, npm, curl, Java, ... at the in-jail forwarder.
+
+    Plain-HTTP variables are set too, so a plain request gets the proxy's clear 405 instead of a
+    connection error. GOPROXY is a module-mirror setting, not a network proxy, so it is left alone.
+    Callers that already have JAVA_TOOL_OPTIONS should append theirs.
+    """
+    url = f"http://127.0.0.1:{port}"
+    no_proxy = "localhost,127.0.0.1,::1"
+    java = " ".join(
+        f"-D{scheme}.proxy{key}={value}"
+        for scheme in ("https", "http")
+        for key, value in (("Host", "127.0.0.1"), ("Port", str(port)))
+    )
+    env = {name: url for base in ("https_proxy", "http_proxy", "all_proxy") for name in (base, base.upper())}
+    env |= {"PIP_PROXY": url, "npm_config_proxy": url, "npm_config_https_proxy": url}
+    env |= {"NO_PROXY": no_proxy, "no_proxy": no_proxy}
+    env["JAVA_TOOL_OPTIONS"] = java + " -Dhttp.nonProxyHosts=localhost|127.0.0.1"
+    return env

@@ -1,0 +1,65 @@
+"""Per-process resource limits for a jailed run, applied in the spawned child before it execs bwrap.
+
+Why ``preexec_fn`` and not a ``/usr/bin/prlimit`` prefix:
+
+* The runner already needs a ``preexec_fn`` (cgroup attach); adding a handful of ``setrlimit`` calls
+  to it costs nothing, while prlimit adds an exec per run and a host dependency on util-linux.
+* Applied before bwrap starts, the limits bind bwrap, its init and everything in the jail, and they
+  are inherited across every later exec (recent kernels also copy RLIMIT_NPROC into the ceiling of
+  the user namespace bwrap creates afterwards).
+* Soft and hard are set equal. The child has already switched to the sandbox uid, which cannot raise
+  a hard limit again, so the jailed code cannot undo them.
+
+RLIMIT_NPROC counts every task (threads included) of the *real host uid*, across namespaces. Each
+sandbox has its own host uid, so it bounds that sandbox alone: a second line of defence beside the
+pids cgroup, which bounds one run. It counts bwrap's own two processes as well.
+"""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+
+from cloche.errors import InvalidRequest
+
+# bwrap itself needs a few descriptors and a few tasks before the jailed program starts.
+MIN_NOFILE = 16
+MIN_NPROC = 4
+
+
+@dataclass(frozen=True)
+class Rlimits:
+    """Hard limits for one run. ``core`` stays 0: a core file would land in the workspace."""
+
+    fsize_bytes: int
+    nofile: int
+    nproc: int
+    core: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fsize_bytes <= 0:
+            raise InvalidRequest(f"fsize_bytes must be positive, got {self.fsize_bytes}")
+        if self.nofile < MIN_NOFILE:
+            raise InvalidRequest(f"nofile must be at least {MIN_NOFILE}, got {self.nofile}")
+        if self.nproc < MIN_NPROC:
+            raise InvalidRequest(f"nproc must be at least {MIN_NPROC}, got {self.nproc}")
+        if self.core < 0:
+            raise InvalidRequest(f"core must not be negative, got {self.core}")
+
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        """(resource, value) for each limit, in the order ``preexec_apply`` sets them."""
+        return (
+            (resource.RLIMIT_FSIZE, self.fsize_bytes),
+            (resource.RLIMIT_NOFILE, self.nofile),
+            (resource.RLIMIT_NPROC, self.nproc),
+            (resource.RLIMIT_CORE, self.core),
+        )
+
+    def preexec_apply(self) -> None:
+        """Set each limit (soft = hard). Runs in the forked child, after the switch to the sandbox uid.
+
+        Only lowering is possible there; a value above the server's own hard limit fails with EPERM,
+        which makes the spawn fail rather than run with a weaker limit.
+        """
+        for which, value in self.pairs():
+            resource.setrlimit(which, (value, value))

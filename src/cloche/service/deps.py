@@ -1,0 +1,161 @@
+"""Dependencies for one exec: detect, skip when unchanged, reuse from the store, or build once.
+
+The fast path is the product's promise: when the detection fingerprint equals the one recorded for the
+sandbox and its environment is in the store, no resolver runs and nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock
+from cloche.jail.install import InstallJailFactory
+from cloche.service.ids import utcnow
+from cloche.store.envstore import EnvironmentStore, environment_key
+from cloche.store.metadata import EnvBinding, MetadataStore
+
+log = logging.getLogger("cloche.deps")
+
+Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Prepared:
+    """What an exec needs from the dependency step."""
+
+    exec_env: ExecEnv = field(default_factory=ExecEnv)
+    report: dict[str, Any] = field(default_factory=dict)
+    newly_installed: list[Component] = field(default_factory=list)
+    unlisted: list[Mapping[str, str | None]] = field(default_factory=list)
+    unresolved: list[Mapping[str, str | None]] = field(default_factory=list)
+    lock: Lock | None = None
+    env_key: str | None = None
+    error: str | None = None
+
+
+class DependencyService:
+    def __init__(self, store: MetadataStore, envs: EnvironmentStore, jails: InstallJailFactory) -> None:
+        self.store = store
+        self.envs = envs
+        self.jails = jails
+        self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
+
+    async def prepare(
+        self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
+    ) -> Prepared:
+        started = time.monotonic()
+        detection = await asyncio.to_thread(ecosystem.detect, root, entry)
+        prepared = Prepared(unlisted=list(detection.unlisted), unresolved=list(detection.unresolved))
+        report: dict[str, Any] = {
+            "source": detection.source,
+            "requested": list(detection.requested),
+            "installed": [],
+            "reused_environment": False,
+        }
+        prepared.report = report
+        if not detection.needs_environment:
+            report["duration_ms"] = int((time.monotonic() - started) * 1000)
+            return prepared
+        binding = self.store.get_binding(sandbox_id, ecosystem.name)
+        try:
+            if binding and binding.fingerprint == detection.fingerprint and self.envs.get(binding.env_key):
+                lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
+                key, reused = binding.env_key, True
+            else:
+                lock, key, reused = await self._install(sandbox_id, ecosystem, detection, binding, progress)
+                if progress is not None:
+                    await progress({"phase": "installed", "packages": [c.name for c in lock.components]})
+        except InstallFailed as exc:
+            report["error"] = exc.message
+            prepared.error = exc.message
+            report["duration_ms"] = int((time.monotonic() - started) * 1000)
+            return prepared
+        stored = self.envs.get(key)
+        assert stored is not None
+        previous = {(c["name"], c["version"]) for c in binding.components} if binding else set()
+        fresh = [c for c in lock.components if (c.name, c.version) not in previous]
+        if binding is None or binding.fingerprint != detection.fingerprint:
+            prepared.newly_installed = fresh
+        report["installed"] = [{"name": c.name, "version": c.version} for c in prepared.newly_installed]
+        report["reused_environment"] = reused
+        report["environment"] = key
+        report["duration_ms"] = int((time.monotonic() - started) * 1000)
+        prepared.exec_env = ecosystem.exec_env(stored.path, detection)
+        prepared.lock, prepared.env_key = lock, key
+        return prepared
+
+    async def _install(
+        self,
+        sandbox_id: str,
+        ecosystem: Ecosystem,
+        detection: Detection,
+        binding: EnvBinding | None,
+        progress: Progress | None,
+    ) -> tuple[Lock, str, bool]:
+        if progress is not None:
+            await progress({"phase": "resolving", "requested": list(detection.requested)})
+        async with self.jails.session(ecosystem) as jail:
+            lock = await ecosystem.resolve(detection, jail)
+        key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
+        reused = self.envs.get(key) is not None
+        if not reused:
+            if progress is not None:
+                await progress({"phase": "installing", "packages": [f"{c.name}=={c.version}" for c in lock.components]})
+            await self._build_once(key, ecosystem, lock)
+        stored = self.envs.get(key)
+        assert stored is not None
+        components = ecosystem.inventory(stored.path, lock, detection.source)
+        self.store.set_binding(
+            EnvBinding(
+                sandbox_id=sandbox_id,
+                ecosystem=ecosystem.name,
+                fingerprint=detection.fingerprint,
+                env_key=key,
+                lock=lock.text,
+                components=[c.to_dict() for c in components],
+                updated_at=utcnow(),
+            )
+        )
+        return Lock(lock.text, tuple(components)), key, reused
+
+    async def _build_once(self, key: str, ecosystem: Ecosystem, lock: Lock) -> None:
+        """Build ``key`` unless another exec is already building it; then wait for that build."""
+        pending = self._builds.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            if self.envs.get(key) is None:
+                raise InstallFailed("a concurrent install of the same environment failed; run again")
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._builds[key] = future
+        try:
+            async with self.jails.session(ecosystem, build=True) as jail:
+                await ecosystem.build(lock, jail)
+                assert jail.build_dir is not None
+                self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))
+            future.exception()  # mark retrieved: waiters re-check the store instead
+            raise
+        finally:
+            self._builds.pop(key, None)
+
+    def current(self, sandbox_id: str, ecosystem: Ecosystem) -> Prepared:
+        """The sandbox's bound environment as-is (for shell commands): no detection, no install."""
+        binding = self.store.get_binding(sandbox_id, ecosystem.name)
+        stored = self.envs.get(binding.env_key) if binding else None
+        if binding is None or stored is None:
+            return Prepared()
+        detection = Detection(ecosystem.name, "bound", (), binding.fingerprint)
+        lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
+        return Prepared(exec_env=ecosystem.exec_env(stored.path, detection), lock=lock, env_key=binding.env_key)
+
+    def referenced_keys(self) -> set[str]:
+        return self.store.bound_env_keys()

@@ -1,0 +1,217 @@
+"""Python dependencies through the whole service: detect, install once in the install jail, persist, share.
+
+A local wheel folder stands in for the index (no registry needed); the jail, uv and the store are real.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloche import Client
+from conftest import ServerProcess, traversable_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
+from _pywheels import build_wheel, standard_wheels
+
+
+@pytest.fixture(scope="module")
+def wheel_dir() -> Iterator[Path]:
+    root = traversable_dir()
+    yield standard_wheels(root / "wheels")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def offline(wheel_dir: Path) -> Iterator[ServerProcess]:
+    root = traversable_dir()
+    server = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(wheel_dir)}).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cloche(offline: ServerProcess) -> Iterator[Client]:
+    with offline.client() as client:
+        yield client
+
+
+def test_requirements_install_once_then_reuse(cloche: Client) -> None:
+    with cloche.create() as box:
+        box.write("requirements.txt", "six==1.15.0\n")
+        box.write("main.py", "import six\nprint(six.__version__)\n")
+        first = box.exec(filename="main.py")
+        assert first.status == "succeeded", first.output
+        assert first.stdout == "1.15.0\n"
+        assert first.output == "Installing six==1.15.0...\n1.15.0\n"
+        assert first.install is not None
+        assert first.install.source == "requirements.txt"
+        assert [(p.name, p.version) for p in first.install.installed] == [("six", "1.15.0")]
+        second = box.exec(filename="main.py")
+        assert second.output == "1.15.0\n"
+        assert second.install is not None
+        assert second.install.installed == []
+        assert second.install.reused_environment is True
+        # A shell command sees the same environment.
+        assert box.exec(command="python3 -c 'import six; print(six.__file__)'").stdout.startswith("/sandbox/deps/")
+
+
+def test_different_pins_coexist_and_equal_locks_share(cloche: Client, offline: ServerProcess) -> None:
+    boxes = [cloche.create() for _ in range(3)]
+    try:
+        for box, pin in zip(boxes, ["1.15.0", "1.16.0", "1.15.0"], strict=True):
+            box.write("requirements.txt", f"six=={pin}\n")
+            box.write("main.py", "import six\nprint(six.__version__)\n")
+        assert boxes[0].exec(filename="main.py").stdout == "1.15.0\n"
+        assert boxes[1].exec(filename="main.py").stdout == "1.16.0\n"
+        third = boxes[2].exec(filename="main.py")
+        assert third.stdout == "1.15.0\n"
+        assert third.install is not None and third.install.reused_environment is True
+        assert [p.version for p in third.install.installed] == ["1.15.0"]
+        assert boxes[0].exec(filename="main.py").stdout == "1.15.0\n"
+        first_env = boxes[0].exec(filename="main.py").install
+        assert first_env is not None and first_env.environment == third.install.environment
+    finally:
+        for box in boxes:
+            box.delete()
+
+
+def test_transitive_dependencies_and_lock_hashes(cloche: Client) -> None:
+    with cloche.create() as box:
+        box.write("requirements.txt", "requests>=2\n")
+        box.write("main.py", "import requests, idna\nprint(requests.__version__)\n")
+        result = box.exec(filename="main.py")
+        assert result.status == "succeeded", result.output
+        assert {p.name for p in result.install.installed} == {"requests", "idna"}  # type: ignore[union-attr]
+        record = box.client.request("GET", f"/v1/sandboxes/{box.id}/runs/{result.run_id}").json()
+        assert record["stdout"] == "2.31.0\n"
+
+
+def test_bad_requirement_fails_cleanly_and_recovers(cloche: Client) -> None:
+    with cloche.create() as box:
+        box.write("requirements.txt", "six==1.15.0\n")
+        box.write("main.py", "import six\nprint('ran', six.__version__)\n")
+        assert box.exec(filename="main.py").stdout == "ran 1.15.0\n"
+        box.write("requirements.txt", "six==1.15.0\nnot-a-real-package==9.9\n")
+        failed = box.exec(filename="main.py")
+        assert failed.status == "install_failed"
+        assert failed.exit_code is None
+        assert "not-a-real-package" in failed.output
+        assert failed.install is not None and "not-a-real-package" in (failed.install.error or "")
+        assert "ran" not in failed.stdout
+        # The previous environment is intact and still bound: a shell command still sees it.
+        assert box.exec(command="python3 -c 'import six; print(six.__version__)'").stdout == "1.15.0\n"
+        box.write("requirements.txt", "six==1.15.0\n")
+        fixed = box.exec(filename="main.py")
+        assert fixed.status == "succeeded"
+        assert fixed.stdout == "ran 1.15.0\n"
+
+
+def test_inline_script_metadata(cloche: Client) -> None:
+    script = '# /// script\n# dependencies = ["six==1.16.0"]\n# ///\nimport six\nprint(six.__version__)\n'
+    with cloche.create() as box:
+        box.write("tool.py", script)
+        result = box.exec(filename="tool.py")
+        assert result.stdout == "1.16.0\n", result.output
+        assert result.install is not None and result.install.source == "inline"
+
+
+def test_pyproject_src_layout_stays_live(cloche: Client) -> None:
+    pyproject = '[project]\nname = "app"\nversion = "0"\ndependencies = ["six==1.16.0"]\n'
+    with cloche.create() as box:
+        box.write("pyproject.toml", pyproject)
+        box.write("src/app/__init__.py", "")
+        box.write("src/app/core.py", "import six\nMESSAGE = 'v1 ' + six.__version__\n")
+        box.write("main.py", "from app.core import MESSAGE\nprint(MESSAGE)\n")
+        first = box.exec(filename="main.py")
+        assert first.stdout == "v1 1.16.0\n", first.output
+        assert first.install is not None and first.install.source == "pyproject.toml"
+        box.write("src/app/core.py", "import six\nMESSAGE = 'v2 ' + six.__version__\n")
+        second = box.exec(filename="main.py")
+        assert second.stdout == "v2 1.16.0\n"
+        assert second.install is not None and second.install.installed == []
+
+
+def test_import_scan_installs_known_and_reports_unknown(cloche: Client) -> None:
+    with cloche.create() as box:
+        box.write("helpers.py", "import yaml\n")
+        box.write(
+            "main.py",
+            "import helpers, attr\ntry:\n    import totally_invented_pkg\nexcept ImportError:\n    pass\n"
+            "print(helpers.yaml.safe_load('x'), attr.VERSION)\n",
+        )
+        result = box.exec(filename="main.py")
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "{'k': 'x'} attrs\n"
+        assert result.install is not None and result.install.source == "scan"
+        assert {p.name for p in result.install.installed} == {"pyyaml", "attrs"}  # PEP 503 names, as locked
+        # Editing the code without touching its imports installs nothing and resolves nothing.
+        box.write("main.py", "import helpers, attr\nprint('edited', attr.VERSION)\n")
+        again = box.exec(filename="main.py")
+        assert again.stdout == "edited attrs\n"
+        assert again.install is not None and again.install.installed == [] and again.install.reused_environment
+        # An import nothing vouches for is reported, never guessed.
+        box.write("guess.py", "import totally_invented_pkg\n")
+        guessed = box.exec(filename="guess.py")
+        assert guessed.status == "failed"
+        assert [u.module for u in guessed.unresolved_imports] == ["totally_invented_pkg"]
+        assert "requirements.txt" in (guessed.unresolved_imports[0].hint or "")
+
+
+def test_unlisted_imports_are_reported_not_installed(cloche: Client) -> None:
+    with cloche.create() as box:
+        box.write("requirements.txt", "six==1.16.0\n")
+        box.write("main.py", "import six\nimport yaml\n")
+        result = box.exec(filename="main.py")
+        assert result.status == "failed"
+        assert "No module named 'yaml'" in result.stderr
+        assert [(u.module, u.suggested) for u in result.unlisted_imports] == [("yaml", "PyYAML")]
+        assert "not listed" in result.output
+
+
+def test_environments_are_read_only_to_programs(cloche: Client) -> None:
+    attack = (
+        "import six, pathlib\n"
+        "p = pathlib.Path(six.__file__)\n"
+        "try:\n    p.write_text('POISONED = 1')\n    print('wrote')\n"
+        "except OSError as e:\n    print('refused', e.errno)\n"
+    )
+    with cloche.create() as attacker, cloche.create() as victim:
+        attacker.write("requirements.txt", "six==1.16.0\n")
+        attacker.write("main.py", attack)
+        assert attacker.exec(filename="main.py").stdout.startswith("refused")
+        victim.write("requirements.txt", "six==1.16.0\n")
+        victim.write("main.py", "import six\nprint(six.__version__, hasattr(six, 'POISONED'))\n")
+        assert victim.exec(filename="main.py").stdout == "1.16.0 False\n"
+
+
+def test_concurrent_first_execs_build_once(cloche: Client, offline: ServerProcess, wheel_dir: Path) -> None:
+    build_wheel(wheel_dir, "six", "1.14.0", {"six.py": "__version__ = '1.14.0'\n"})
+    boxes = [cloche.create() for _ in range(3)]
+    results: list[str] = []
+    try:
+        for box in boxes:
+            box.write("requirements.txt", "six==1.14.0\n")
+            box.write("main.py", "import six\nprint(six.__version__)\n")
+
+        def run(box: object) -> None:
+            with offline.client() as other:
+                results.append(other.sandbox(box.id).exec(filename="main.py").stdout)  # type: ignore[attr-defined]
+
+        threads = [threading.Thread(target=run, args=(b,)) for b in boxes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == ["1.14.0\n"] * 3
+        keys = {b.exec(filename="main.py").install.environment for b in boxes}  # type: ignore[union-attr]
+        assert len(keys) == 1
+    finally:
+        for box in boxes:
+            box.delete()
