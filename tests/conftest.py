@@ -123,6 +123,27 @@ def fresh_server() -> Iterator[ServerProcess]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def offline_wheels() -> Iterator[Path]:
+    """A folder of tiny real wheels (six 1.15/1.16, attrs, requests+idna, PyYAML) standing in for PyPI."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "ecosystems" / "python"))
+    from _pywheels import standard_wheels
+
+    root = traversable_dir()
+    yield standard_wheels(root / "wheels")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def offline_server(offline_wheels: Path) -> Iterator[ServerProcess]:
+    """A server whose Python installs come from ``offline_wheels`` (no registry needed)."""
+    root = traversable_dir()
+    srv = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[Client]:
     with server.client() as c:

@@ -2,6 +2,31 @@
 
 __version__ = "0.1.0"
 
-from cloche.sdk.client import Client, ClocheAPIError
+from cloche.sdk.aio import AsyncClient, AsyncSandboxHandle
+from cloche.sdk.calls import ExecEvent
+from cloche.sdk.client import Client, SandboxHandle
+from cloche.sdk.errors import (
+    ClocheAPIError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TooLargeError,
+    UnauthorizedError,
+    UnavailableError,
+)
 
-__all__ = ["Client", "ClocheAPIError", "__version__"]
+__all__ = [
+    "AsyncClient",
+    "AsyncSandboxHandle",
+    "Client",
+    "ClocheAPIError",
+    "ConflictError",
+    "ExecEvent",
+    "InvalidRequestError",
+    "NotFoundError",
+    "SandboxHandle",
+    "TooLargeError",
+    "UnauthorizedError",
+    "UnavailableError",
+    "__version__",
+]

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         False,
         description="Install scanned imports no mapping vouches for, by exact name (slopsquatting risk).",
     )
+    license_deny: str = Field(
+        "",
+        description="Comma-separated SPDX license ids no installed package may carry (e.g. AGPL-3.0-only); "
+        "an install that would bring one in fails with install_failed.",
+    )
     env_gc_grace_seconds: float = Field(
         86_400.0, ge=0, description="How long an environment no sandbox references is kept before removal."
     )

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import json
 import tempfile
-from collections.abc import AsyncIterator
-from typing import Annotated, BinaryIO
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from cloche.api.auth import tenant
 from cloche.api.state import AppState
@@ -30,6 +30,7 @@ from cloche.models import (
 )
 
 router = APIRouter(prefix="/v1")
+CYCLONEDX = "application/vnd.cyclonedx+json"
 Tenant = Annotated[str, Depends(tenant)]
 
 
@@ -137,9 +138,12 @@ async def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> 
     async def sink(name: StreamName, text: str) -> None:
         await queue.put(_sse(name, {"data": text}))
 
+    async def progress(event: Mapping[str, Any]) -> None:
+        await queue.put(_sse("install", dict(event)))
+
     async def run() -> None:
         try:
-            result = await s.execs.execute(who, sandbox_id, body, sink)
+            result = await s.execs.execute(who, sandbox_id, body, sink, progress)
             await queue.put(_sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
             await queue.put(_sse("error", exc.to_dict()["error"]))
@@ -168,3 +172,28 @@ async def list_runs(
 @router.get("/sandboxes/{sandbox_id}/runs/{run_id}", response_model=RunRecord)
 async def get_run(s: State, who: Tenant, sandbox_id: str, run_id: str) -> RunRecord:
     return s.execs.run(who, sandbox_id, run_id)
+
+
+@router.get(
+    "/sandboxes/{sandbox_id}/runs/{run_id}/sbom",
+    response_class=JSONResponse,
+    responses={200: {"content": {CYCLONEDX: {}}, "description": "CycloneDX 1.6 SBOM of the run."}},
+)
+async def get_sbom(s: State, who: Tenant, sandbox_id: str, run_id: str) -> JSONResponse:
+    return JSONResponse(s.evidence.sbom(who, sandbox_id, run_id), media_type=CYCLONEDX)
+
+
+@router.get("/sandboxes/{sandbox_id}/runs/{run_id}/deps")
+async def get_run_deps(s: State, who: Tenant, sandbox_id: str, run_id: str) -> dict[str, Any]:
+    return s.evidence.lock(who, sandbox_id, run_id)
+
+
+@router.get("/sandboxes/{sandbox_id}/deps/diff")
+async def diff_deps(
+    s: State,
+    who: Tenant,
+    sandbox_id: str,
+    from_run: Annotated[str, Query(alias="from", description="Earlier run id.")],
+    to_run: Annotated[str, Query(alias="to", description="Later run id.")],
+) -> dict[str, Any]:
+    return s.evidence.diff(who, sandbox_id, from_run, to_run)

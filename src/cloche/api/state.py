@@ -21,11 +21,14 @@ from cloche.jail.network import registry_addresses
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.paths import DataPaths
+from cloche.service.audit import AuditTrail
 from cloche.service.deps import DependencyService
+from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
 from cloche.service.sandboxes import SandboxService
 from cloche.settings import Settings
+from cloche.store.audit import AuditLog
 from cloche.store.envstore import EnvironmentStore
 from cloche.store.sqlite import SqliteMetadataStore
 
@@ -57,6 +60,7 @@ class AppState:
     files: FileService
     deps: DependencyService
     execs: ExecService
+    evidence: EvidenceService
     api_keys: dict[str, str]
     tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -95,8 +99,10 @@ class AppState:
                 open_files=4096,
             ),
         )
-        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs))
-        sandboxes = SandboxService(settings, paths, store)
+        deny = frozenset(settings.host_list(settings.license_deny))
+        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs), deny)
+        audit = AuditTrail(AuditLog(paths.root))
+        sandboxes = SandboxService(settings, paths, store, audit)
         return cls(
             settings=settings,
             paths=paths,
@@ -108,6 +114,7 @@ class AppState:
             files=FileService(sandboxes),
             deps=deps,
             execs=ExecService(sandboxes, runner, registry, deps),
+            evidence=EvidenceService(sandboxes),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
         )
@@ -149,3 +156,4 @@ class AppState:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.store.close()
+        self.sandboxes.audit.log.close()

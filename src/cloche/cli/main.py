@@ -16,6 +16,40 @@ from cloche.sdk.client import Client, ClocheAPIError
 app = typer.Typer(help="cloche: sandboxes for AI-generated code.", no_args_is_help=True, add_completion=False)
 sandbox_app = typer.Typer(help="Manage sandboxes.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+audit_app = typer.Typer(help="Check and export the hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State directory (CLOCHE_DATA_DIR).")]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from cloche.settings import Settings
+
+    return Settings(**({"data_dir": data_dir} if data_dir else {})).data_dir  # type: ignore[arg-type]
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Check every record's hash and link; exit 1 naming the first bad record."""
+    from cloche.store.audit import verify
+
+    result = verify(_data_dir(data_dir))
+    if result.ok:
+        typer.echo(f"ok: {result.records} records, head {result.head}")
+        return
+    typer.echo(f"audit log is NOT intact: record {result.first_bad}: {result.reason}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")], data_dir: DataDir = None) -> None:
+    """Print one sandbox's audit records (JSON Lines, in order)."""
+    import json
+
+    from cloche.store.audit import export
+
+    for record in export(_data_dir(data_dir), sandbox_id):
+        typer.echo(json.dumps(record, separators=(",", ":")))
+
 
 SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,10 +41,17 @@ class Prepared:
 
 
 class DependencyService:
-    def __init__(self, store: MetadataStore, envs: EnvironmentStore, jails: InstallJailFactory) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        envs: EnvironmentStore,
+        jails: InstallJailFactory,
+        denied_licenses: frozenset[str] = frozenset(),
+    ) -> None:
         self.store = store
         self.envs = envs
         self.jails = jails
+        self.denied_licenses = denied_licenses
         self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
 
     async def prepare(
@@ -111,6 +119,7 @@ class DependencyService:
         stored = self.envs.get(key)
         assert stored is not None
         components = ecosystem.inventory(stored.path, lock, detection.source)
+        self._check_licenses(components)
         self.store.set_binding(
             EnvBinding(
                 sandbox_id=sandbox_id,
@@ -147,6 +156,15 @@ class DependencyService:
         finally:
             self._builds.pop(key, None)
 
+    def _check_licenses(self, components: list[Component]) -> None:
+        """Refuse the install when a package's license is on the server's deny list (before it is bound)."""
+        for component in components:
+            if component.license and denied(component.license, self.denied_licenses):
+                raise InstallFailed(
+                    f"{component.name}=={component.version} is licensed {component.license}, which this server "
+                    "does not allow (CLOCHE_LICENSE_DENY)"
+                )
+
     def current(self, sandbox_id: str, ecosystem: Ecosystem) -> Prepared:
         """The sandbox's bound environment as-is (for shell commands): no detection, no install."""
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
@@ -159,3 +177,15 @@ class DependencyService:
 
     def referenced_keys(self) -> set[str]:
         return self.store.bound_env_keys()
+
+
+def denied(expression: str, deny: frozenset[str]) -> bool:
+    """True when every alternative of an SPDX expression carries a denied id ("MIT OR AGPL-3.0-only" is fine)."""
+    if not deny:
+        return False
+    wanted = {d.lower() for d in deny}
+    alternatives = re.split(r"\s+OR\s+", expression.replace("(", " ").replace(")", " "), flags=re.IGNORECASE)
+    return all(
+        any(token.lower() in wanted for token in re.split(r"\s+(?:AND|WITH)\s+|\s+", alt.strip()) if token)
+        for alt in alternatives
+    )

@@ -112,13 +112,18 @@ class ExecService:
             run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
             self.sandboxes.touch(row.id)
+            audit = self.sandboxes.audit
+            await audit.exec_requested(run, entry)
             try:
                 prepared = await self._prepare(row, ecosystem, entry, on_install)
-                run.extra = _dependency_record(prepared)
+                run.extra = _dependency_record(prepared, ecosystem)
+                if ecosystem is not None and prepared.newly_installed:
+                    await audit.install_performed(run, ecosystem.name)
                 if prepared.error is not None:
                     self._finish(run, None, "install_failed", prepared.error)
                     run.output = f"Install failed:\n{prepared.error}\n"
                     self.sandboxes.store.finish_run(run)
+                    await audit.run_finished(run, self.sandboxes.paths.workspace(row.id))
                     return _result(run)
                 spec = self._spec(row, request, argv, prepared.exec_env)
                 profile = JailProfile(
@@ -134,12 +139,14 @@ class ExecService:
                 result.output = _install_lines(prepared) + result.output
             except asyncio.CancelledError:
                 self._finish(run, None, "killed", "the client disconnected or the sandbox was deleted")
+                audit.run_aborted(run)
                 raise
             except Exception as exc:
                 self._finish(run, None, "failed", f"cloche could not run this: {exc}")
                 raise
             self._finish(run, result, result.status, result.error)
             self.sandboxes.touch(row.id)
+            await audit.run_finished(run, self.sandboxes.paths.workspace(row.id))
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
         return _result(run)
 
@@ -190,8 +197,10 @@ class ExecService:
         )
 
 
-def _dependency_record(prepared: Prepared) -> dict[str, object]:
+def _dependency_record(prepared: Prepared, ecosystem: Ecosystem | None) -> dict[str, object]:
     return {
+        "ecosystem": ecosystem.name if ecosystem else None,
+        "toolchain": {ecosystem.name: ecosystem.abi()} if ecosystem else {},
         "install": prepared.report or None,
         "unlisted_imports": prepared.unlisted,
         "unresolved_imports": prepared.unresolved,

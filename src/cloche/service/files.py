@@ -64,6 +64,7 @@ class FileService:
             )
             written.append(_entry(info))
         self.sandboxes.touch(row.id)
+        await self.sandboxes.audit.files_written(row.id, written)
         return FilesWritten(filename=written[0].path if len(written) == 1 else None, files=written)
 
     async def put(self, tenant: str, sandbox_id: str, path: str, data: BinaryIO) -> FileEntry:
@@ -85,6 +86,7 @@ class FileService:
         root = self.sandboxes.paths.workspace(row.id)
         await asyncio.to_thread(safefs.delete_path, root, path)
         self.sandboxes.touch(row.id)
+        await self.sandboxes.audit.file_deleted(row.id, path)
 
     async def _check_quota(self, row: SandboxRow, incoming: int) -> None:
         reason = await asyncio.to_thread(self.sandboxes.over_quota, row, incoming)
@@ -110,4 +112,5 @@ class FileService:
         )
         self.sandboxes.touch(row.id)
         entries = [_entry(i) for i in infos]
+        await self.sandboxes.audit.files_written(row.id, entries, archive=True)
         return FilesWritten(filename=None, files=entries)

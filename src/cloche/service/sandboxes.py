@@ -12,6 +12,7 @@ from cloche.jail import supervisor
 from cloche.jail.egress import EgressPolicy
 from cloche.models import CreateSandbox, Limits, Sandbox
 from cloche.paths import DataPaths
+from cloche.service.audit import AuditTrail
 from cloche.service.ids import new_sandbox_id, utcnow
 from cloche.settings import Settings
 from cloche.store import safefs
@@ -28,10 +29,11 @@ class PoolExhausted(ClocheError):
 class SandboxService:
     """Owns sandbox records, their workspaces and their per-sandbox locks."""
 
-    def __init__(self, settings: Settings, paths: DataPaths, store: MetadataStore) -> None:
+    def __init__(self, settings: Settings, paths: DataPaths, store: MetadataStore, audit: AuditTrail) -> None:
         self.settings = settings
         self.paths = paths
         self.store = store
+        self.audit = audit
         self._uid_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, set[asyncio.Task[object]]] = {}
@@ -121,6 +123,7 @@ class SandboxService:
             workspace.mkdir(mode=0o700)
             os.chown(workspace, uid, uid)
             self.store.insert_sandbox(row)
+        await self.audit.sandbox_created(row)
         log.info("sandbox created", extra={"sandbox_id": row.id, "tenant": tenant, "host_uid": uid})
         return self.view(row)
 
@@ -146,6 +149,7 @@ class SandboxService:
             task.cancel()
         supervisor.kill_uid_range(row.host_uid, row.host_uid + 1)
         await asyncio.to_thread(safefs.remove_tree, self.paths.workspace(row.id))
+        await self.audit.sandbox_deleted(row.id, reason)
         self._locks.pop(row.id, None)
         self._running.pop(row.id, None)
         log.info("sandbox deleted", extra={"sandbox_id": row.id, "reason": reason})

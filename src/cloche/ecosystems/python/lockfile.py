@@ -11,6 +11,7 @@ from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.base import Component
 from cloche.errors import ClocheError
+from cloche.sbom.licenses import normalize_license
 from cloche.store import safefs
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
@@ -27,17 +28,6 @@ def parse_lock(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
         if match:
             pins.append((match.group(1), match.group(3), tuple(HASH.findall(line))))
     return pins
-
-
-def _license(headers: dict[str, str], classifiers: list[str]) -> str | None:
-    expression = headers.get("License-Expression")
-    if expression:
-        return expression.strip()
-    text = (headers.get("License") or "").strip()
-    if text and "\n" not in text and len(text) < 80 and text.upper() != "UNKNOWN":
-        return text
-    licenses = [c.split(" :: ")[-1] for c in classifiers if c.startswith("License :: ")]
-    return " AND ".join(licenses) or None
 
 
 def installed_licenses(site_packages: Path) -> dict[str, str | None]:
@@ -57,8 +47,9 @@ def installed_licenses(site_packages: Path) -> dict[str, str | None]:
         message = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
         dist = message.get("Name")
         if dist:
-            headers = {k: str(v) for k, v in message.items()}
-            found[canonicalize_name(dist)] = _license(headers, message.get_all("Classifier") or [])
+            found[canonicalize_name(dist)] = normalize_license(
+                message.get("License-Expression"), message.get("License"), list(message.get_all("Classifier") or [])
+            )
     return found
 
 

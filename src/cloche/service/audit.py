@@ -1,0 +1,104 @@
+"""The audit trail: one method per recorded event, each appended (fsync'd) to the hash-chained log.
+
+Appends run in a worker thread so the fsync never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cloche.models import FileEntry
+from cloche.store.audit import AuditLog, tree_hash
+from cloche.store.metadata import RunRow, SandboxRow
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class AuditTrail:
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    async def _append(self, event: str, sandbox_id: str | None, **fields: Any) -> None:
+        await asyncio.to_thread(self.log.append, event, sandbox_id, **fields)
+
+    async def sandbox_created(self, row: SandboxRow) -> None:
+        await self._append("sandbox_created", row.id, tenant=row.tenant, language=row.language, host_uid=row.host_uid)
+
+    async def sandbox_deleted(self, sandbox_id: str, reason: str) -> None:
+        await self._append("sandbox_deleted", sandbox_id, reason=reason)
+
+    async def files_written(self, sandbox_id: str, entries: Sequence[FileEntry], archive: bool = False) -> None:
+        if archive:
+            files = [{"path": e.path, "sha256": e.sha256} for e in entries if e.type == "file"]
+            await self._append("archive_extracted", sandbox_id, files=files)
+            return
+        for entry in entries:
+            await self._append("file_written", sandbox_id, path=entry.path, sha256=entry.sha256, size=entry.size)
+
+    async def file_deleted(self, sandbox_id: str, path: str) -> None:
+        await self._append("file_deleted", sandbox_id, path=path)
+
+    async def exec_requested(self, run: RunRow, entry: str | None) -> None:
+        await self._append("exec_requested", run.sandbox_id, run_id=run.id, argv=run.argv, entry=entry)
+
+    async def install_performed(self, run: RunRow, ecosystem: str) -> None:
+        install = run.extra.get("install") or {}
+        lock = run.extra.get("lock") or ""
+        await self._append(
+            "install_performed",
+            run.sandbox_id,
+            run_id=run.id,
+            ecosystem=ecosystem,
+            source=install.get("source"),
+            lock_sha256=sha256_text(lock),
+            env_key=run.extra.get("env_key"),
+            installed=install.get("installed", []),
+        )
+
+    async def run_finished(self, run: RunRow, workspace: Path) -> None:
+        tree = await asyncio.to_thread(_safe_tree_hash, workspace)
+        await self._append(
+            "run_finished",
+            run.sandbox_id,
+            run_id=run.id,
+            argv=run.argv,
+            workspace_tree_sha256=tree,
+            env_key=run.extra.get("env_key"),
+            exit_code=run.exit_code,
+            status=run.status,
+            stdout_sha256=sha256_text(run.stdout),
+            stderr_sha256=sha256_text(run.stderr),
+            duration_ms=run.duration_ms,
+        )
+        denied = run.extra.get("egress_denied") or []
+        if denied:
+            await self._append("egress_denied", run.sandbox_id, run_id=run.id, hosts=denied)
+
+    def run_aborted(self, run: RunRow) -> None:
+        """Synchronous: called while the run's task is being cancelled, where awaiting is not possible."""
+        self.log.append(
+            "run_finished",
+            run.sandbox_id,
+            run_id=run.id,
+            argv=run.argv,
+            workspace_tree_sha256=None,
+            env_key=run.extra.get("env_key"),
+            exit_code=run.exit_code,
+            status=run.status,
+            stdout_sha256=sha256_text(run.stdout),
+            stderr_sha256=sha256_text(run.stderr),
+            duration_ms=run.duration_ms,
+        )
+
+
+def _safe_tree_hash(workspace: Path) -> str | None:
+    try:
+        return tree_hash(workspace)
+    except Exception:  # an over-large or vanished workspace: record the run without the hash
+        return None
