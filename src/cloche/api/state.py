@@ -17,9 +17,10 @@ from cloche.jail.cgroups import Cgroups
 from cloche.jail.egress import EgressPolicy
 from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
-from cloche.jail.network import registry_addresses
+from cloche.jail.network import build_forwarder, registry_addresses
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
+from cloche.metrics import Metrics
 from cloche.paths import DataPaths
 from cloche.service.audit import AuditTrail
 from cloche.service.deps import DependencyService
@@ -64,6 +65,7 @@ class AppState:
     api_keys: dict[str, str]
     tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -73,7 +75,8 @@ class AppState:
         # One cgroup parent per data dir, so two servers on one host never sweep each other's runs.
         parent = "cloche-" + hashlib.sha256(str(paths.root).encode()).hexdigest()[:10]
         cgroups = Cgroups.detect(parent)
-        runner = Runner(etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings))
+        forwarder = build_forwarder(paths.jail / "bin")
+        runner = Runner(etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings), forwarder)
         store = SqliteMetadataStore(paths.db)
         envs = EnvironmentStore(paths.envs)
         envs.create()
@@ -100,7 +103,9 @@ class AppState:
             ),
         )
         deny = frozenset(settings.host_list(settings.license_deny))
-        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs), deny)
+        metrics = Metrics()  # this app's own registry, served at /metrics
+        metrics.watch(envs, lambda: len(store.used_uids()))  # one host uid per live sandbox
+        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs), deny, metrics)
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
         return cls(
@@ -117,6 +122,7 @@ class AppState:
             evidence=EvidenceService(sandboxes),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
+            metrics=metrics,
         )
 
     async def start(self) -> None:
@@ -145,6 +151,7 @@ class AppState:
                     self.envs.prune, self.deps.referenced_keys(), self.settings.env_gc_grace_seconds
                 )
                 if removed:
+                    self.metrics.store_changed()
                     log.info("environments pruned", extra={"removed": removed})
             except Exception:
                 log.exception("environment collection failed")

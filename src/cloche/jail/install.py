@@ -58,12 +58,14 @@ class InstallSession:
         ecosystem: str,
         env_mount: str,
         build_dir: Path | None,
+        extra_mounts: tuple[Mount, ...] = (),
     ) -> None:
         self.runner = runner
         self.settings = settings
         self.ecosystem = ecosystem
         self.env_mount = env_mount
         self.build_dir = build_dir
+        self.extra_mounts = extra_mounts  # the ecosystem's read-only toolchain and local package sources
         self.work = settings.scratch / f"install-{secrets.token_hex(8)}"
         self.work.mkdir(mode=0o755)
         (self.work / "in").mkdir(mode=0o755)
@@ -97,6 +99,7 @@ class InstallSession:
             mounts.append(Mount("bind", self.env_mount, self.build_dir))
         if self.settings.wheel_dir is not None:
             mounts.append(Mount("ro-bind", WHEELS_MOUNT, self.settings.wheel_dir))
+        mounts += self.extra_mounts
         profile = JailProfile(
             name="install",
             host_uid=self.settings.builder_uid,
@@ -108,6 +111,8 @@ class InstallSession:
             "UV_CACHE_DIR": CACHE_MOUNT,
             "UV_PYTHON_DOWNLOADS": "never",
             "UV_NO_PROGRESS": "1",
+            # The host's trust store (bound at /etc/ssl), not uv's bundled roots: operators add their CAs there.
+            "UV_NATIVE_TLS": "1",
             "npm_config_cache": CACHE_MOUNT,
             "GOMODCACHE": f"{CACHE_MOUNT}/mod",
             "GOCACHE": f"{CACHE_MOUNT}/build",
@@ -138,7 +143,8 @@ class InstallJailFactory:
         if build_dir is not None:
             os.chown(build_dir, self.settings.builder_uid, self.settings.builder_uid)
         env_mount: str = getattr(ecosystem, "env_mount", "/env")
-        session = InstallSession(self.runner, self.settings, ecosystem.name, env_mount, build_dir)
+        extra: tuple[Mount, ...] = tuple(getattr(ecosystem, "install_mounts", ()))
+        session = InstallSession(self.runner, self.settings, ecosystem.name, env_mount, build_dir, extra)
         try:
             yield session
         except BaseException:

@@ -8,9 +8,13 @@ relays to that socket. ``HTTPS_PROXY`` and friends point every installer and run
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import logging
 import secrets
+import shutil
 import socket
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +25,12 @@ from cloche.jail.profile import JailProfile
 from cloche.store import safefs
 
 FORWARDER = "/opt/cloche/forwarder.py"
+FORWARDER_BINARY = "/opt/cloche/forwarder"
+FORWARDER_SOURCE = Path(__file__).with_name("forwarder.c")
 SOCKET_DIR = "/run/cloche"
 SOCKET_NAME = "egress.sock"
 PROXY_PORT = 3128
+log = logging.getLogger("cloche.egress")
 
 
 @dataclass
@@ -63,7 +70,33 @@ def registry_addresses(hosts: Sequence[str]) -> list[str]:
     return sorted(found)
 
 
-async def apply(cmd: BwrapCommand, profile: JailProfile, run_dir: Path, trusted: Sequence[str]) -> EgressSession | None:
+def build_forwarder(bin_dir: Path) -> Path | None:
+    """Compile the C launcher once per source version; None (use forwarder.py) when no compiler works."""
+    digest = hashlib.sha256(FORWARDER_SOURCE.read_bytes()).hexdigest()[:12]
+    target = bin_dir / f"cloche-forwarder-{digest}"
+    if target.exists():
+        return target
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.warning("no C compiler: egress uses the slower Python forwarder")
+        return None
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir.chmod(0o755)
+    partial = bin_dir / f".{target.name}.tmp"
+    built = subprocess.run(
+        [compiler, "-O2", "-o", str(partial), str(FORWARDER_SOURCE)], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        log.warning("could not compile the egress forwarder; using forwarder.py", extra={"stderr": built.stderr})
+        return None
+    partial.chmod(0o755)
+    partial.rename(target)
+    return target
+
+
+async def apply(
+    cmd: BwrapCommand, profile: JailProfile, run_dir: Path, trusted: Sequence[str], binary: Path | None
+) -> EgressSession | None:
     """Contribute the egress plumbing, or nothing (the net namespace stays empty)."""
     policy = profile.egress
     if policy is None or not policy.allow:
@@ -73,8 +106,12 @@ async def apply(cmd: BwrapCommand, profile: JailProfile, run_dir: Path, trusted:
     proxy = EgressProxy(trusted_networks=trusted)
     await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid)
     cmd.args += ["--ro-bind", str(directory), SOCKET_DIR]
-    cmd.args += ["--ro-bind", str(forwarder_source_path()), FORWARDER]
     cmd.env.update(proxy_env(PROXY_PORT))
+    if binary is not None:
+        cmd.args += ["--ro-bind", str(binary), FORWARDER_BINARY]
+        cmd.launcher = [FORWARDER_BINARY, str(PROXY_PORT), f"{SOCKET_DIR}/{SOCKET_NAME}", "--"]
+        return EgressSession(proxy, directory)
+    cmd.args += ["--ro-bind", str(forwarder_source_path()), FORWARDER]
     cmd.launcher = [
         "/usr/bin/python3",
         "-I",

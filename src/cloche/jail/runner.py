@@ -53,6 +53,8 @@ BASE_ENV = {
     # No __pycache__ in workspaces: agents rewrite files within a second at equal size, which mtime-based
     # .pyc validation cannot tell apart. Installed environments ship their bytecode precompiled.
     "PYTHONDONTWRITEBYTECODE": "1",
+    # Node bundles its own roots; also trust the host's store (bound read-only at /etc/ssl).
+    "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
 }
 READ_CHUNK = 65536
 _run_counter = itertools.count()
@@ -121,11 +123,13 @@ class Runner:
         run_dir: Path,
         cgroups: Cgroups,
         trusted_networks: tuple[str, ...] = (),
+        forwarder: Path | None = None,
     ) -> None:
         self._etc = synthetic_etc
         self._run_dir = run_dir
         self._cgroups = cgroups
         self._trusted = trusted_networks
+        self._forwarder = forwarder
         self._sandbox_uid = sandbox_uid
         self._bwrap = bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
@@ -145,7 +149,9 @@ class Runner:
 
     async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
         cmd = self._compose(spec, profile)  # 1-3
-        egress = await network.apply(cmd, profile, self._run_dir, self._trusted)  # 4. network: none, or registries only
+        egress = await network.apply(
+            cmd, profile, self._run_dir, self._trusted, self._forwarder
+        )  # 4. network: none, or registries only
         seccomp_fd = seccomp.seccomp_fd()  # 5. system call filter
         cmd.args += ["--seccomp", str(seccomp_fd)]
         mounts.seal_root(cmd)  # nothing outside the named binds is writable

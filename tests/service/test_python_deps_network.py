@@ -1,0 +1,31 @@
+"""Real-world installs from the real PyPI through the install jail's egress proxy (marked network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloche import Client
+
+pytestmark = pytest.mark.network
+
+
+def test_scan_installs_real_packages_once(client: Client) -> None:
+    code = (
+        "import yaml, bs4, dateutil, requests, cv2, sklearn\n"
+        "print(yaml.safe_load('a: 1')['a'], bs4.BeautifulSoup('<b>x</b>', 'html.parser').b.text, cv2.__name__)\n"
+    )
+    with client.create() as box:
+        box.write("main.py", code)
+        first = box.exec(filename="main.py", timeout_seconds=600)
+        assert first.status == "succeeded", first.output
+        assert first.stdout == "1 x cv2\n"
+        assert first.install is not None and first.install.source == "scan"
+        installed = {p.name for p in first.install.installed}
+        assert {"pyyaml", "beautifulsoup4", "python-dateutil", "requests", "opencv-python-headless"} <= installed
+        assert "scikit-learn" in installed
+        assert first.output.startswith("Installing ")
+        second = box.exec(filename="main.py")
+        assert second.stdout == first.stdout
+        assert second.install is not None
+        assert second.install.installed == [] and second.install.reused_environment
+        assert second.install.duration_ms < 1000  # no resolver, no network: a fingerprint check and a lookup
