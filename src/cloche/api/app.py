@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from cloche import __version__
-from cloche.api import errors
+from cloche.api import compat_jhansi, errors
 from cloche.api.middleware import BodyLimit, JsonByDefault
 from cloche.api.routes import router
 from cloche.api.state import AppState
 from cloche.jail.bwrap import bwrap_version
+from cloche.metrics import CONTENT_TYPE_LATEST
 from cloche.models import Health
 from cloche.settings import Settings
 
@@ -40,10 +42,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cloche = app_state
     errors.install(app)
     app.include_router(router)
+    app.include_router(compat_jhansi.router)  # the seed's clients: JHANSI_BASE_URL=<cloche>/jhansi
 
     @app.get("/health", response_model=Health, tags=["ops"])
     async def health() -> Health:
         return Health(status="ok", version=__version__, jail=bwrap_version())
+
+    @app.get("/metrics", response_class=Response, tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus text exposition (no API key: it holds counts, never tenants' data)."""
+        body = await asyncio.to_thread(app_state.metrics.render)  # may walk the environment store
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(JsonByDefault)

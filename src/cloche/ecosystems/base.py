@@ -66,10 +66,13 @@ class Detection:
     unresolved: tuple[Mapping[str, str | None], ...] = ()  # scanned imports nothing vouches for
     sys_path: tuple[str, ...] = ()  # workspace dirs to put on the import path (src layouts)
     details: Any = None  # the ecosystem's own detection record
+    # Go and Java need an environment even with no packages: it carries the toolchain's module file, the
+    # shared precompiled standard library or the launcher, so runs look the same with and without packages.
+    toolchain: bool = False
 
     @property
     def needs_environment(self) -> bool:
-        return bool(self.requested or self.optional)
+        return bool(self.requested or self.optional or self.toolchain)
 
 
 @dataclass(frozen=True)

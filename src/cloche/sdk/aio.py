@@ -33,6 +33,10 @@ class AsyncClient:
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._http = httpx.AsyncClient(**calls.http_options(url, api_key, timeout))
 
+    @property
+    def url(self) -> str:
+        return str(self._http.base_url)
+
     async def __aenter__(self) -> AsyncClient:
         return self
 

@@ -31,6 +31,10 @@ class Client:
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._http = httpx.Client(**calls.http_options(url, api_key, timeout))
 
+    @property
+    def url(self) -> str:
+        return str(self._http.base_url)
+
     def __enter__(self) -> Client:
         return self
 

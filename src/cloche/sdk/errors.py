@@ -1,5 +1,7 @@
 """Errors the SDK raises: one class per kind of answer, each carrying the server's status, code and message.
 
+The class follows the HTTP status; ``code`` is the server's stable error code::
+
     ClocheAPIError                 any error answer (and the base to catch)
     ├── InvalidRequestError  400   invalid_request, invalid_path, invalid_archive, unsupported; 422 validation_error
     ├── UnauthorizedError    401   unauthorized

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock
 from cloche.jail.install import InstallJailFactory
+from cloche.metrics import Metrics
 from cloche.service.ids import utcnow
 from cloche.store.envstore import EnvironmentStore, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
@@ -47,11 +48,13 @@ class DependencyService:
         envs: EnvironmentStore,
         jails: InstallJailFactory,
         denied_licenses: frozenset[str] = frozenset(),
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.envs = envs
         self.jails = jails
         self.denied_licenses = denied_licenses
+        self.metrics = metrics or Metrics()
         self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
 
     async def prepare(
@@ -76,14 +79,17 @@ class DependencyService:
                 lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
                 key, reused = binding.env_key, True
             else:
-                lock, key, reused = await self._install(sandbox_id, ecosystem, detection, binding, progress)
+                with self.metrics.install_duration.time():
+                    lock, key, reused = await self._install(sandbox_id, ecosystem, detection, binding, progress)
                 if progress is not None:
                     await progress({"phase": "installed", "packages": [c.name for c in lock.components]})
         except InstallFailed as exc:
+            log.warning("install failed", extra={"ecosystem": ecosystem.name, "error": exc.message})
             report["error"] = exc.message
             prepared.error = exc.message
             report["duration_ms"] = int((time.monotonic() - started) * 1000)
             return prepared
+        self.metrics.environment_lookup(hit=reused)
         stored = self.envs.get(key)
         assert stored is not None
         previous = {(c["name"], c["version"]) for c in binding.components} if binding else set()
@@ -131,6 +137,11 @@ class DependencyService:
                 updated_at=utcnow(),
             )
         )
+        packages = [f"{c.name}=={c.version}" for c in components]
+        log.info(
+            "environment bound",
+            extra={"ecosystem": ecosystem.name, "environment": key, "store_hit": reused, "packages": packages},
+        )
         return Lock(lock.text, tuple(components)), key, reused
 
     async def _build_once(self, key: str, ecosystem: Ecosystem, lock: Lock) -> None:
@@ -148,6 +159,7 @@ class DependencyService:
                 await ecosystem.build(lock, jail)
                 assert jail.build_dir is not None
                 self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
+                self.metrics.store_changed()
             future.set_result(None)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))

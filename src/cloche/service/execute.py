@@ -12,6 +12,8 @@ from cloche.errors import FileNotFound, RunNotFound
 from cloche.jail.egress import EgressPolicy
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
 from cloche.jail.runner import BASE_ENV, Runner, RunResult, StreamName
+from cloche.logs import bind as bind_log_fields
+from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
 from cloche.service.deps import DependencyService, Prepared, Progress
 from cloche.service.ids import new_run_id, utcnow
@@ -31,12 +33,14 @@ class ExecService:
         runner: Runner,
         ecosystems: EcosystemRegistry,
         deps: DependencyService,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sandboxes = sandboxes
         self.settings = sandboxes.settings
         self.runner = runner
         self.ecosystems = ecosystems
         self.deps = deps
+        self.metrics = metrics or deps.metrics
 
     def _target(self, row: SandboxRow, request: ExecRequest) -> tuple[Ecosystem | None, str | None, list[str]]:
         """(ecosystem, entry, argv) for the request; commands run with /bin/sh in the workspace."""
@@ -111,6 +115,7 @@ class ExecService:
             ecosystem, entry, argv = self._target(row, request)
             run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
+            bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
             audit = self.sandboxes.audit
             await audit.exec_requested(run, entry)
@@ -142,6 +147,7 @@ class ExecService:
                 audit.run_aborted(run)
                 raise
             except Exception as exc:
+                self.metrics.jail_failed()
                 self._finish(run, None, "failed", f"cloche could not run this: {exc}")
                 raise
             self._finish(run, result, result.status, result.error)
@@ -163,6 +169,9 @@ class ExecService:
         else:
             run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
         self.sandboxes.store.finish_run(run)
+        sandbox = self.sandboxes.store.get_sandbox(run.sandbox_id)
+        denied = len(result.egress_denied) if result is not None else 0
+        self.metrics.exec_finished(sandbox.language if sandbox else None, status, run.duration_ms / 1000, denied)
 
     def runs(self, tenant: str, sandbox_id: str, limit: int = 100) -> RunList:
         row = self.sandboxes.get_row(tenant, sandbox_id)

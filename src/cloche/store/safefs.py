@@ -441,11 +441,14 @@ def remove_tree(root: Path) -> None:
         _remove_contents(fd, fd, 1, [], lambda: os.rmdir(root))
 
 
-def _walk(top: int, prefix: str) -> Iterator[tuple[int, str, str, os.stat_result]]:
+def _walk(
+    top: int, prefix: str, prune: Callable[[str], bool] | None = None
+) -> Iterator[tuple[int, str, str, os.stat_result]]:
     """Depth-first (parent fd, name, relative path, lstat) of everything under ``top``.
 
     Directories are entered through fds opened beneath their parent, so links are reported,
-    never followed. Deeper than MAX_WALK_DEPTH raises TooLarge.
+    never followed; a directory for which ``prune(rel)`` is true is reported but not entered.
+    Deeper than MAX_WALK_DEPTH raises TooLarge.
     """
     stack: list[tuple[int, str, Iterator[str]]] = []
     try:
@@ -463,7 +466,7 @@ def _walk(top: int, prefix: str) -> Iterator[tuple[int, str, str, os.stat_result
                 continue
             rel = f"{drel}/{name}" if drel else name
             yield dfd, name, rel, st
-            if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode) or (prune is not None and prune(rel)):
                 continue
             if len(stack) >= MAX_WALK_DEPTH:
                 raise TooLarge(f"directories nest deeper than {MAX_WALK_DEPTH} levels at {rel!r}")
@@ -500,17 +503,23 @@ def _sha256_at(dirfd: int, name: str, st: os.stat_result) -> str | None:
 
 
 def list_dir(
-    root: Path, rel: str = "", *, max_entries: int = MAX_LIST_ENTRIES, with_sha256: bool = True
+    root: Path,
+    rel: str = "",
+    *,
+    max_entries: int = MAX_LIST_ENTRIES,
+    with_sha256: bool = True,
+    prune: Callable[[str], bool] | None = None,
 ) -> list[FileInfo]:
     """Everything below directory ``rel`` ('' is the root), paths relative to the workspace root.
 
-    Symlinks are listed as 'symlink' and not entered; hardlinked files get no sha256.
+    Symlinks are listed as 'symlink' and not entered; hardlinked files get no sha256. Directories
+    ``prune`` accepts (a workspace-relative path) are listed but not entered (build caches, node_modules).
     """
     path = validate_relpath(rel or ".", allow_root=True)
     prefix = "" if path == PurePosixPath(".") else str(path)
     out: list[FileInfo] = []
     with _root_fd(root) as rfd, _translate(rel or "."), _opened(_openat2(rfd, str(path), _DIR_FLAGS)) as dfd:
-        for parent, name, entry, st in _walk(dfd, prefix):
+        for parent, name, entry, st in _walk(dfd, prefix, prune):
             if len(out) >= max_entries:
                 raise TooLarge(f"more than {max_entries} entries under {rel or '.'!r}")
             out.append(_info(entry, st, _sha256_at(parent, name, st) if with_sha256 else None))
