@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port the HTTP server binds (0 picks a free one).")
     data_dir: Path = Field(
-        Path(".data"),
+        Path("/var/lib/cloche"),
         description="Root of all state: SQLite metadata, workspaces, environments, run logs, audit log.",
     )
     api_keys: str = Field(
@@ -101,6 +101,24 @@ class Settings(BaseSettings):
     allow_unknown_imports: bool = Field(
         False,
         description="Install scanned imports no mapping vouches for, by exact name (slopsquatting risk).",
+    )
+    npm_registry: str = Field(
+        "https://registry.npmjs.org/",
+        description="npm registry Node installs use; a file:// folder is bound read-only into install jails.",
+    )
+    go_proxy: str = Field(
+        "https://proxy.golang.org",
+        description="GOPROXY for Go module downloads; a file:// module proxy folder (tests, offline mirrors) is "
+        "bound read-only into install jails.",
+    )
+    go_sumdb: str = Field(
+        "sum.golang.org",
+        description="GOSUMDB that verifies Go modules missing from go.sum; 'off' only for a trusted local GOPROXY.",
+    )
+    maven_repository: str = Field(
+        "https://repo.maven.apache.org/maven2",
+        description="Maven repository Java dependencies are resolved from; a file:// repository folder is bound "
+        "read-only into install jails.",
     )
     license_deny: str = Field(
         "",

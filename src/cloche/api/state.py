@@ -20,6 +20,7 @@ from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.network import build_forwarder, registry_addresses
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
+from cloche.jail.tools import stage_tools
 from cloche.metrics import Metrics
 from cloche.paths import DataPaths
 from cloche.service.audit import AuditTrail
@@ -34,12 +35,6 @@ from cloche.store.envstore import EnvironmentStore
 from cloche.store.sqlite import SqliteMetadataStore
 
 log = logging.getLogger("cloche.server")
-
-
-def _uv_binary() -> Path:
-    import uv
-
-    return Path(uv.find_uv_bin())
 
 
 def trusted_networks(settings: Settings) -> tuple[str, ...]:
@@ -76,17 +71,20 @@ class AppState:
         parent = "cloche-" + hashlib.sha256(str(paths.root).encode()).hexdigest()[:10]
         cgroups = Cgroups.detect(parent)
         forwarder = build_forwarder(paths.jail / "bin")
-        runner = Runner(etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings), forwarder)
+        staged = stage_tools(paths.jail)
+        runner = Runner(
+            etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings), forwarder, staged.bwrap
+        )
         store = SqliteMetadataStore(paths.db)
         envs = EnvironmentStore(paths.envs)
         envs.create()
         registry = EcosystemRegistry(
             [
                 PythonEcosystem(settings.python_index_url, settings.python_wheel_dir, settings.allow_unknown_imports),
-                NodeEcosystem(),
+                NodeEcosystem(settings.npm_registry),
             ]
         )
-        tools = {"uv": _uv_binary()}
+        tools = {"uv": staged.uv}
         install = InstallSettings(
             builder_uid=settings.builder_uid,
             tools=tools,
@@ -127,7 +125,9 @@ class AppState:
 
     async def start(self) -> None:
         swept = self.cgroups.sweep()
-        await preflight.check(self.runner, self.paths, self.settings, self.tools)  # no jail, no server
+        await preflight.check(
+            self.runner, self.paths, self.settings, self.tools, self.runner.bwrap
+        )  # no jail, no server
         self.envs.remove_temp()
         await self.sandboxes.reconcile()
         log.info("cgroups swept", extra={"cgroups_removed": swept})

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cloche.errors import JailUnavailable
-from cloche.jail.bwrap import bwrap_path
 from cloche.jail.profile import JailProfile, RunSpec
 from cloche.jail.runner import Runner
 from cloche.paths import DataPaths
@@ -24,12 +23,12 @@ def _traversable_by_others(path: Path) -> Path | None:
     return None
 
 
-async def check(runner: Runner, paths: DataPaths, settings: Settings, tools: Mapping[str, Path]) -> None:
+async def check(runner: Runner, paths: DataPaths, settings: Settings, tools: Mapping[str, Path], bwrap: Path) -> None:
     if os.geteuid() != 0:
         raise JailUnavailable(
             "cloche must run as root: each sandbox runs under its own host uid, which needs root to assign"
         )
-    for needed in (bwrap_path(), paths.workspaces, *tools.values()):
+    for needed in (paths.workspaces, bwrap, *tools.values()):
         blocked = _traversable_by_others(needed)
         if blocked is not None:
             raise JailUnavailable(

@@ -124,6 +124,7 @@ class Runner:
         cgroups: Cgroups,
         trusted_networks: tuple[str, ...] = (),
         forwarder: Path | None = None,
+        bwrap: Path | None = None,
     ) -> None:
         self._etc = synthetic_etc
         self._run_dir = run_dir
@@ -131,9 +132,13 @@ class Runner:
         self._trusted = trusted_networks
         self._forwarder = forwarder
         self._sandbox_uid = sandbox_uid
-        self._bwrap = bwrap_path()
+        self._bwrap = bwrap or bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
         supervisor.become_subreaper()
+
+    @property
+    def bwrap(self) -> Path:
+        return self._bwrap
 
     def reap(self) -> int:
         """Reap jail inits orphaned by finished runs (also called periodically by the server)."""
