@@ -48,7 +48,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 90.0) -> ServerProcess:
         cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cli, env=self.env, stdout=log, stderr=subprocess.STDOUT)

@@ -24,7 +24,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cyclonedx.contrib.hash.factories import HashTypeFactory
 from cyclonedx.contrib.license.factories import LicenseFactory
@@ -38,10 +38,12 @@ from cyclonedx.model.license import License, LicenseAcknowledgement
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 import cloche
+
+if TYPE_CHECKING:  # the validator pulls in jsonschema's format checkers: seconds of import time the server never needs
+    from cyclonedx.validation.json import JsonStrictValidator
 from cloche.ecosystems.base import Component
 from cloche.sbom.licenses import spdx_id, text_to_spdx
 
@@ -161,6 +163,8 @@ def build_sbom(
 @functools.cache
 def _validator() -> JsonStrictValidator:
     # Compiling the schema takes a while; one validator serves every call.
+    from cyclonedx.validation.json import JsonStrictValidator
+
     return JsonStrictValidator(SchemaVersion.V1_6)
 
 
