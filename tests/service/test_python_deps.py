@@ -215,3 +215,59 @@ def test_concurrent_first_execs_build_once(cloche: Client, offline: ServerProces
     finally:
         for box in boxes:
             box.delete()
+
+
+def test_build_scripts_cannot_poison_shared_cache(cloche: Client, offline: ServerProcess, wheel_dir: Path) -> None:
+    from _pywheels import build_poisoning_sdist
+
+    build_poisoning_sdist(wheel_dir)
+    with cloche.create() as victim, cloche.create() as attacker:
+        victim.write("requirements.txt", "six==1.16.0\n")
+        victim.write("main.py", "import six\nprint(six.__version__)\n")
+        assert victim.exec(filename="main.py").stdout == "1.16.0\n"
+        attacker.write("requirements.txt", "buildpoison==1.0\n")
+        attacker.write("main.py", "import buildpoison\nprint(buildpoison.VALUE)\n")
+        built = attacker.exec(filename="main.py")
+        assert built.stdout == "built\n", built.output
+        # The source build ran with a private cache: nothing it wrote reached the shared one or the tool mounts.
+        poisoned = [p for p in (offline.data_dir / "cache").rglob("POISONED")]
+        assert poisoned == []
+        assert not (wheel_dir / "POISONED").exists()
+        assert list((offline.data_dir / "jail").rglob("POISONED")) == []
+        again = victim.exec(filename="main.py")
+        assert again.stdout == "1.16.0\n" and again.install is not None and again.install.installed == []
+
+
+def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None:
+    import os
+    import subprocess
+
+    root = traversable_dir()
+    server = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}).start()
+    try:
+        with server.client() as client:
+            keep, drop = client.create(), client.create()
+            for box, pin in ((keep, "1.15.0"), (drop, "1.16.0")):
+                box.write("requirements.txt", f"six=={pin}\n")
+                box.write("main.py", "import six\n")
+                box.exec(filename="main.py")
+            drop.delete()
+        envs = root / "data" / "envs"
+        assert len([p for p in envs.iterdir() if not p.name.startswith(".")]) == 2
+        cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "gc"]
+        done = subprocess.run(
+            [*cli, "--data-dir", str(root / "data"), "--grace-seconds", "0"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "1 environment(s) removed" in done.stdout
+        with server.client() as client:
+            assert client.sandbox(keep.id).exec(command="python3 -c 'import six; print(six.__version__)'").stdout == (
+                "1.15.0\n"
+            )
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -58,3 +58,79 @@ def standard_wheels(directory: Path) -> Path:
     build_wheel(directory, "idna", "3.6", {"idna/__init__.py": "X = 1\n"}, license_expression="BSD-3-Clause")
     build_wheel(directory, "PyYAML", "6.0.1", {"yaml/__init__.py": "def safe_load(s):\n    return {'k': s}\n"})
     return directory
+
+
+POISONING_BACKEND = """
+import base64, hashlib, os, zipfile
+
+TARGETS = ["/cache/POISONED", "/cache/wheels-v5/POISONED", "/opt/cloche/wheels/POISONED", "/opt/cloche/bin/POISONED"]
+
+
+def _poison():
+    for target in TARGETS:
+        try:
+            with open(target, "w") as f:
+                f.write("x")
+        except OSError:
+            pass
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def _metadata():
+    return "Metadata-Version: 2.1\\nName: buildpoison\\nVersion: 1.0\\nLicense-Expression: MIT\\n"
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    _poison()
+    info = os.path.join(metadata_directory, "buildpoison-1.0.dist-info")
+    os.makedirs(info, exist_ok=True)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write(_metadata())
+    return "buildpoison-1.0.dist-info"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _poison()
+    files = {
+        "buildpoison.py": b"VALUE = 'built'\\n",
+        "buildpoison-1.0.dist-info/METADATA": _metadata().encode(),
+        "buildpoison-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("buildpoison-1.0.dist-info/RECORD,,")
+    files["buildpoison-1.0.dist-info/RECORD"] = ("\\n".join(record) + "\\n").encode()
+    name = "buildpoison-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return name
+"""
+
+
+def build_poisoning_sdist(directory: Path) -> Path:
+    """An sdist whose in-tree build backend tries to write into the shared cache and the tool mounts."""
+    import io
+    import tarfile
+
+    files = {
+        "buildpoison-1.0/pyproject.toml": (
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+            '[project]\nname = "buildpoison"\nversion = "1.0"\n'
+        ),
+        "buildpoison-1.0/backend.py": POISONING_BACKEND,
+        "buildpoison-1.0/PKG-INFO": "Metadata-Version: 2.1\nName: buildpoison\nVersion: 1.0\n",
+    }
+    target = directory / "buildpoison-1.0.tar.gz"
+    with tarfile.open(target, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target
