@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cloche.models import FileEntry
-from cloche.store.audit import AuditLog, tree_hash
+from cloche.store.audit import AuditLog, DigestCache, tree_hash
 from cloche.store.metadata import RunRow, SandboxRow
+
+DIGEST_CACHES = 64
 
 
 def sha256_text(text: str) -> str:
@@ -23,6 +26,8 @@ def sha256_text(text: str) -> str:
 class AuditTrail:
     def __init__(self, log: AuditLog) -> None:
         self.log = log
+        # Per-workspace file digests, so each run re-reads only what changed (most recent workspaces only).
+        self._digests: OrderedDict[Path, DigestCache] = OrderedDict()
 
     async def _append(self, event: str, sandbox_id: str | None, **fields: Any) -> None:
         await asyncio.to_thread(self.log.append, event, sandbox_id, **fields)
@@ -62,7 +67,11 @@ class AuditTrail:
         )
 
     async def run_finished(self, run: RunRow, workspace: Path) -> None:
-        tree = await asyncio.to_thread(_safe_tree_hash, workspace)
+        cache = self._digests.pop(workspace, {})
+        self._digests[workspace] = cache
+        while len(self._digests) > DIGEST_CACHES:
+            self._digests.popitem(last=False)
+        tree = await asyncio.to_thread(_safe_tree_hash, workspace, cache)
         await self._append(
             "run_finished",
             run.sandbox_id,
@@ -97,8 +106,8 @@ class AuditTrail:
         )
 
 
-def _safe_tree_hash(workspace: Path) -> str | None:
+def _safe_tree_hash(workspace: Path, cache: DigestCache) -> str | None:
     try:
-        return tree_hash(workspace)
+        return tree_hash(workspace, cache)
     except Exception:  # an over-large or vanished workspace: record the run without the hash
         return None

@@ -58,6 +58,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cloche.errors import ClocheError
 from cloche.store import safefs
 
 ZERO_HASH = "0" * 64
@@ -368,7 +369,22 @@ def export(data_dir: Path, sandbox_id: str) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def tree_hash(root: Path) -> str:
+DigestCache = dict[str, tuple[int, float, str]]  # path -> (size, mtime, sha256)
+
+
+def _file_sha256(root: Path, rel: str) -> str | None:
+    try:
+        handle, _size = safefs.open_for_read(root, rel)
+    except ClocheError:
+        return None  # hard-linked or vanished: only its size counts
+    digest = hashlib.sha256()
+    with handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_hash(root: Path, cache: DigestCache | None = None) -> str:
     """A deterministic sha256 (hex) of a workspace tree, computed without following any symlink.
 
     Each entry contributes (path, type, detail): files their content sha256 and size, symlinks their target
@@ -378,14 +394,28 @@ def tree_hash(root: Path) -> str:
     their size counts. Raises TooLarge past safefs.MAX_LIST_ENTRIES entries.
     """
     entries: list[list[Any]] = [["cloche-tree", 1]]
-    for info in sorted(safefs.list_dir(root, "", with_sha256=True), key=lambda i: i.path):
+    seen: DigestCache = {}
+    for info in sorted(safefs.list_dir(root, "", with_sha256=cache is None), key=lambda i: i.path):
         if info.type == "file":
-            detail: Any = [info.sha256, info.size]
+            sha = info.sha256
+            if cache is not None:
+                # Files unchanged in size and mtime (ns resolution) since the last run are not read again.
+                known = cache.get(info.path)
+                if known is not None and known[:2] == (info.size, info.mtime):
+                    sha = known[2]
+                else:
+                    sha = _file_sha256(root, info.path)
+                if sha is not None:
+                    seen[info.path] = (info.size, info.mtime, sha)
+            detail: Any = [sha, info.size]
         elif info.type == "symlink":
             detail = _readlink_beneath(root, info.path)
         else:
             detail = None
         entries.append([info.path, info.type, detail])
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
     # ensure_ascii escapes non-UTF-8 names (surrogateescape) too, so any name hashes deterministically.
     return hashlib.sha256(json.dumps(entries, separators=(",", ":"), ensure_ascii=True).encode()).hexdigest()
 
