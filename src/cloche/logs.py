@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# Record attributes that are not fields; uvicorn's color_message repeats msg with terminal escapes.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "color_message"}
 _bound: ContextVar[Mapping[str, Any]] = ContextVar("cloche_log_fields", default=MappingProxyType({}))
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tarfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cloche.cli import runs
 from cloche.sdk.client import Client, ClocheAPIError
 
 app = typer.Typer(help="cloche: sandboxes for AI-generated code.", no_args_is_help=True, add_completion=False)
@@ -133,32 +133,27 @@ def run(
     keep: Annotated[bool, typer.Option(help="Keep a newly created sandbox after the run.")] = False,
     timeout: Annotated[float | None, typer.Option(help="Wall clock in seconds.")] = None,
 ) -> None:
-    """Upload a folder, run FILE in a sandbox, stream its output, and exit with its exit code."""
+    """Upload a folder, run FILE in a sandbox, stream its output, and exit with its exit code.
+
+    Dependency installs show on stderr while they happen; the program's output streams as it is printed.
+    """
+    from cloche.cli.progress import play
+
     with Client() as client:
         try:
             box = client.sandbox(sandbox) if sandbox else client.create()
-            box.upload_archive(_pack(directory))
-            code = 1
-            for event in box.stream(filename=file, args=args or [], timeout_seconds=timeout):
-                if event.kind == "stdout":
-                    sys.stdout.write(event.text)
-                    sys.stdout.flush()
-                elif event.kind == "stderr":
-                    sys.stderr.write(event.text)
-                    sys.stderr.flush()
-                elif event.result is not None:
-                    result = event.result
-                    code = result.exit_code if result.exit_code is not None else 1
-                    if result.status not in {"succeeded", "failed"}:
-                        typer.echo(f"cloche: run {result.run_id} ended: {result.status}", err=True)
-            if not sandbox and not keep:
-                box.delete()
-            elif not sandbox:
+            try:
+                box.upload_archive(_pack(directory))
+                result = play(box.stream(filename=file, args=args or [], timeout_seconds=timeout))
+            finally:
+                if not sandbox and not keep:
+                    box.delete()
+            if not sandbox and keep:
                 typer.echo(f"cloche: kept sandbox {box.id}", err=True)
         except ClocheAPIError as exc:
             typer.echo(f"cloche: {exc}", err=True)
             raise typer.Exit(1) from exc
-    raise typer.Exit(code)
+    raise typer.Exit(result.exit_code if result is not None and result.exit_code is not None else 1)
 
 
 @sandbox_app.command("ls")
@@ -184,6 +179,21 @@ def sandbox_rm(sandbox_ids: Annotated[list[str], typer.Argument(help="Sandboxes 
                 failed = True
         if failed:
             raise typer.Exit(1)
+
+
+app.command("logs")(runs.logs)
+app.command("sbom")(runs.sbom)
+app.command("diff")(runs.diff)
+
+
+@app.command("mcp")
+def mcp_server(
+    url: Annotated[str | None, typer.Option(help="cloche server to use (CLOCHE_URL).")] = None,
+) -> None:
+    """Serve cloche's tools to an AI agent over MCP (stdio); sandboxes live on the server at CLOCHE_URL."""
+    from cloche.mcp.server import build_server
+
+    build_server(url=url).run("stdio")
 
 
 def main() -> None:

@@ -21,21 +21,17 @@ import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox
 from cloche.sdk import calls
-from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, EventDecoder, ExecEvent
+from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import raise_for
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(Endpoint[httpx.AsyncClient]):
     """asyncio client; every method of ``Client`` exists here as a coroutine (``stream`` as an async iterator)."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._http = httpx.AsyncClient(**calls.http_options(url, api_key, timeout))
-
-    @property
-    def url(self) -> str:
-        return str(self._http.base_url)
 
     async def __aenter__(self) -> AsyncClient:
         return self

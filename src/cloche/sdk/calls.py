@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ DEFAULT_TIMEOUT = 660.0  # above the server's longest wall clock, so a long run 
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 def http_options(url: str | None, api_key: str | None, timeout: float) -> dict[str, Any]:
@@ -33,6 +35,17 @@ def http_options(url: str | None, api_key: str | None, timeout: float) -> dict[s
     api_key = api_key if api_key is not None else os.environ.get("CLOCHE_API_KEY")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     return {"base_url": url.rstrip("/"), "headers": headers, "timeout": timeout}
+
+
+class Endpoint(Generic[H]):
+    """What both clients share about their server connection."""
+
+    _http: H
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return str(self._http.base_url)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,13 @@ def _base(sandbox_id: str) -> str:
     return f"/v1/sandboxes/{sandbox_id}"
 
 
+def _file(sandbox_id: str, path: str) -> str:
+    """The URL of a workspace path, escaped so that the server sees it as given (``..`` too, which it refuses)."""
+    segments = [urllib.parse.quote(part, safe="") for part in path.split("/")]
+    escaped = "/".join(part.replace(".", "%2E") if part in {".", ".."} else part for part in segments)
+    return f"{_base(sandbox_id)}/files/{escaped}"
+
+
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -97,7 +117,7 @@ def delete(sandbox_id: str, missing_ok: bool = True) -> Call[None]:
 
 def write(sandbox_id: str, path: str, content: str | bytes) -> Call[FileEntry]:
     data = content.encode() if isinstance(content, str) else content
-    return Call("PUT", f"{_base(sandbox_id)}/files/{path}", _model(FileEntry), {"content": data})
+    return Call("PUT", _file(sandbox_id, path), _model(FileEntry), {"content": data})
 
 
 def upload(sandbox_id: str, paths: tuple[str | Path, ...], folder: str) -> Call[FilesWritten]:
@@ -112,7 +132,7 @@ def upload_archive(sandbox_id: str, archive: str | Path | bytes, folder: str) ->
 
 
 def read(sandbox_id: str, path: str) -> Call[bytes]:
-    return Call("GET", f"{_base(sandbox_id)}/files/{path}", lambda r: r.content)
+    return Call("GET", _file(sandbox_id, path), lambda r: r.content)
 
 
 def files(sandbox_id: str, path: str) -> Call[FileList]:
@@ -120,7 +140,7 @@ def files(sandbox_id: str, path: str) -> Call[FileList]:
 
 
 def remove(sandbox_id: str, path: str) -> Call[None]:
-    return Call("DELETE", f"{_base(sandbox_id)}/files/{path}", _nothing)
+    return Call("DELETE", _file(sandbox_id, path), _nothing)
 
 
 # exec and runs

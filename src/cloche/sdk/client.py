@@ -17,7 +17,7 @@ import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox
 from cloche.sdk import calls
-from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, EventDecoder, ExecEvent
+from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import ClocheAPIError, raise_for
 
 __all__ = ["DEFAULT_URL", "Client", "ClocheAPIError", "ExecEvent", "SandboxHandle"]
@@ -25,15 +25,11 @@ __all__ = ["DEFAULT_URL", "Client", "ClocheAPIError", "ExecEvent", "SandboxHandl
 T = TypeVar("T")
 
 
-class Client:
+class Client(Endpoint[httpx.Client]):
     """Blocking client; ``AsyncClient`` is the same API for asyncio. Errors raise ``ClocheAPIError`` subclasses."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._http = httpx.Client(**calls.http_options(url, api_key, timeout))
-
-    @property
-    def url(self) -> str:
-        return str(self._http.base_url)
 
     def __enter__(self) -> Client:
         return self
