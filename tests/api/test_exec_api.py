@@ -119,7 +119,7 @@ def test_no_network(http: httpx.Client, sid: str) -> None:
     ("body", "status", "code"),
     [
         ({"filename": "missing.py"}, 404, "file_not_found"),
-        ({"filename": "x.go"}, 400, "unsupported"),
+        ({"filename": "x.rs"}, 400, "unsupported"),
         ({"filename": "x.rb"}, 400, "unsupported"),
         ({"filename": "../x.py"}, 400, "invalid_path"),
         ({}, 422, "validation_error"),

@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
+from cloche.ecosystems.java.ecosystem import JavaEcosystem
 from cloche.ecosystems.node.ecosystem import NodeEcosystem
 from cloche.ecosystems.python.ecosystem import PythonEcosystem
 from cloche.ecosystems.registry import EcosystemRegistry
@@ -82,6 +84,8 @@ class AppState:
             [
                 PythonEcosystem(settings.python_index_url, settings.python_wheel_dir, settings.allow_unknown_imports),
                 NodeEcosystem(settings.npm_registry),
+                GoEcosystem(find_goroot(), settings.go_proxy, settings.go_sumdb, stage=paths.jail / "tools"),
+                JavaEcosystem(settings.maven_repository, stage=paths.jail / "tools"),
             ]
         )
         tools = {"uv": staged.uv}

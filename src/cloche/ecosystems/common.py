@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+import secrets
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,86 @@ def local_source(url: str) -> Path | None:
 def jail_url(url: str, mount: str) -> str:
     """``url`` as an install or exec jail sees it: a file:// folder appears at ``mount``."""
     return f"file://{mount}" if local_source(url) is not None else url.rstrip("/")
+
+
+def strip_comments(text: str, *, mask_strings: bool = False) -> str:
+    """``text`` with // and /* */ comments blanked (newlines kept, so offsets and line numbers stay right).
+
+    With ``mask_strings`` the contents of string literals are blanked too (to 'x'), quotes kept: patterns
+    matched on that text cannot fire inside a string, and the real text sits at the same offsets.
+
+    For the C-like languages (JavaScript, Go, Java): quotes, backquotes (JavaScript templates, Go raw
+    strings) and Java text blocks' quotes are skipped as strings; JavaScript regular-expression literals
+    are not recognised, which only matters for a regex holding a quote or comment opener.
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "'\"`":
+            j = i + 1
+            while j < n and text[j] != c and not (c != "`" and text[j] == "\n"):
+                j += 2 if text[j] == "\\" else 1
+            literal = text[i : j + 1]
+            if mask_strings and len(literal) > 2:
+                inner = "".join(ch if ch == "\n" else "x" for ch in literal[1:-1])
+                literal = literal[0] + inner + literal[-1]
+            out.append(literal)
+            i = j + 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:j]))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def traversable(path: Path) -> bool:
+    """True when any uid may reach ``path``: every ancestor searchable by others (bwrap binds a path as
+    the jail's uid, so a toolchain below a checkout in /root is out of its reach)."""
+    try:
+        return all(parent.stat().st_mode & 0o001 for parent in path.parents) and bool(path.stat().st_mode & 0o004)
+    except OSError:
+        return False
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    # Hard links make staging a 250 MB toolchain instant; across file systems fall back to a copy.
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def reachable(source: Path, stage: Path) -> Path:
+    """``source`` (a file or folder) where jails can bind it: itself when traversable, else a copy at ``stage``
+    (refreshed when the source's size or mtime changes; replaced in one rename, so readers never see half)."""
+    if traversable(source):
+        return source
+    st = source.stat()
+    marker = f"{source}:{st.st_size}:{st.st_mtime_ns}\n"
+    stamp = stage.parent / f".{stage.name}.source"
+    if stage.exists() and stamp.exists() and stamp.read_text() == marker:
+        return stage
+    stage.parent.mkdir(parents=True, exist_ok=True)
+    stage.parent.chmod(0o755)
+    temp = stage.parent / f".{stage.name}.{secrets.token_hex(4)}"
+    if source.is_dir():
+        shutil.copytree(source, temp, copy_function=_link_or_copy, symlinks=True)
+        temp.chmod(0o755)
+    else:
+        shutil.copy2(source, temp)
+        temp.chmod(0o644)
+    if stage.is_dir() and not stage.is_symlink():
+        shutil.rmtree(stage)
+    os.replace(temp, stage)
+    stamp.write_text(marker)
+    return stage

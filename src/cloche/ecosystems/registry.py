@@ -8,7 +8,7 @@ from cloche.ecosystems.base import Ecosystem
 from cloche.errors import Unsupported
 
 # Languages the API accepts whose runners are not built yet: say so instead of failing obscurely.
-PLANNED = {".go": "go", ".java": "java"}
+PLANNED: dict[str, str] = {}
 
 
 class EcosystemRegistry:

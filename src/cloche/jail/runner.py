@@ -320,13 +320,21 @@ class Runner:
 
 
 async def _watch(watchdog: Callable[[], Awaitable[str | None]], capture: _Capture) -> None:
+    # Asked once right at the start, then about once a second: a run that starts over its disk quota is
+    # stopped at once, so repeated execs cannot each add another second's worth of writes.
     while True:
-        await asyncio.sleep(1.0)
-        reason = await watchdog()
+        try:
+            reason = await watchdog()
+        except Exception as exc:
+            # Fail closed: a check that cannot run must not leave the run unchecked (an error here used to
+            # end this task silently, and with it every check for the rest of the run).
+            log.exception("run watchdog failed; stopping the run")
+            reason = f"the run was stopped because its limits could not be checked: {exc}"
         if reason is not None:
             capture.stop_reason = reason
             capture.limit_hit.set()
             return
+        await asyncio.sleep(1.0)
 
 
 def _close_pipes(proc: asyncio.subprocess.Process) -> None:

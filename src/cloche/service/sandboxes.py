@@ -7,7 +7,7 @@ import logging
 import os
 from datetime import timedelta
 
-from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound
+from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound, TooLarge
 from cloche.jail import supervisor
 from cloche.jail.egress import EgressPolicy
 from cloche.models import CreateSandbox, Limits, Sandbox
@@ -75,7 +75,12 @@ class SandboxService:
 
     def over_quota(self, row: SandboxRow, incoming: int = 0) -> str | None:
         """Why the workspace is (or would be, with ``incoming`` more bytes) over its quota, or None."""
-        used, inodes = safefs.tree_usage(self.paths.workspace(row.id))
+        try:
+            used, inodes = safefs.tree_usage(self.paths.workspace(row.id))
+        except TooLarge as exc:
+            # Too deep to measure: a workspace whose size cannot be checked counts as over quota (otherwise
+            # nesting past the walk's depth limit would switch the quota off for every run).
+            return f"the workspace cannot be measured for its disk quota: {exc.message}"
         quota = self.disk_quota_bytes(row)
         if used + incoming > quota:
             return f"the workspace would hold {used + incoming} bytes, over its {quota // 2**20} MiB disk quota"

@@ -1,1 +1,1 @@
-"""Node.js: CommonJS and ES modules run with the host's node inside the jail."""
+"""Node.js: CommonJS and ES modules; npm installs into a shared, read-only node_modules."""

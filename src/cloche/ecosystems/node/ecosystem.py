@@ -1,35 +1,128 @@
-"""Running Node.js entry files (dependency installation for Node grows here)."""
+"""Node.js: detect what an entry needs, lock it with npm, install it with ``npm ci``, expose it.
+
+Layout. An environment is an npm project folder (package.json, package-lock.json, node_modules/),
+built in the install jail at ``/opt/cloche/node`` and bound read-only at the same path in runs, so
+paths recorded at install time (native addons, .bin links) stay true. Its ``node_modules`` is also
+bound at ``/node_modules``: Node resolves a bare specifier by walking up from the importing file's
+folder, so ``/sandbox/main.js`` finds ``/sandbox/node_modules`` and then ``/node_modules``, for
+``require`` and ``import`` alike (ESM ignores NODE_PATH). Binding at ``/node_modules`` rather than
+``/sandbox/node_modules`` keeps a mount point out of the workspace, and a ``node_modules`` the
+sandbox makes for itself still wins.
+
+Caches. ``npm install --package-lock-only --ignore-scripts`` (resolve) runs no package code and uses
+the shared npm cache. ``npm ci`` uses it too when no package in the lock has install scripts
+(``--ignore-scripts``); otherwise the scripts run in the install jail with a private, throw-away cache.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import json
+import re
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
+from cloche.ecosystems.common import LOCAL_SOURCES, installer_error, jail_url, local_source
+from cloche.ecosystems.node import lockfile
+from cloche.ecosystems.node.detect import NodeDetection
+from cloche.ecosystems.node.detect import detect as detect_node
+from cloche.jail.profile import Mount
+
+ENV_MOUNT = "/opt/cloche/node"
+RUN_MODULES = "/node_modules"
+NODE_HEADER = Path("/usr/include/node/node_version.h")
+INSTALL_TIMEOUT = 900.0
+DEFAULT_REGISTRY = "https://registry.npmjs.org/"
+_VERSION = re.compile(r"#define NODE_(MAJOR|MINOR|MODULE)_VERSION (\d+)")
+
+# npm prints to stdout too; everything but the lock goes to stderr, which only an error shows.
+_RESOLVE = (
+    "set -e; mkdir -p /tmp/project; cp /work/package.json /tmp/project/; "
+    "if [ -f /work/package-lock.json ]; then cp /work/package-lock.json /tmp/project/; fi; "
+    "cd /tmp/project; npm install --package-lock-only --ignore-scripts >&2; cat package-lock.json"
+)
+_BUILD = f"set -e; cd {ENV_MOUNT}; cp /work/package.json /work/package-lock.json .; npm ci $CLOCHE_NPM_FLAGS >&2"
 
 
 class NodeEcosystem:
     name: str = "node"
     extensions: tuple[str, ...] = (".js", ".mjs", ".cjs")
-    env_mount: str = "/sandbox/node_modules"
+    env_mount: str = ENV_MOUNT
+
+    def __init__(self, registry: str = DEFAULT_REGISTRY) -> None:
+        self.registry = registry
+        source = local_source(registry)
+        self.install_mounts: tuple[Mount, ...] = (
+            (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),) if source is not None else ()
+        )
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["node", entry, *args]
 
     def detect(self, root: Path, entry: str) -> Detection:
-        return Detection(self.name, "none", (), hashlib.sha256(b"node:none").hexdigest())
+        found = detect_node(root, entry)
+        return Detection(
+            ecosystem=self.name,
+            source=found.source,
+            requested=found.requested,
+            fingerprint=found.fingerprint,
+            unlisted=found.unlisted,
+            unresolved=found.unresolved,
+            details=found,
+        )
 
     def abi(self) -> str:
-        return "node"
+        # Native addons are built for one NODE_MODULE_VERSION; read it from the installed headers
+        # (ecosystems never spawn, so not from `node --version`).
+        try:
+            found = dict(_VERSION.findall(NODE_HEADER.read_text()))
+        except OSError:
+            found = {}
+        return f"node-{found.get('MAJOR', '?')}-abi{found.get('MODULE', '?')}-{lockfile.NPM_OS}-{lockfile.NPM_CPU}"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "npm_config_registry": jail_url(self.registry, f"{LOCAL_SOURCES}/npm") + "/",
+            "npm_config_audit": "false",
+            "npm_config_fund": "false",
+            "npm_config_update_notifier": "false",
+            "npm_config_loglevel": "error",
+            "npm_config_logs_dir": "/tmp/npm-logs",
+            "npm_config_progress": "false",
+            # Registries behind a TLS-inspecting gateway are trusted through the host's store, like uv.
+            "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
+        }
 
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
-        raise InstallFailed("Node dependency installation is not available yet")
+        found = detection.details
+        assert isinstance(found, NodeDetection)
+        files = {"package.json": json.dumps(found.manifest_json, indent=2) + "\n"}
+        if found.lock is not None:
+            files["package-lock.json"] = found.lock
+        result = await jail.run(["/bin/sh", "-c", _RESOLVE], env=self._env(), files=files, shared_cache=True)
+        if result.status != "succeeded":
+            raise InstallFailed(installer_error(result.stderr or result.output))
+        text = lockfile.normalise(result.stdout)
+        return Lock(text=text, components=tuple(lockfile.components(text, detection.source)))
 
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
-        raise InstallFailed("Node dependency installation is not available yet")
-
-    def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
+        scripts = lockfile.runs_scripts(lock.text)
+        env = {**self._env(), "CLOCHE_NPM_FLAGS": "" if scripts else "--ignore-scripts"}
+        files = {"package.json": lockfile.manifest_of(lock.text), "package-lock.json": lock.text}
+        # Install scripts are third-party code: they get a private cache, never the shared one.
+        result = await jail.run(
+            ["/bin/sh", "-c", _BUILD], env=env, files=files, shared_cache=not scripts, timeout_seconds=INSTALL_TIMEOUT
+        )
+        if result.status != "succeeded":
+            raise InstallFailed(installer_error(result.stderr or result.output))
         return list(lock.components)
 
+    def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
+        modules = environment / "node_modules"
+        return lockfile.components(lock.text, provenance, modules if modules.is_dir() else None)
+
     def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
-        return ExecEnv()
+        mounts = [Mount("ro-bind", ENV_MOUNT, environment)]
+        if (environment / "node_modules").is_dir():
+            mounts.append(Mount("ro-bind", RUN_MODULES, environment / "node_modules"))
+        env = {"PATH": f"{RUN_MODULES}/.bin:/usr/local/bin:/usr/bin:/bin"}
+        return ExecEnv(mounts=tuple(mounts), env=env)

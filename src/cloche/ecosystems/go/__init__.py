@@ -1,0 +1,1 @@
+"""Go: modules resolved with go mod tidy, a precompiled environment, builds in the exec jail."""

@@ -1,0 +1,151 @@
+"""Java: resolve declared Maven coordinates in the install jail, keep the jars in an environment, compile and
+run the entry with the host JDK in the exec jail.
+
+Environment (built at ``/opt/cloche/javaenv``, bound read-only there in runs): ``lib/*.jar`` and
+``classpath.txt``. Resolution and download are done by ``maven.py`` (see its docstring for why not Maven's
+own plugins) with the shared cache as its local repository: it runs no third-party code. With nothing
+declared, the environment is empty and shared by every such sandbox; no install step runs.
+
+Runs: ``run.py`` compiles with javac into ``/sandbox/.cloche/java/`` only when a source changed, then execs
+``java`` with the environment's classpath.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
+from cloche.ecosystems.common import LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
+from cloche.ecosystems.java.detect import JavaDetection
+from cloche.ecosystems.java.detect import detect as detect_java
+from cloche.errors import ClocheError
+from cloche.jail.profile import SANDBOX_DIR, Mount
+from cloche.sbom.licenses import maven_license_to_spdx
+from cloche.store import safefs
+
+ENV_MOUNT = "/opt/cloche/javaenv"
+TOOLS = "/opt/cloche/java-tools"
+JAVA = "/usr/bin/java"  # the JDK every jail sees, through /etc/alternatives
+INSTALL_TIMEOUT = 900.0
+HERE = Path(__file__).resolve().parent
+EMPTY_LOCK = json.dumps({"artifacts": []}, indent=1)
+
+
+def purl(group: str, artifact: str, version: str) -> str:
+    return f"pkg:maven/{quote(group)}/{quote(artifact)}@{quote(version)}"
+
+
+def components(lock_text: str, provenance: str) -> list[Component]:
+    out = []
+    for a in json.loads(lock_text)["artifacts"]:
+        declared = a.get("license")
+        license_ = (maven_license_to_spdx(declared, None) or declared) if declared else None
+        out.append(
+            Component(
+                name=f"{a['group']}:{a['artifact']}",
+                version=a["version"],
+                purl=purl(a["group"], a["artifact"], a["version"]),
+                license=license_,
+                hashes=(f"sha256:{a['sha256']}",) if a.get("sha256") else (),
+                provenance=provenance,
+            )
+        )
+    return out
+
+
+class JavaEcosystem:
+    name: str = "java"
+    extensions: tuple[str, ...] = (".java",)
+    env_mount: str = ENV_MOUNT
+
+    def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
+        """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
+        self.repository = repository
+
+        def script(name: str) -> Mount:
+            source = reachable(HERE / name, stage / f"java-{name}") if stage is not None else HERE / name
+            return Mount("ro-bind", f"{TOOLS}/{name}", source)
+
+        source = local_source(repository)
+        local = (Mount("ro-bind", f"{LOCAL_SOURCES}/maven", source),) if source is not None else ()
+        self.install_mounts: tuple[Mount, ...] = (script("maven.py"), *local)
+        self.run_mounts = (script("run.py"),)
+
+    def command(self, entry: str, args: list[str]) -> list[str]:
+        return ["/usr/bin/python3", "-I", f"{TOOLS}/run.py", entry, *args]
+
+    def detect(self, root: Path, entry: str) -> Detection:
+        found = detect_java(root, entry)
+        return Detection(
+            ecosystem=self.name,
+            source=found.source,
+            requested=found.requested,
+            fingerprint=found.fingerprint,
+            unlisted=found.unlisted,
+            unresolved=found.unresolved,
+            details=found,
+            toolchain=True,
+        )
+
+    def abi(self) -> str:
+        # Jars are platform-neutral, but the JDK decides which class files run: key on its major version.
+        version = "unknown"
+        try:
+            release = Path(os.path.realpath(JAVA)).parent.parent / "release"
+            for line in release.read_text().splitlines():
+                if line.startswith("JAVA_VERSION="):
+                    version = line.split("=", 1)[1].strip('"').split(".")[0]
+        except OSError:
+            pass
+        return f"jdk-{version}"
+
+    def _argv(self, command: str) -> list[str]:
+        repo = jail_url(self.repository, f"{LOCAL_SOURCES}/maven")
+        return ["/usr/bin/python3", "-I", f"{TOOLS}/maven.py", command, "--repo", repo, "--cache", "/cache/repository"]
+
+    async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
+        found = detection.details
+        assert isinstance(found, JavaDetection)
+        if found.pom is None and not found.coordinates:
+            return Lock(text=EMPTY_LOCK, components=())  # nothing declared: nothing to ask a registry
+        # The request goes in as a file: stdin is not a jail input.
+        argv = ["/bin/sh", "-c", 'exec "$@" < /work/request.json', "maven", *self._argv("resolve")]
+        result = await jail.run(argv, files={"request.json": json.dumps(found.request())}, shared_cache=True)
+        if result.status != "succeeded":
+            raise InstallFailed(installer_error(result.stderr or result.output))
+        try:
+            text = json.dumps(json.loads(result.stdout), indent=1, sort_keys=True)
+        except ValueError as e:
+            raise InstallFailed(f"the Maven resolver printed no lock: {e}") from e
+        return Lock(text=text, components=tuple(components(text, detection.source)))
+
+    async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
+        if not json.loads(lock.text)["artifacts"]:
+            return []
+        argv = ["/bin/sh", "-c", 'exec "$@" < /work/lock.json', "maven", *self._argv("fetch"), "--dest", ENV_MOUNT]
+        files = {"lock.json": lock.text}
+        result = await jail.run(argv, files=files, shared_cache=True, timeout_seconds=INSTALL_TIMEOUT)
+        if result.status != "succeeded":
+            raise InstallFailed(installer_error(result.stderr or result.output))
+        return list(lock.components)
+
+    def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
+        return components(lock.text, provenance)
+
+    def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
+        try:
+            listed = safefs.read_file(environment, "classpath.txt", max_bytes=1024 * 1024).decode()
+        except (ClocheError, OSError):
+            listed = ""
+        jars = [line for line in listed.splitlines() if line.strip()]
+        found = detection.details
+        env = {"CLOCHE_JAVA_CLASSPATH": ":".join(jars), "CLASSPATH": ":".join([".", *jars])}
+        if isinstance(found, JavaDetection):
+            env["CLOCHE_JAVA_RESOURCES"] = ":".join(f"{SANDBOX_DIR}/{r}" for r in found.resources)
+            if found.main_class:
+                env["CLOCHE_JAVA_MAIN"] = found.main_class
+        mounts = (*self.run_mounts, Mount("ro-bind", ENV_MOUNT, environment))
+        return ExecEnv(mounts=mounts, env=env)

@@ -1,0 +1,51 @@
+"""Helpers the Node, Go and Java ecosystems share: source listing that skips caches, and staging a toolchain
+where jails can bind it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cloche.ecosystems.common import reachable, source_files, traversable
+from cloche.ecosystems.registry import EcosystemRegistry
+
+
+def test_source_files_skip_caches_and_dot_folders(tmp_path: Path) -> None:
+    for rel in ["main.go", "lib/a.go", ".cloche/go/cache/x.go", "node_modules/p/i.go", "vendor/v.go", "_x/y.go"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("package x\n")
+    (tmp_path / "link.go").symlink_to(tmp_path / "main.go")
+    assert source_files(tmp_path, "", ".go") == ["lib/a.go", "main.go"]
+    assert source_files(tmp_path, "lib", ".go") == ["lib/a.go"]
+
+
+def test_reachable_stages_only_what_jails_cannot_traverse(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    (private / "tool" / "bin").mkdir(parents=True)
+    (private / "tool" / "bin" / "go").write_text("#!/bin/sh\n")
+    (private / "script.py").write_text("print(1)\n")
+    private.chmod(0o700)
+    stage = tmp_path / "stage"
+    staged_dir = reachable(private / "tool", stage / "tool")
+    staged_file = reachable(private / "script.py", stage / "script.py")
+    assert staged_dir == stage / "tool" and (staged_dir / "bin" / "go").read_text() == "#!/bin/sh\n"
+    assert staged_file.read_text() == "print(1)\n" and staged_file.stat().st_mode & 0o004
+    before = (staged_dir / "bin" / "go").stat().st_ino
+    assert reachable(private / "tool", stage / "tool") == staged_dir  # unchanged source: no new copy
+    assert (staged_dir / "bin" / "go").stat().st_ino == before
+    os.utime(private / "script.py", (1, 1))  # a changed source is staged again
+    assert reachable(private / "script.py", stage / "script.py").stat().st_mtime == 1
+    private.chmod(0o755)
+    assert traversable(Path("/usr/bin/env"))  # a reachable source is bound where it is
+    assert reachable(Path("/usr/bin/env"), stage / "env") == Path("/usr/bin/env")
+
+
+def test_go_and_java_are_no_longer_planned() -> None:
+    from cloche.ecosystems.go.ecosystem import GoEcosystem
+    from cloche.ecosystems.java.ecosystem import JavaEcosystem
+    from cloche.ecosystems.node.ecosystem import NodeEcosystem
+
+    registry = EcosystemRegistry([NodeEcosystem(), GoEcosystem(), JavaEcosystem()])
+    assert registry.for_entry("cmd/main.go").name == "go"
+    assert registry.for_entry("App.java").name == "java"
+    assert registry.for_entry("x.mjs").name == "node"
