@@ -1,0 +1,355 @@
+"""Egress as a sandbox's code meets it: through a real server, the real jail and the real proxy.
+
+The jail's network namespace holds only a loopback. With the default policy the in-jail forwarder on
+127.0.0.1:3128 relays to the host proxy, which opens tunnels only to allowlisted registry names; with
+``egress: []`` there is no proxy at all. Each test asserts the refusals, what ``egress_denied`` reports,
+and a clean host afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cloche.jail.cgroups import Cgroups
+from conftest import ServerProcess, pool_processes
+
+Result = dict[str, Any]
+BODY = b"registry ok\n"
+
+
+def cgroup_parent(server: ServerProcess) -> str:
+    """The server's cgroup parent, named as ``api/state.py`` names it (one per data dir)."""
+    return "cloche-" + hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
+
+
+def leftover_cgroups(server: ServerProcess) -> list[Path]:
+    return Cgroups.detect(cgroup_parent(server)).leftovers()
+
+
+def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:
+    response = api.post(f"/v1/sandboxes/{sid}/exec", json={"command": command, "timeout_seconds": 60, **body})
+    assert response.status_code == 200, response.text
+    result: Result = response.json()
+    return result
+
+
+def create(api: httpx.Client, **body: Any) -> str:
+    response = api.post("/v1/sandboxes", json=body)
+    assert response.status_code == 201, response.text
+    sid: str = response.json()["id"]
+    return sid
+
+
+def assert_clean(server: ServerProcess, api: httpx.Client, sid: str) -> None:
+    """Nothing of the pool left running, no run cgroup left, the server healthy, the sandbox usable."""
+    low, high = server.uid_range
+    deadline = time.monotonic() + 5
+    while (pool_processes(low, high) or leftover_cgroups(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool_processes(low, high) == []
+    assert leftover_cgroups(server) == []
+    health = api.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    after = run(api, sid, "echo ok")
+    assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
+    assert pool_processes(low, high) == []
+
+
+def jail_python(api: httpx.Client, sid: str, code: str, *args: str) -> tuple[Result, Result]:
+    """Run ``code`` with the jail's python3; returns the JSON object it prints, and the run."""
+    put = api.put(f"/v1/sandboxes/{sid}/files/probe.py", content=code.encode())
+    assert put.status_code == 201, put.text
+    result = run(api, sid, "python3 probe.py " + " ".join(f"'{a}'" for a in args))
+    assert result["status"] == "succeeded", result
+    found: Result = json.loads(result["stdout"].strip().splitlines()[-1])
+    return found, result
+
+
+@pytest.fixture(scope="module")
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+
+
+# What a program in the jail tries. "via proxy" lines go the way every HTTP client does (HTTPS_PROXY);
+# "raw CONNECT" lines talk to the forwarder by hand; the rest try to get around the proxy altogether.
+ATTEMPTS = r"""
+import errno, json, os, socket, sys, urllib.error, urllib.request
+
+out = {}
+
+def describe(exc):
+    if isinstance(exc, urllib.error.HTTPError):
+        return "http %d" % exc.code
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else OSError(str(exc.reason))
+    if "Tunnel connection failed:" in str(exc):  # the proxy's answer to CONNECT, as http.client words it
+        return "http " + str(exc).split("Tunnel connection failed:")[1].split()[0]
+    if isinstance(exc, socket.gaierror):
+        return "gaierror"
+    if isinstance(exc, OSError) and exc.errno:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "%s: %s" % (type(exc).__name__, exc)
+
+for url in sys.argv[1].split():
+    try:
+        urllib.request.urlopen(url, timeout=10).read(64)
+        out["via proxy " + url] = "fetched"
+    except Exception as exc:
+        out["via proxy " + url] = describe(exc)
+
+for target in sys.argv[2].split():
+    try:
+        with socket.create_connection(("127.0.0.1", 3128), timeout=10) as sock:
+            sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+            out["raw CONNECT " + target] = sock.recv(200).decode(errors="replace").split("\r\n")[0]
+    except Exception as exc:
+        out["raw CONNECT " + target] = describe(exc)
+
+for host, port in [("1.1.1.1", 443), ("169.254.169.254", 80), ("8.8.8.8", 53), ("pypi.org", 443)]:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        out["direct %s:%d" % (host, port)] = "connected"
+    except Exception as exc:
+        out["direct %s:%d" % (host, port)] = describe(exc)
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"\0" * 12, ("8.8.8.8", 53))
+    out["udp 8.8.8.8:53"] = "sent"
+except Exception as exc:
+    out["udp 8.8.8.8:53"] = describe(exc)
+for name in ("pypi.org", "example.com"):
+    try:
+        out["dns " + name] = str(socket.getaddrinfo(name, 443))
+    except Exception as exc:
+        out["dns " + name] = describe(exc)
+out["resolv.conf"] = os.path.exists("/etc/resolv.conf")
+print(json.dumps(out))
+"""
+
+URLS = [
+    "https://example.com/",
+    "https://1.1.1.1/",
+    "https://169.254.169.254/latest/meta-data/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://pypi.org/simple/six/",
+    "https://pypi.org:8443/simple/six/",
+    "https://registry.npmjs.org.evil.example/",
+]
+CONNECTS = [
+    "169.254.169.254:80",
+    "[fd00:ec2::254]:80",
+    "127.0.0.1:8000",
+    "2130706433:443",
+    "localhost:443",
+    "metadata.google.internal:80",
+    "pypi.org:22",
+]
+
+
+def test_default_policy_refuses_everything_but_the_registries(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python")
+    found, result = jail_python(api, sid, ATTEMPTS, " ".join(URLS), " ".join([*CONNECTS, f"localhost:{server.port}"]))
+    assert [key for key, how in found.items() if how in ("fetched", "connected", "sent")] == []
+    # Through the proxy: not allowlisted (403), plain HTTP (405), IP literals (403).
+    assert found["via proxy https://example.com/"] == "http 403"
+    assert found["via proxy https://1.1.1.1/"] == "http 403"
+    assert found["via proxy https://169.254.169.254/latest/meta-data/"] == "http 403"
+    assert found["via proxy http://169.254.169.254/latest/meta-data/"] == "http 405"
+    assert found["via proxy http://pypi.org/simple/six/"] == "http 405"
+    assert found["via proxy https://pypi.org:8443/simple/six/"] == "http 403"
+    assert found["via proxy https://registry.npmjs.org.evil.example/"] == "http 403"
+    raw = {key: how for key, how in found.items() if key.startswith("raw CONNECT")}
+    assert set(raw.values()) == {"HTTP/1.1 403 Forbidden"}, raw
+    # Around the proxy: no route, no resolver.
+    for key in ("direct 1.1.1.1:443", "direct 169.254.169.254:80", "direct 8.8.8.8:53", "udp 8.8.8.8:53"):
+        assert found[key] == "ENETUNREACH", (key, found[key])
+    assert found["direct pypi.org:443"] == "gaierror"
+    assert found["dns pypi.org"] == found["dns example.com"] == "gaierror"
+    assert found["resolv.conf"] is False
+    # The run reports the names it was refused.
+    denied = set(result["egress_denied"])
+    expected = {"example.com", "pypi.org", "registry.npmjs.org.evil.example", "localhost", "metadata.google.internal"}
+    assert expected <= denied, denied
+    assert_clean(server, api, sid)
+
+
+NO_PROXY = r"""
+import errno, json, os, socket
+out = {"proxy_env": sorted(k for k in os.environ if "proxy" in k.lower()), "run_cloche": os.path.exists("/run/cloche")}
+try:
+    socket.create_connection(("127.0.0.1", 3128), timeout=5).close()
+    out["forwarder"] = "connected"
+except OSError as exc:
+    out["forwarder"] = errno.errorcode.get(exc.errno, str(exc.errno))
+try:
+    socket.create_connection(("1.1.1.1", 443), timeout=5).close()
+    out["direct"] = "connected"
+except OSError as exc:
+    out["direct"] = errno.errorcode.get(exc.errno, str(exc.errno))
+print(json.dumps(out))
+"""
+
+
+def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python", egress=[])
+    found, result = jail_python(api, sid, NO_PROXY)
+    assert found == {"proxy_env": [], "run_cloche": False, "forwarder": "ECONNREFUSED", "direct": "ENETUNREACH"}
+    assert result["egress_denied"] == []
+    assert_clean(server, api, sid)
+
+
+# --- an allowlisted host, for real: a local TLS "registry" -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _TLSServer(ThreadingHTTPServer):
+    daemon_threads = True
+    context: ssl.SSLContext
+    hits = 0
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+
+@pytest.fixture
+def registry(tls_files: tuple[Path, Path]) -> Iterator[_TLSServer]:
+    """A TLS 'package registry' on the host's 127.0.0.1, with a certificate for ``localhost``."""
+    server = _TLSServer(("127.0.0.1", 0), _Handler)
+    server.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.context.load_cert_chain(*tls_files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+FETCH = r"""
+import json, os, socket, ssl, sys
+port, cafile = sys.argv[1], sys.argv[2]
+out = {}
+for target in ("localhost:" + port, "localhost:" + sys.argv[3]):
+    try:
+        sock = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+        sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        status = head.split(b"\r\n")[0].decode()
+        if " 200 " not in status:
+            out[target] = status
+            continue
+        context = ssl.create_default_context(cafile=cafile)
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /simple/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(4096):
+                reply += chunk
+        out[target] = reply.decode().split("\r\n\r\n", 1)[1]
+    except Exception as exc:
+        out[target] = "%s: %s" % (type(exc).__name__, exc)
+print(json.dumps(out))
+"""
+
+
+def _fetch_through_proxy(
+    api: httpx.Client, sid: str, registry: _TLSServer, cert: Path, other_port: int
+) -> tuple[Result, Result]:
+    assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=cert.read_bytes()).status_code == 201
+    port = registry.server_address[1]
+    return jail_python(api, sid, FETCH, str(port), "/sandbox/ca.pem", str(other_port))
+
+
+def test_loopback_registry_is_refused_without_trusted_networks(
+    server: ServerProcess, api: httpx.Client, registry: _TLSServer, tls_files: tuple[Path, Path]
+) -> None:
+    port = registry.server_address[1]
+    sid = create(api, language="python", egress=[f"localhost:{port}"])
+    found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], server.port)
+    # Allowlisted, but the name resolves to loopback: refused unless the operator trusts that network.
+    assert found == {
+        f"localhost:{port}": "HTTP/1.1 403 Forbidden",
+        f"localhost:{server.port}": "HTTP/1.1 403 Forbidden",
+    }
+    assert registry.hits == 0
+    assert result["egress_denied"] == ["localhost"]
+    assert_clean(server, api, sid)
+
+
+def test_allowlisted_registry_is_reachable_through_a_trusted_network(
+    fresh_server: ServerProcess, registry: _TLSServer, tls_files: tuple[Path, Path]
+) -> None:
+    # The operator knob that admits a non-global gateway admits loopback too (egress.py checks trusted
+    # networks before the public-address rules); the allowlist still decides which name and port.
+    fresh_server.env["CLOCHE_EGRESS_TRUSTED_NETWORKS"] = "127.0.0.1/32,::1/128"
+    fresh_server.start()
+    port = registry.server_address[1]
+    with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
+        sid = create(api, language="python", egress=[f"localhost:{port}"])
+        found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], fresh_server.port)
+        assert found[f"localhost:{port}"] == BODY.decode()
+        assert registry.hits == 1
+        # Same trusted address, another port (the cloche API itself): not in the allowlist, refused.
+        assert found[f"localhost:{fresh_server.port}"] == "HTTP/1.1 403 Forbidden"
+        assert result["egress_denied"] == ["localhost"]
+        assert_clean(fresh_server, api, sid)
+
+
+PYPI = r"""
+import json, urllib.request
+with urllib.request.urlopen("https://pypi.org/simple/six/", timeout=60) as reply:
+    print(json.dumps({"status": reply.status, "six": "six-1.16.0" in reply.read().decode()}))
+"""
+
+
+@pytest.mark.network
+def test_default_policy_reaches_pypi_through_the_proxy(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python")
+    found, result = jail_python(api, sid, PYPI)
+    assert found == {"status": 200, "six": True}
+    assert result["egress_denied"] == []
+    assert_clean(server, api, sid)
