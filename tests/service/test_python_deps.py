@@ -271,3 +271,17 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_declared_hashes_are_binding(cloche: Client, wheel_dir: Path) -> None:
+    import hashlib
+
+    good = hashlib.sha256((wheel_dir / "six-1.16.0-py3-none-any.whl").read_bytes()).hexdigest()
+    with cloche.create() as box:
+        box.write("main.py", "import six\nprint(six.__version__)\n")
+        box.write("requirements.txt", f"six==1.16.0 --hash=sha256:{'0' * 64}\n")
+        refused = box.exec(filename="main.py")
+        assert refused.status == "install_failed"
+        assert "six==1.16.0" in refused.output and "hash mismatch" in refused.output
+        box.write("requirements.txt", f"six==1.16.0 --hash=sha256:{good}\n")
+        assert box.exec(filename="main.py").stdout == "1.16.0\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
 from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import ImportMap
-from cloche.ecosystems.python.lockfile import components
+from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
 from cloche.jail.profile import SANDBOX_DIR, Mount
 
 TARGET_PYTHON = "/usr/bin/python3"
@@ -102,10 +102,8 @@ class PythonEcosystem:
                 extra = ["--only-binary", ":all:"] if shared else []
                 result = await jail.run([*argv, *extra], files=files, shared_cache=shared)
                 if result.status == "succeeded":
-                    return Lock(
-                        text=result.stdout,
-                        components=tuple(components(result.stdout, None, detection.source)),
-                    )
+                    text = enforce_declared_hashes(result.stdout, requested)
+                    return Lock(text=text, components=tuple(components(text, None, detection.source)))
                 error = _installer_error(result.stderr or result.output)
         raise InstallFailed(error)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from cloche.ecosystems.base import Component
+from cloche.ecosystems.base import Component, InstallFailed
 from cloche.errors import ClocheError
 from cloche.sbom.licenses import normalize_license
 from cloche.store import safefs
@@ -66,3 +67,36 @@ def components(lock_text: str, site_packages: Path | None, provenance: str) -> l
         )
         for name, version, hashes in parse_lock(lock_text)
     ]
+
+
+def enforce_declared_hashes(lock_text: str, requested: Sequence[str]) -> str:
+    """Narrow the lock to the hashes a requirements file declared (``pkg==1.0 --hash=sha256:...``).
+
+    ``uv pip compile`` does not check input hashes; the install runs with ``--require-hashes`` against the lock,
+    so keeping only the declared ones makes the user's pins binding. No overlap at all is a refusal.
+    """
+    declared: dict[str, set[str]] = {}
+    for line in requested:
+        hashes = HASH.findall(line)
+        match = PIN.match(line.strip())
+        name = match.group(1) if match else re.split(r"[\s<>=!~;\[]", line.strip(), maxsplit=1)[0]
+        if hashes and name:
+            declared.setdefault(canonicalize_name(name), set()).update(hashes)
+    if not declared:
+        return lock_text
+    out: list[str] = []
+    for block in lock_text.replace("\\\n", "\x00").splitlines():
+        match = PIN.match(block.strip())
+        wanted = declared.get(canonicalize_name(match.group(1))) if match else None
+        if match and wanted is not None:
+            kept = [h for h in HASH.findall(block) if h in wanted]
+            if not kept:
+                raise InstallFailed(
+                    f"{match.group(1)}=={match.group(3)}: none of the hashes declared for it matches a file on the "
+                    "index (hash mismatch)"
+                )
+            block = f"{match.group(1)}{match.group(2) or ''}=={match.group(3)}" + "".join(
+                f" \x00    --hash={h}" for h in kept
+            )
+        out.append(block)
+    return "\n".join(out).replace("\x00", "\\\n") + "\n"
