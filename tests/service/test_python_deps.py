@@ -253,7 +253,11 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
                 box.exec(filename="main.py")
             drop.delete()
         envs = root / "data" / "envs"
-        assert len([p for p in envs.iterdir() if not p.name.startswith(".")]) == 2
+
+        def entries() -> list[str]:
+            return sorted(p.name for p in envs.iterdir() if not p.name.startswith(".") and not p.name.endswith("-pyc"))
+
+        assert len(entries()) == 2
         cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "gc"]
         done = subprocess.run(
             [*cli, "--data-dir", str(root / "data"), "--grace-seconds", "0"],
@@ -263,7 +267,8 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert "1 environment(s) removed" in done.stdout
+        assert len(entries()) == 1  # the dropped sandbox's environment (and its bytecode companion) went
+        assert "environment(s) removed" in done.stdout
         with server.client() as client:
             assert client.sandbox(keep.id).exec(command="python3 -c 'import six; print(six.__version__)'").stdout == (
                 "1.15.0\n"
@@ -285,3 +290,29 @@ def test_declared_hashes_are_binding(cloche: Client, wheel_dir: Path) -> None:
         assert "six==1.16.0" in refused.output and "hash mismatch" in refused.output
         box.write("requirements.txt", f"six==1.16.0 --hash=sha256:{good}\n")
         assert box.exec(filename="main.py").stdout == "1.16.0\n"
+
+
+def test_bytecode_companion_is_built_then_used(cloche: Client, offline: ServerProcess) -> None:
+    import time
+
+    probe = "import sys, os, attr\nprint(sys.pycache_prefix, os.path.exists(attr.__cached__))\n"
+    with cloche.create() as box:
+        box.write("requirements.txt", "attrs==23.2.0\n")
+        box.write("main.py", probe)
+        first = box.exec(filename="main.py")
+        assert first.status == "succeeded", first.output
+        key = first.install.environment if first.install else None
+        assert key is not None
+        companion = offline.data_dir / "envs" / f"{key}-pyc"
+        deadline = time.monotonic() + 60
+        while not (companion / "cloche-env.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (companion / "cloche-env.json").exists(), "the bytecode companion was never built"
+        # Later runs read the precompiled bytecode from the read-only companion; workspace code is never cached.
+        assert box.exec(filename="main.py").stdout == "/opt/cloche/pycache True\n"
+        box.write("helper.py", "X = 1\n")
+        box.write(
+            "main.py",
+            "import helper\nprint(helper.X, helper.__cached__ and __import__('os').path.exists(helper.__cached__))\n",
+        )
+        assert box.exec(filename="main.py").stdout == "1 False\n"

@@ -161,9 +161,10 @@ class AppState:
                 log.exception("environment collection failed")
 
     async def stop(self) -> None:
-        for task in self.tasks:
+        background = [*self.tasks, *self.deps.background]
+        for task in background:
             task.cancel()
-        for task in self.tasks:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.store.close()

@@ -95,6 +95,7 @@ class InstallJail(Protocol):
 
     env_mount: str
     build_dir: Path | None
+    build_mount: str  # where ``build_dir`` appears in the jail (usually ``env_mount``)
 
     async def run(
         self,

@@ -59,12 +59,14 @@ class InstallSession:
         env_mount: str,
         build_dir: Path | None,
         extra_mounts: tuple[Mount, ...] = (),
+        build_mount: str | None = None,
     ) -> None:
         self.runner = runner
         self.settings = settings
         self.ecosystem = ecosystem
         self.env_mount = env_mount
         self.build_dir = build_dir
+        self.build_mount = build_mount or env_mount  # where the directory being built appears in the jail
         self.extra_mounts = extra_mounts  # the ecosystem's read-only toolchain and local package sources
         self.work = settings.scratch / f"install-{secrets.token_hex(8)}"
         self.work.mkdir(mode=0o755)
@@ -96,7 +98,7 @@ class InstallSession:
         cache = self.shared_cache if shared_cache else self.private_cache
         mounts.append(Mount("bind", CACHE_MOUNT, cache))
         if self.build_dir is not None:
-            mounts.append(Mount("bind", self.env_mount, self.build_dir))
+            mounts.append(Mount("bind", self.build_mount, self.build_dir))
         if self.settings.wheel_dir is not None:
             mounts.append(Mount("ro-bind", WHEELS_MOUNT, self.settings.wheel_dir))
         mounts += self.extra_mounts
@@ -138,13 +140,15 @@ class InstallJailFactory:
         self.envs = envs
 
     @contextlib.asynccontextmanager
-    async def session(self, ecosystem: Any, build: bool = False) -> AsyncIterator[InstallSession]:
+    async def session(
+        self, ecosystem: Any, build: bool = False, build_mount: str | None = None, mounts: tuple[Mount, ...] = ()
+    ) -> AsyncIterator[InstallSession]:
         build_dir = self.envs.new_build_dir() if build else None
         if build_dir is not None:
             os.chown(build_dir, self.settings.builder_uid, self.settings.builder_uid)
         env_mount: str = getattr(ecosystem, "env_mount", "/env")
-        extra: tuple[Mount, ...] = tuple(getattr(ecosystem, "install_mounts", ()))
-        session = InstallSession(self.runner, self.settings, ecosystem.name, env_mount, build_dir, extra)
+        extra: tuple[Mount, ...] = (*getattr(ecosystem, "install_mounts", ()), *mounts)
+        session = InstallSession(self.runner, self.settings, ecosystem.name, env_mount, build_dir, extra, build_mount)
         try:
             yield session
         except BaseException:

@@ -17,9 +17,10 @@ from typing import Any
 
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock
 from cloche.jail.install import InstallJailFactory
+from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.service.ids import utcnow
-from cloche.store.envstore import EnvironmentStore, environment_key
+from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
 
 log = logging.getLogger("cloche.deps")
@@ -56,6 +57,7 @@ class DependencyService:
         self.denied_licenses = denied_licenses
         self.metrics = metrics or Metrics()
         self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
+        self.background: set[asyncio.Task[None]] = set()  # companion builds running off the exec's path
 
     async def prepare(
         self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
@@ -158,9 +160,10 @@ class DependencyService:
             async with self.jails.session(ecosystem, build=True) as jail:
                 await ecosystem.build(lock, jail)
                 assert jail.build_dir is not None
-                self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
+                stored = self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
                 self.metrics.store_changed()
             future.set_result(None)
+            self._start_precompile(key, ecosystem, stored.path)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))
             future.exception()  # mark retrieved: waiters re-check the store instead
@@ -186,6 +189,27 @@ class DependencyService:
         detection = Detection(ecosystem.name, "bound", (), binding.fingerprint)
         lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
         return Prepared(exec_env=ecosystem.exec_env(stored.path, detection), lock=lock, env_key=binding.env_key)
+
+    def _start_precompile(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
+        """Build the environment's bytecode companion in the background; runs use it once it lands."""
+        precompile = getattr(ecosystem, "precompile", None)
+        mount = getattr(ecosystem, "pycache_mount", None)
+        if precompile is None or mount is None or self.envs.get(companion_key(key)) is not None:
+            return
+
+        async def build() -> None:
+            try:
+                readonly = (Mount("ro-bind", ecosystem.env_mount, environment),)
+                async with self.jails.session(ecosystem, build=True, build_mount=mount, mounts=readonly) as jail:
+                    if await precompile(jail) and jail.build_dir is not None:
+                        self.envs.put(companion_key(key), jail.build_dir, {"ecosystem": ecosystem.name, "of": key})
+                        self.metrics.store_changed()
+            except Exception:  # a missing companion only costs speed; the environment itself is complete
+                log.exception("bytecode precompilation failed", extra={"env_key": key})
+
+        task = asyncio.create_task(build())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def referenced_keys(self) -> set[str]:
         return self.store.bound_env_keys()

@@ -30,6 +30,14 @@ META = "cloche-env.json"
 TEMP_PREFIX = ".build-"
 
 
+COMPANION_SUFFIX = "-pyc"
+
+
+def companion_key(key: str) -> str:
+    """Key of an entry's companion (e.g. its precompiled bytecode): derived from, and collected with, the entry."""
+    return key + COMPANION_SUFFIX
+
+
 def environment_key(ecosystem: str, lock: str, abi: str) -> str:
     digest = hashlib.sha256(json.dumps([STORE_FORMAT, ecosystem, abi, lock]).encode()).hexdigest()
     return f"{ecosystem}-{digest[:40]}"
@@ -91,6 +99,7 @@ class EnvironmentStore:
     def prune(self, referenced: Iterable[str], grace_seconds: float) -> list[str]:
         """Remove unreferenced entries older than the grace period, and stale temp dirs; returns keys removed."""
         keep = set(referenced)
+        keep |= {companion_key(key) for key in keep}
         now = time.time()
         removed = []
         for entry in self.root.iterdir():
