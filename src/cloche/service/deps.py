@@ -10,20 +10,24 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock
+from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.service.ids import utcnow
+from cloche.store.audit import DigestCache, tree_hash
 from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
 
 log = logging.getLogger("cloche.deps")
+MEMO_SIZE = 256
 
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
 
@@ -58,12 +62,16 @@ class DependencyService:
         self.metrics = metrics or Metrics()
         self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
         self.background: set[asyncio.Task[None]] = set()  # companion builds running off the exec's path
+        # Last detection per (sandbox, ecosystem, entry), keyed by the workspace's tree hash: an unchanged
+        # workspace needs no re-scan. Per-sandbox digest caches keep the tree hash to a stat walk.
+        self._detections: OrderedDict[tuple[str, str, str], tuple[str, Detection]] = OrderedDict()
+        self._digests: OrderedDict[str, DigestCache] = OrderedDict()
 
     async def prepare(
         self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
     ) -> Prepared:
         started = time.monotonic()
-        detection = await asyncio.to_thread(ecosystem.detect, root, entry)
+        detection = await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, entry)
         prepared = Prepared(unlisted=list(detection.unlisted), unresolved=list(detection.unresolved))
         report: dict[str, Any] = {
             "source": detection.source,
@@ -189,6 +197,23 @@ class DependencyService:
         detection = Detection(ecosystem.name, "bound", (), binding.fingerprint)
         lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
         return Prepared(exec_env=ecosystem.exec_env(stored.path, detection), lock=lock, env_key=binding.env_key)
+
+    def _detect(self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str) -> Detection:
+        digests = self._digests.pop(sandbox_id, {})
+        self._digests[sandbox_id] = digests
+        try:
+            tree = tree_hash(root, digests)
+        except ClocheError:  # too large to walk: detect without a memo
+            return ecosystem.detect(root, entry)
+        memo_key = (sandbox_id, ecosystem.name, entry)
+        known = self._detections.pop(memo_key, None)
+        detection = known[1] if known is not None and known[0] == tree else ecosystem.detect(root, entry)
+        self._detections[memo_key] = (tree, detection)
+        while len(self._detections) > MEMO_SIZE:
+            self._detections.popitem(last=False)
+        while len(self._digests) > MEMO_SIZE:
+            self._digests.popitem(last=False)
+        return detection
 
     def _start_precompile(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
         """Build the environment's bytecode companion in the background; runs use it once it lands."""
