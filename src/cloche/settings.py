@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         description="Comma-separated SPDX license ids no installed package may carry (e.g. AGPL-3.0-only); "
         "an install that would bring one in fails with install_failed.",
     )
+    resolution_ttl_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How long a resolved lock is reused for identical needs (same detection fingerprint) in "
+        "new sandboxes before the resolver runs again (unpinned requirements pick up new releases after it).",
+    )
     env_gc_grace_seconds: float = Field(
         86_400.0, ge=0, description="How long an environment no sandbox references is kept before removal."
     )

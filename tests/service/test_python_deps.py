@@ -73,6 +73,7 @@ def test_different_pins_coexist_and_equal_locks_share(cloche: Client, offline: S
         third = boxes[2].exec(filename="main.py")
         assert third.stdout == "1.15.0\n"
         assert third.install is not None and third.install.reused_environment is True
+        assert third.install.duration_ms < 1000  # a recent resolution and a store hit: no resolver, no build
         assert [p.version for p in third.install.installed] == ["1.15.0"]
         assert boxes[0].exec(filename="main.py").stdout == "1.15.0\n"
         first_env = boxes[0].exec(filename="main.py").install

@@ -107,7 +107,9 @@ class AppState:
         deny = frozenset(settings.host_list(settings.license_deny))
         metrics = Metrics()  # this app's own registry, served at /metrics
         metrics.watch(envs, lambda: len(store.used_uids()))  # one host uid per live sandbox
-        deps = DependencyService(store, envs, InstallJailFactory(runner, install, envs), deny, metrics)
+        deps = DependencyService(
+            store, envs, InstallJailFactory(runner, install, envs), deny, metrics, settings.resolution_ttl_seconds
+        )
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
         return cls(

@@ -54,6 +54,7 @@ class DependencyService:
         jails: InstallJailFactory,
         denied_licenses: frozenset[str] = frozenset(),
         metrics: Metrics | None = None,
+        resolution_ttl: float = 3600.0,
     ) -> None:
         self.store = store
         self.envs = envs
@@ -66,6 +67,10 @@ class DependencyService:
         # workspace needs no re-scan. Per-sandbox digest caches keep the tree hash to a stat walk.
         self._detections: OrderedDict[tuple[str, str, str], tuple[str, Detection]] = OrderedDict()
         self._digests: OrderedDict[str, DigestCache] = OrderedDict()
+        # Recent resolutions by detection fingerprint, shared across sandboxes: a new sandbox with the same
+        # needs skips the resolver (and the network) and goes straight to the store.
+        self._resolutions: dict[tuple[str, str, str], tuple[float, Lock]] = {}
+        self.resolution_ttl = resolution_ttl
 
     async def prepare(
         self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
@@ -124,8 +129,11 @@ class DependencyService:
     ) -> tuple[Lock, str, bool]:
         if progress is not None:
             await progress({"phase": "resolving", "requested": list(detection.requested)})
-        async with self.jails.session(ecosystem) as jail:
-            lock = await ecosystem.resolve(detection, jail)
+        lock = self._recent_lock(ecosystem, detection)
+        if lock is None:
+            async with self.jails.session(ecosystem) as jail:
+                lock = await ecosystem.resolve(detection, jail)
+            self._resolutions[(ecosystem.name, ecosystem.abi(), detection.fingerprint)] = (time.monotonic(), lock)
         key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
         reused = self.envs.get(key) is not None
         if not reused:
@@ -197,6 +205,12 @@ class DependencyService:
         detection = Detection(ecosystem.name, "bound", (), binding.fingerprint)
         lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
         return Prepared(exec_env=ecosystem.exec_env(stored.path, detection), lock=lock, env_key=binding.env_key)
+
+    def _recent_lock(self, ecosystem: Ecosystem, detection: Detection) -> Lock | None:
+        found = self._resolutions.get((ecosystem.name, ecosystem.abi(), detection.fingerprint))
+        if found is None or time.monotonic() - found[0] > self.resolution_ttl:
+            return None
+        return found[1]
 
     def _detect(self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str) -> Detection:
         digests = self._digests.pop(sandbox_id, {})
