@@ -134,6 +134,9 @@ class Runner:
         self._sandbox_uid = sandbox_uid
         self._bwrap = bwrap or bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
+        # Spawns whose pid is not known yet: a child that exits in that window must be left to asyncio's
+        # watcher, so no orphan reaping happens while any spawn is in flight.
+        self._spawning = 0
         supervisor.become_subreaper()
 
     @property
@@ -142,6 +145,8 @@ class Runner:
 
     def reap(self) -> int:
         """Reap jail inits orphaned by finished runs (also called periodically by the server)."""
+        if self._spawning:
+            return 0
         return supervisor.reap_orphans(self._live)
 
     def _compose(self, spec: RunSpec, profile: JailProfile) -> BwrapCommand:
@@ -195,6 +200,7 @@ class Runner:
             for hook in hooks:
                 hook()
 
+        self._spawning += 1
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -210,14 +216,15 @@ class Runner:
                 start_new_session=True,
                 preexec_fn=preexec,
             )
+            self._live.add(proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
             raise JailUnavailable(f"could not start bubblewrap at {self._bwrap}: {exc}") from exc
         finally:
+            self._spawning -= 1
             os.close(args_fd)
             os.close(seccomp_fd)
             group.close_fds()
         capture = _Capture(spec.output_limit_bytes, on_output)
-        self._live.add(proc.pid)
         try:
             result = await self._supervise(proc, spec, capture, started, group)
         finally:

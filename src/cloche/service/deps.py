@@ -7,6 +7,7 @@ sandbox and its environment is in the store, no resolver runs and nothing touche
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -22,7 +23,7 @@ from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.service.ids import utcnow
-from cloche.store.audit import DigestCache, tree_hash
+from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
 
@@ -63,10 +64,9 @@ class DependencyService:
         self.metrics = metrics or Metrics()
         self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
         self.background: set[asyncio.Task[None]] = set()  # companion builds running off the exec's path
-        # Last detection per (sandbox, ecosystem, entry), keyed by the workspace's tree hash: an unchanged
-        # workspace needs no re-scan. Per-sandbox digest caches keep the tree hash to a stat walk.
+        # Last detection per (sandbox, ecosystem, entry), keyed by a stat signature of the workspace: an
+        # unchanged workspace needs no re-scan.
         self._detections: OrderedDict[tuple[str, str, str], tuple[str, Detection]] = OrderedDict()
-        self._digests: OrderedDict[str, DigestCache] = OrderedDict()
         # Recent resolutions by detection fingerprint, shared across sandboxes: a new sandbox with the same
         # needs skips the resolver (and the network) and goes straight to the store.
         self._resolutions: dict[tuple[str, str, str], tuple[float, Lock]] = {}
@@ -213,10 +213,8 @@ class DependencyService:
         return found[1]
 
     def _detect(self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str) -> Detection:
-        digests = self._digests.pop(sandbox_id, {})
-        self._digests[sandbox_id] = digests
         try:
-            tree = tree_hash(root, digests)
+            tree = workspace_signature(root)
         except ClocheError:  # too large to walk: detect without a memo
             return ecosystem.detect(root, entry)
         memo_key = (sandbox_id, ecosystem.name, entry)
@@ -225,8 +223,6 @@ class DependencyService:
         self._detections[memo_key] = (tree, detection)
         while len(self._detections) > MEMO_SIZE:
             self._detections.popitem(last=False)
-        while len(self._digests) > MEMO_SIZE:
-            self._digests.popitem(last=False)
         return detection
 
     def _start_precompile(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
@@ -264,3 +260,17 @@ def denied(expression: str, deny: frozenset[str]) -> bool:
         any(token.lower() in wanted for token in re.split(r"\s+(?:AND|WITH)\s+|\s+", alt.strip()) if token)
         for alt in alternatives
     )
+
+
+def workspace_signature(root: Path) -> str:
+    """Hash of every non-directory entry's (path, type, size, mtime in ns), read without following links.
+
+    Directories are left out: an empty one (a mount point a run left behind) changes no detection, and any
+    file added, removed or rewritten inside one changes its entry here.
+    """
+    entries = sorted(
+        (info.path, info.type, info.size, info.mtime)
+        for info in safefs.list_dir(root, "", with_sha256=False)
+        if info.type != "dir"
+    )
+    return hashlib.sha256(repr(entries).encode()).hexdigest()
