@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from cloche.api.state import cgroup_parent
+from cloche.jail.cgroups import Cgroups
 from conftest import pool_processes
 
 
@@ -11,3 +14,8 @@ def pool_processes_of(server: Any) -> list[int]:
     """Live processes of a test server's sandbox uid pool."""
     low, high = server.uid_range
     return pool_processes(low, high)
+
+
+def leftover_cgroups(server: Any) -> list[Path]:
+    """Run cgroups a test server left behind under its own parent."""
+    return Cgroups.detect(cgroup_parent(server.data_dir.resolve())).leftovers()

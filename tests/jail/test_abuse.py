@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import os
 import threading
 import time
@@ -23,9 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cloche.api.state import cgroup_parent
 from cloche.jail.cgroups import Cgroups
 from cloche.jail.runner import _Capture, _watch
 from conftest import ServerProcess, pool_processes
+from tests_support import leftover_cgroups
 
 Result = dict[str, Any]
 
@@ -36,18 +37,9 @@ NEIGHBOUR_OUT = "499999500000\n"
 NEIGHBOUR_SECONDS = 12.0
 
 
-def cgroup_parent(server: ServerProcess) -> str:
-    """The server's cgroup parent, named as ``api/state.py`` names it (one per data dir)."""
-    return "cloche-" + hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
-
-
-def leftover_cgroups(server: ServerProcess) -> list[Path]:
-    return Cgroups.detect(cgroup_parent(server)).leftovers()
-
-
 def cpu_groups(server: ServerProcess) -> list[tuple[Path, int, int]]:
     """(run cgroup, CPU quota in us per 100 ms period, times throttled) of the server's live runs."""
-    groups = Cgroups.detect(cgroup_parent(server))
+    groups = Cgroups.detect(cgroup_parent(server.data_dir.resolve()))
     cpu = groups.dirs.get("cpu")
     found: list[tuple[Path, int, int]] = []
     for path in groups.leftovers():

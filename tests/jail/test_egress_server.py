@@ -8,7 +8,6 @@ and a clean host afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import ssl
@@ -23,20 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cloche.jail.cgroups import Cgroups
 from conftest import ServerProcess, pool_processes
+from tests_support import leftover_cgroups
 
 Result = dict[str, Any]
 BODY = b"registry ok\n"
-
-
-def cgroup_parent(server: ServerProcess) -> str:
-    """The server's cgroup parent, named as ``api/state.py`` names it (one per data dir)."""
-    return "cloche-" + hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
-
-
-def leftover_cgroups(server: ServerProcess) -> list[Path]:
-    return Cgroups.detect(cgroup_parent(server)).leftovers()
 
 
 def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:

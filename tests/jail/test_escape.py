@@ -9,7 +9,6 @@ is left under the server's cgroup parent, ``/health`` answers, and the same sand
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -24,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from cloche.jail.cgroups import Cgroups
 from cloche.jail.mounts import SYNTHETIC_ETC
 from conftest import ServerProcess, pool_processes
+from tests_support import leftover_cgroups
 
 Result = dict[str, Any]
 
@@ -48,15 +47,6 @@ def sc(nr, *args):
 
 
 # --- host checks shared by every test --------------------------------------------------------------------
-
-
-def cgroup_parent(server: ServerProcess) -> str:
-    """The server's cgroup parent, named as ``api/state.py`` names it (one per data dir)."""
-    return "cloche-" + hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
-
-
-def leftover_cgroups(server: ServerProcess) -> list[Path]:
-    return Cgroups.detect(cgroup_parent(server)).leftovers()
 
 
 def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:

@@ -10,7 +10,6 @@ Each test asserts the host is untouched and clean afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -27,20 +26,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cloche.jail.cgroups import Cgroups
 from conftest import ServerProcess, pool_processes, traversable_dir
+from tests_support import leftover_cgroups
 
 Result = dict[str, Any]
 CANARY = b"host canary: never readable or writable through a sandbox\n"
-
-
-def cgroup_parent(server: ServerProcess) -> str:
-    """The server's cgroup parent, named as ``api/state.py`` names it (one per data dir)."""
-    return "cloche-" + hashlib.sha256(str(server.data_dir.resolve()).encode()).hexdigest()[:10]
-
-
-def leftover_cgroups(server: ServerProcess) -> list[Path]:
-    return Cgroups.detect(cgroup_parent(server)).leftovers()
 
 
 def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:

@@ -39,6 +39,11 @@ from cloche.store.sqlite import SqliteMetadataStore
 log = logging.getLogger("cloche.server")
 
 
+def cgroup_parent(data_dir: Path) -> str:
+    """One cgroup parent per data dir, so two servers on one host never sweep each other's runs."""
+    return "cloche-" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
+
+
 def trusted_networks(settings: Settings) -> tuple[str, ...]:
     trusted = list(settings.host_list(settings.egress_trusted_networks))
     if settings.egress_trust_registry_addresses:
@@ -69,9 +74,7 @@ class AppState:
         paths = DataPaths(settings.data_dir)
         paths.create()
         etc = write_synthetic_etc(paths.jail, settings.sandbox_uid)
-        # One cgroup parent per data dir, so two servers on one host never sweep each other's runs.
-        parent = "cloche-" + hashlib.sha256(str(paths.root).encode()).hexdigest()[:10]
-        cgroups = Cgroups.detect(parent)
+        cgroups = Cgroups.detect(cgroup_parent(paths.root))
         forwarder = build_forwarder(paths.jail / "bin")
         staged = stage_tools(paths.jail)
         runner = Runner(
