@@ -150,8 +150,14 @@ def run(bench: Bench) -> Scenario:
             check_ms < FINGERPRINT_TARGET_MS,
         ),
     ]
+    skipped = check_ms < scan_ms / 4
     scenario.notes.append(
-        "The fingerprint of a scanned project is the set of its third-party imports, so an unchanged second exec "
-        "still re-reads every reachable module to compute it: its install phase is bounded below by the scan."
+        f"Unchanged second exec: install phase {check_ms:.0f} ms against a full scan of {scan_ms:.0f} ms in-process: "
+        + (
+            "the scan is skipped (the previous detection is reused)."
+            if skipped
+            else "the scan runs again (the fingerprint of a scanned project is computed from its imports, so "
+            "every reachable module is read again)."
+        )
     )
     return scenario

@@ -311,6 +311,9 @@ def test_bytecode_companion_is_built_then_used(cloche: Client, offline: ServerPr
         assert (companion / "cloche-env.json").exists(), "the bytecode companion was never built"
         # Later runs read the precompiled bytecode from the read-only companion; workspace code is never cached.
         assert box.exec(filename="main.py").stdout == "/opt/cloche/pycache True\n"
+        # The standard library's bytecode is in the companion too, or every run would recompile it from source.
+        stdlib = box.exec(command="python3 -c 'import json.decoder as d, os; print(os.path.exists(d.__cached__))'")
+        assert stdlib.stdout == "True\n"
         box.write("helper.py", "X = 1\n")
         box.write(
             "main.py",

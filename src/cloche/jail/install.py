@@ -115,6 +115,9 @@ class InstallSession:
             "UV_NO_PROGRESS": "1",
             # The host's trust store (bound at /etc/ssl), not uv's bundled roots: operators add their CAs there.
             "UV_NATIVE_TLS": "1",
+            # npm bundles its own roots; installers also trust the host's store. (Not set for runs: parsing the
+            # whole store costs every node start ~70 ms; a sandbox behind a TLS-intercepting proxy sets it in env.)
+            "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
             "npm_config_cache": CACHE_MOUNT,
             "GOMODCACHE": f"{CACHE_MOUNT}/mod",
             "GOCACHE": f"{CACHE_MOUNT}/build",

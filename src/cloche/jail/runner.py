@@ -53,8 +53,6 @@ BASE_ENV = {
     # No __pycache__ in workspaces: agents rewrite files within a second at equal size, which mtime-based
     # .pyc validation cannot tell apart. Installed environments ship their bytecode precompiled.
     "PYTHONDONTWRITEBYTECODE": "1",
-    # Node bundles its own roots; also trust the host's store (bound read-only at /etc/ssl).
-    "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
 }
 READ_CHUNK = 65536
 _run_counter = itertools.count()

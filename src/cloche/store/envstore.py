@@ -28,6 +28,7 @@ from cloche.store import safefs
 STORE_FORMAT = 1
 META = "cloche-env.json"
 TEMP_PREFIX = ".build-"
+BUILD_ABANDONED_SECONDS = 3600.0
 
 
 COMPANION_SUFFIX = "-pyc"
@@ -103,15 +104,20 @@ class EnvironmentStore:
         now = time.time()
         removed = []
         for entry in self.root.iterdir():
+            try:
+                age = now - entry.stat().st_mtime
+            except FileNotFoundError:  # a build renamed into place (or discarded) meanwhile
+                continue
             if entry.name.startswith(TEMP_PREFIX):
-                if now - entry.stat().st_mtime > grace_seconds:
+                # A build may be in flight: only ones idle for an hour are abandoned (start-up removes the rest).
+                if age > max(grace_seconds, BUILD_ABANDONED_SECONDS):
                     discard(entry)
                 continue
             if entry.name in keep:
                 continue
             found = self.get(entry.name)
             created = float(found.meta.get("created", 0)) if found else 0.0
-            if now - max(created, entry.stat().st_mtime) > grace_seconds:
+            if now - created > grace_seconds and age > grace_seconds:
                 discard(entry)
                 removed.append(entry.name)
         return removed

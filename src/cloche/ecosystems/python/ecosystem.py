@@ -162,7 +162,10 @@ class PythonEcosystem:
         Runs only the bytecode compiler (no package code), with the environment mounted read-only at its usual
         path so the tree mirrors the paths runs import from.
         """
-        argv = [TARGET_PYTHON, "-m", "compileall", "-q", "-j", "0", f"{ENV_MOUNT}/lib"]
+        # The standard library too: with a pycache prefix set, Python looks for *every* module's bytecode in the
+        # prefix tree, so a stdlib missing there would be recompiled from source on each run.
+        stdlib = "/usr/lib/" + os.path.basename(os.path.realpath(TARGET_PYTHON))  # /usr/lib/python3.X
+        argv = [TARGET_PYTHON, "-m", "compileall", "-q", "-j", "0", f"{ENV_MOUNT}/lib", stdlib]
         result = await jail.run(argv, env={"PYTHONPYCACHEPREFIX": PYCACHE_MOUNT}, shared_cache=False)
         return result.status == "succeeded"
 
