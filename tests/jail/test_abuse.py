@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import threading
 import time
@@ -26,7 +27,7 @@ from cloche.api.state import cgroup_parent
 from cloche.jail.cgroups import Cgroups
 from cloche.jail.runner import _Capture, _watch
 from conftest import ServerProcess, pool_processes
-from tests_support import leftover_cgroups
+from tests_support import assert_clean, run_command
 
 Result = dict[str, Any]
 
@@ -55,11 +56,7 @@ def cpu_groups(server: ServerProcess) -> list[tuple[Path, int, int]]:
     return found
 
 
-def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:
-    response = api.post(f"/v1/sandboxes/{sid}/exec", json={"command": command, **body})
-    assert response.status_code == 200, response.text
-    result: Result = response.json()
-    return result
+run = functools.partial(run_command, default_timeout=None)
 
 
 def run_record(api: httpx.Client, sid: str, run_id: str) -> Result:
@@ -76,21 +73,6 @@ def create(api: httpx.Client, **body: Any) -> str:
 
 def host_uid(server: ServerProcess, sid: str) -> int:
     return (server.data_dir / "workspaces" / sid).stat().st_uid
-
-
-def assert_clean(server: ServerProcess, api: httpx.Client, sid: str) -> None:
-    """Nothing of the pool left running, no run cgroup left, the server healthy, the sandbox usable."""
-    low, high = server.uid_range
-    deadline = time.monotonic() + 5
-    while (pool_processes(low, high) or leftover_cgroups(server)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool_processes(low, high) == []
-    assert leftover_cgroups(server) == []
-    health = api.get("/health")
-    assert health.status_code == 200 and health.json()["status"] == "ok"
-    after = run(api, sid, "echo ok")
-    assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
-    assert pool_processes(low, high) == []
 
 
 @dataclass

@@ -8,12 +8,12 @@ and a clean host afterwards.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,18 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, pool_processes
-from tests_support import leftover_cgroups
+from conftest import ServerProcess
+from tests_support import assert_clean, run_command
 
 Result = dict[str, Any]
 BODY = b"registry ok\n"
 
 
-def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:
-    response = api.post(f"/v1/sandboxes/{sid}/exec", json={"command": command, "timeout_seconds": 60, **body})
-    assert response.status_code == 200, response.text
-    result: Result = response.json()
-    return result
+run = functools.partial(run_command, default_timeout=60)
 
 
 def create(api: httpx.Client, **body: Any) -> str:
@@ -41,21 +37,6 @@ def create(api: httpx.Client, **body: Any) -> str:
     assert response.status_code == 201, response.text
     sid: str = response.json()["id"]
     return sid
-
-
-def assert_clean(server: ServerProcess, api: httpx.Client, sid: str) -> None:
-    """Nothing of the pool left running, no run cgroup left, the server healthy, the sandbox usable."""
-    low, high = server.uid_range
-    deadline = time.monotonic() + 5
-    while (pool_processes(low, high) or leftover_cgroups(server)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool_processes(low, high) == []
-    assert leftover_cgroups(server) == []
-    health = api.get("/health")
-    assert health.status_code == 200 and health.json()["status"] == "ok"
-    after = run(api, sid, "echo ok")
-    assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
-    assert pool_processes(low, high) == []
 
 
 def jail_python(api: httpx.Client, sid: str, code: str, *args: str) -> tuple[Result, Result]:

@@ -9,6 +9,7 @@ is left under the server's cgroup parent, ``/health`` answers, and the same sand
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -25,7 +26,7 @@ import pytest
 
 from cloche.jail.mounts import SYNTHETIC_ETC
 from conftest import ServerProcess, pool_processes
-from tests_support import leftover_cgroups
+from tests_support import assert_clean, run_command
 
 Result = dict[str, Any]
 
@@ -49,26 +50,7 @@ def sc(nr, *args):
 # --- host checks shared by every test --------------------------------------------------------------------
 
 
-def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:
-    response = api.post(f"/v1/sandboxes/{sid}/exec", json={"command": command, "timeout_seconds": 30, **body})
-    assert response.status_code == 200, response.text
-    result: Result = response.json()
-    return result
-
-
-def assert_clean(server: ServerProcess, api: httpx.Client, sid: str) -> None:
-    """Nothing of the pool left running, no run cgroup left, the server healthy, the sandbox usable."""
-    low, high = server.uid_range
-    deadline = time.monotonic() + 5
-    while (pool_processes(low, high) or leftover_cgroups(server)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool_processes(low, high) == []
-    assert leftover_cgroups(server) == []
-    health = api.get("/health")
-    assert health.status_code == 200 and health.json()["status"] == "ok"
-    after = run(api, sid, "echo ok")
-    assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
-    assert pool_processes(low, high) == []
+run = functools.partial(run_command, default_timeout=30)
 
 
 def jail_python(api: httpx.Client, sid: str, code: str, *args: str) -> Result:

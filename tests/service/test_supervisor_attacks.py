@@ -10,6 +10,7 @@ Each test asserts the host is untouched and clean afterwards.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -26,38 +27,19 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, pool_processes, traversable_dir
-from tests_support import leftover_cgroups
+from conftest import ServerProcess, traversable_dir
+from tests_support import assert_clean, run_command
 
 Result = dict[str, Any]
 CANARY = b"host canary: never readable or writable through a sandbox\n"
 
 
-def run(api: httpx.Client, sid: str, command: str, **body: Any) -> Result:
-    response = api.post(f"/v1/sandboxes/{sid}/exec", json={"command": command, "timeout_seconds": 60, **body})
-    assert response.status_code == 200, response.text
-    result: Result = response.json()
-    return result
+run = functools.partial(run_command, default_timeout=60)
 
 
 def plant(api: httpx.Client, sid: str, command: str) -> None:
     result = run(api, sid, command)
     assert result["status"] == "succeeded", result
-
-
-def assert_clean(server: ServerProcess, api: httpx.Client, sid: str) -> None:
-    """Nothing of the pool left running, no run cgroup left, the server healthy, the sandbox usable."""
-    low, high = server.uid_range
-    deadline = time.monotonic() + 5
-    while (pool_processes(low, high) or leftover_cgroups(server)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pool_processes(low, high) == []
-    assert leftover_cgroups(server) == []
-    health = api.get("/health")
-    assert health.status_code == 200 and health.json()["status"] == "ok"
-    after = run(api, sid, "echo ok")
-    assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
-    assert pool_processes(low, high) == []
 
 
 @dataclass
