@@ -17,23 +17,17 @@ from cloche import Client
 from conftest import ServerProcess, traversable_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
-from _pywheels import build_wheel, standard_wheels
+from _pywheels import build_wheel
 
 
-@pytest.fixture(scope="module")
-def wheel_dir() -> Iterator[Path]:
-    root = traversable_dir()
-    yield standard_wheels(root / "wheels")
-    shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def wheel_dir(offline_wheels: Path) -> Path:
+    return offline_wheels
 
 
-@pytest.fixture(scope="module")
-def offline(wheel_dir: Path) -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    server = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(wheel_dir)}).start()
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def offline(offline_server: ServerProcess) -> ServerProcess:
+    return offline_server
 
 
 @pytest.fixture

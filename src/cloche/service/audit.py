@@ -72,38 +72,28 @@ class AuditTrail:
         while len(self._digests) > DIGEST_CACHES:
             self._digests.popitem(last=False)
         tree = await asyncio.to_thread(_safe_tree_hash, workspace, cache)
-        await self._append(
-            "run_finished",
-            run.sandbox_id,
-            run_id=run.id,
-            argv=run.argv,
-            workspace_tree_sha256=tree,
-            env_key=run.extra.get("env_key"),
-            exit_code=run.exit_code,
-            status=run.status,
-            stdout_sha256=sha256_text(run.stdout),
-            stderr_sha256=sha256_text(run.stderr),
-            duration_ms=run.duration_ms,
-        )
+        await self._append("run_finished", run.sandbox_id, **_run_fields(run, tree))
         denied = run.extra.get("egress_denied") or []
         if denied:
             await self._append("egress_denied", run.sandbox_id, run_id=run.id, hosts=denied)
 
     def run_aborted(self, run: RunRow) -> None:
         """Synchronous: called while the run's task is being cancelled, where awaiting is not possible."""
-        self.log.append(
-            "run_finished",
-            run.sandbox_id,
-            run_id=run.id,
-            argv=run.argv,
-            workspace_tree_sha256=None,
-            env_key=run.extra.get("env_key"),
-            exit_code=run.exit_code,
-            status=run.status,
-            stdout_sha256=sha256_text(run.stdout),
-            stderr_sha256=sha256_text(run.stderr),
-            duration_ms=run.duration_ms,
-        )
+        self.log.append("run_finished", run.sandbox_id, **_run_fields(run, None))
+
+
+def _run_fields(run: RunRow, tree: str | None) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "argv": run.argv,
+        "workspace_tree_sha256": tree,
+        "env_key": run.extra.get("env_key"),
+        "exit_code": run.exit_code,
+        "status": run.status,
+        "stdout_sha256": sha256_text(run.stdout),
+        "stderr_sha256": sha256_text(run.stderr),
+        "duration_ms": run.duration_ms,
+    }
 
 
 def _safe_tree_hash(workspace: Path, cache: DigestCache) -> str | None:
