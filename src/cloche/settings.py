@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         False,
         description="Install scanned imports no mapping vouches for, by exact name (slopsquatting risk).",
     )
+    package_min_age_days: float = Field(
+        90.0,
+        ge=0,
+        description="A package that no shipped ranking vouches for (Python's long tail, npm packages off the "
+        "popularity list) is installed only when its first release is at least this many days old: freshly "
+        "registered names are how slopsquatting works.",
+    )
+    pypi_json_url: str = Field(
+        "https://pypi.org/pypi",
+        description="PyPI's JSON API, asked (a few cached look-ups per unknown import) before a long-tail "
+        "project is installed.",
+    )
     npm_registry: str = Field(
         "https://registry.npmjs.org/",
         description="npm registry Node installs use; a file:// folder is bound read-only into install jails.",
