@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="First host uid of the per-sandbox uid pool; sandboxes never share one."
     )
     uid_count: int = Field(60_000, gt=0, description="Size of the per-sandbox uid pool.")
-    sandbox_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
+    jail_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
     builder_uid: int = Field(
         199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."
     )

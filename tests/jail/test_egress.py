@@ -25,14 +25,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from cloche.jail.egress import (
-    EgressDecision,
-    EgressPolicy,
-    EgressProxy,
-    address_refusal,
-    forwarder_source_path,
-    proxy_env,
-)
+from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, proxy_env
+from cloche.jail.egress_policy import EgressPolicy, address_refusal
+from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy
 
 T = TypeVar("T")
 JAIL_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -174,7 +169,7 @@ def forwarder(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], int]]
 
     def start(sock: Path) -> int:
         port = free_port()
-        argv = [JAIL_PYTHON, str(forwarder_source_path()), "--listen", f"127.0.0.1:{port}"]
+        argv = [JAIL_PYTHON, str(LAUNCHER_PY_SOURCE), "--listen", f"127.0.0.1:{port}"]
         proc = subprocess.Popen([*argv, "--socket", str(sock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         procs.append(proc)
         assert proc.stdout is not None
@@ -299,7 +294,7 @@ def test_proxy_env_points_every_tool_at_the_forwarder() -> None:
     assert "127.0.0.1" in env["NO_PROXY"].split(",")
     assert "-Dhttps.proxyPort=3128" in env["JAVA_TOOL_OPTIONS"].split()
     assert "GOPROXY" not in env
-    assert forwarder_source_path().is_file()
+    assert LAUNCHER_PY_SOURCE.is_file()
 
 
 # -- the proxy over its unix socket --------------------------------------------------------------
@@ -366,7 +361,7 @@ def test_allowed_host_end_to_end_through_forwarder(
 def test_forwarder_exits_on_stdin_eof_and_sigterm(make_proxy: ProxyFactory) -> None:
     _, path = make_proxy([])
     for stop in ("stdin", "sigterm"):
-        argv = [JAIL_PYTHON, str(forwarder_source_path()), "--listen", f"127.0.0.1:{free_port()}"]
+        argv = [JAIL_PYTHON, str(LAUNCHER_PY_SOURCE), "--listen", f"127.0.0.1:{free_port()}"]
         proc = subprocess.Popen([*argv, "--socket", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline() == b"ready\n"

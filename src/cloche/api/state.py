@@ -16,23 +16,23 @@ from cloche.ecosystems.python.ecosystem import PythonEcosystem
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.jail import preflight
 from cloche.jail.cgroups import Cgroups
-from cloche.jail.egress import EgressPolicy
+from cloche.jail.egress_layer import build_launcher
+from cloche.jail.egress_policy import EgressPolicy, registry_addresses
 from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
-from cloche.jail.network import build_forwarder, registry_addresses
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.jail.tools import stage_tools
 from cloche.metrics import Metrics
 from cloche.paths import DataPaths
-from cloche.service.audit import AuditTrail
+from cloche.service.audit_trail import AuditTrail
 from cloche.service.deps import DependencyService
 from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
 from cloche.service.sandboxes import SandboxService
 from cloche.settings import Settings
-from cloche.store.audit import AuditLog
+from cloche.store.audit_log import AuditLog
 from cloche.store.envstore import EnvironmentStore
 from cloche.store.sqlite import SqliteMetadataStore
 
@@ -73,12 +73,12 @@ class AppState:
     def build(cls, settings: Settings) -> AppState:
         paths = DataPaths(settings.data_dir)
         paths.create()
-        etc = write_synthetic_etc(paths.jail, settings.sandbox_uid)
+        etc = write_synthetic_etc(paths.jail, settings.jail_uid)
         cgroups = Cgroups.detect(cgroup_parent(paths.root))
-        forwarder = build_forwarder(paths.jail / "bin")
+        egress_launcher = build_launcher(paths.jail / "bin")
         staged = stage_tools(paths.jail)
         runner = Runner(
-            etc, settings.sandbox_uid, paths.run, cgroups, trusted_networks(settings), forwarder, staged.bwrap
+            etc, settings.jail_uid, paths.run, cgroups, trusted_networks(settings), egress_launcher, staged.bwrap
         )
         store = SqliteMetadataStore(paths.db)
         envs = EnvironmentStore(paths.envs)

@@ -30,7 +30,7 @@ def _data_dir(data_dir: Path | None) -> Path:
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
     """Check every record's hash and link; exit 1 naming the first bad record."""
-    from cloche.store.audit import verify
+    from cloche.store.audit_log import verify
 
     result = verify(_data_dir(data_dir))
     if result.ok:
@@ -45,7 +45,7 @@ def audit_export(sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
     """Print one sandbox's audit records (JSON Lines, in order)."""
     import json
 
-    from cloche.store.audit import export
+    from cloche.store.audit_log import export
 
     for record in export(_data_dir(data_dir), sandbox_id):
         typer.echo(json.dumps(record, separators=(",", ":")))

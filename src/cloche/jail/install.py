@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.jail.egress import EgressPolicy
+from cloche.jail.egress_policy import EgressPolicy
 from cloche.jail.profile import JailProfile, Mount, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner, RunResult
 from cloche.store import safefs

@@ -39,14 +39,14 @@ SYNTHETIC_ETC = {
 }
 
 
-def write_synthetic_etc(jail_dir: Path, sandbox_uid: int) -> Path:
+def write_synthetic_etc(jail_dir: Path, jail_uid: int) -> Path:
     """Write the identity files once at start-up; every jail binds them read-only."""
     etc = jail_dir / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     etc.chmod(0o755)
     for name, template in SYNTHETIC_ETC.items():
         target = etc / name
-        target.write_text(template.format(uid=sandbox_uid))
+        target.write_text(template.format(uid=jail_uid))
         target.chmod(0o644)
     return etc
 

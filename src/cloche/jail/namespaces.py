@@ -11,9 +11,9 @@ from cloche.jail.bwrap import BwrapCommand
 from cloche.jail.profile import JailProfile
 
 
-def apply(cmd: BwrapCommand, profile: JailProfile, sandbox_uid: int) -> None:
+def apply(cmd: BwrapCommand, profile: JailProfile, jail_uid: int) -> None:
     cmd.args += ["--unshare-all", "--unshare-user", "--disable-userns"]
-    cmd.args += ["--uid", str(sandbox_uid), "--gid", str(sandbox_uid)]
+    cmd.args += ["--uid", str(jail_uid), "--gid", str(jail_uid)]
     cmd.args += ["--hostname", profile.hostname]
     # bwrap's init is pid 1 in the jail: when the command exits, the namespace dies with every
     # daemon it left behind. (The server adopts and reaps that init; see supervisor.py.)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from cloche.jail.egress import EgressPolicy
+    from cloche.jail.egress_policy import EgressPolicy
 
 SANDBOX_DIR = "/sandbox"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloche.errors import JailUnavailable
-from cloche.jail import mounts, namespaces, network, seccomp, supervisor
+from cloche.jail import egress_layer, mounts, namespaces, seccomp, supervisor
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
 from cloche.jail.cgroups import CgroupLimits, Cgroups, RunCgroup
 from cloche.jail.profile import JailProfile, RunSpec
@@ -117,19 +117,19 @@ class Runner:
     def __init__(
         self,
         synthetic_etc: Path,
-        sandbox_uid: int,
+        jail_uid: int,
         run_dir: Path,
         cgroups: Cgroups,
         trusted_networks: tuple[str, ...] = (),
-        forwarder: Path | None = None,
+        egress_launcher: Path | None = None,
         bwrap: Path | None = None,
     ) -> None:
         self._etc = synthetic_etc
         self._run_dir = run_dir
         self._cgroups = cgroups
         self._trusted = trusted_networks
-        self._forwarder = forwarder
-        self._sandbox_uid = sandbox_uid
+        self._egress_launcher = egress_launcher
+        self._jail_uid = jail_uid
         self._bwrap = bwrap or bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
         # Spawns whose pid is not known yet: a child that exits in that window must be left to asyncio's
@@ -149,7 +149,7 @@ class Runner:
 
     def _compose(self, spec: RunSpec, profile: JailProfile) -> BwrapCommand:
         cmd = BwrapCommand()
-        namespaces.apply(cmd, profile, self._sandbox_uid)  # 1. identity, user/pid/ipc/uts/net namespaces
+        namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity, user/pid/ipc/uts/net namespaces
         mounts.apply(cmd, profile, self._etc)  # 2. filesystem view
         cmd.env = {**BASE_ENV, **spec.env}  # 3. a cleared, explicit environment
         cmd.args += ["--chdir", spec.cwd]
@@ -157,8 +157,8 @@ class Runner:
 
     async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
         cmd = self._compose(spec, profile)  # 1-3
-        egress = await network.apply(
-            cmd, profile, self._run_dir, self._trusted, self._forwarder
+        egress = await egress_layer.apply(
+            cmd, profile, self._run_dir, self._trusted, self._egress_launcher
         )  # 4. network: none, or registries only
         seccomp_fd = seccomp.seccomp_fd()  # 5. system call filter
         cmd.args += ["--seccomp", str(seccomp_fd)]

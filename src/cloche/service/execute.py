@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
-from cloche.jail.egress import EgressPolicy
+from cloche.jail.egress_policy import EgressPolicy
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
 from cloche.jail.runner import BASE_ENV, Runner, RunResult, StreamName
 from cloche.logs import bind as bind_log_fields

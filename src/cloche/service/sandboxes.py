@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound, TooLarge
 from cloche.jail import supervisor
-from cloche.jail.egress import EgressPolicy
+from cloche.jail.egress_policy import EgressPolicy
 from cloche.models import CreateSandbox, Limits, Sandbox
 from cloche.paths import DataPaths
-from cloche.service.audit import AuditTrail
+from cloche.service.audit_trail import AuditTrail
 from cloche.service.ids import new_sandbox_id, utcnow
 from cloche.settings import Settings
 from cloche.store import safefs

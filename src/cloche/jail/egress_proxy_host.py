@@ -1,8 +1,8 @@
 """Host-side egress for jailed runs: an allowlisting HTTP CONNECT proxy on a unix socket.
 
 The jail has no network but loopback (``bwrap --unshare-net``). When a run may reach package
-registries, a unix socket bound into the jail is its only way out; ``forwarder.py`` inside the jail
-relays ``127.0.0.1:<port>`` to it so ordinary ``HTTPS_PROXY`` settings work.
+registries, a unix socket bound into the jail is its only way out; the in-jail launcher
+(``egress_launcher_jail.c``) relays ``127.0.0.1:<port>`` to it so ordinary ``HTTPS_PROXY`` settings work.
 
 The proxy serves only ``CONNECT host:port`` (registries are HTTPS; plain HTTP is refused by design),
 checks the hostname against the policy, resolves it itself, refuses when any address is not public
@@ -17,146 +17,27 @@ import contextlib
 import ipaddress
 import logging
 import os
-import re
 import socket
 import stat
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from cloche.jail.egress_policy import EgressPolicy, address_refusal, is_ip_literal, normalize_host
 
 log = logging.getLogger("cloche.egress")
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 """``async (host, port) -> addresses``: the DNS seam; the default uses ``loop.getaddrinfo``."""
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CHUNK = 64 * 1024
 _AF_UNIX_PATH_MAX = 107
-
-
-def normalize_host(host: str) -> str | None:
-    """Lower-case, strip one trailing dot; None unless it is a plain ASCII DNS name.
-
-    Non-ASCII is refused rather than IDNA-encoded: clients send the ``xn--`` form, and a second
-    encoding step here could make the name we check differ from the name we resolve.
-    """
-    if not host.isascii():
-        return None
-    host = host.lower().removesuffix(".")
-    valid = 0 < len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
-    return host if valid else None
-
-
-def is_ip_literal(host: str) -> bool:
-    """True for any spelling the resolver would treat as an address (incl. ``2130706433``, ``0x7f.1``)."""
-    candidate = host.strip("[]").split("%", 1)[0]
-    # inet_aton also accepts the legacy short/hex/octal forms that getaddrinfo would honour.
-    for parse in (ipaddress.ip_address, socket.inet_aton):
-        with contextlib.suppress(ValueError, OSError):
-            parse(candidate)
-            return True
-    # No real TLD is numeric, so an all-digit last label is an address in disguise.
-    return candidate.rstrip(".").rsplit(".", 1)[-1].isdigit()
-
-
-def address_refusal(address: str | IPAddress) -> str | None:
-    """Why an address must not be reached, or None when it is a public unicast address.
-
-    IPv6 forms that embed IPv4 (mapped, compatible, NAT64, 6to4, Teredo) are judged by the IPv4
-    inside, so ``::ffff:127.0.0.1`` is loopback, not "some IPv6 address".
-    """
-    try:
-        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    except ValueError:
-        return "unparseable"
-    if isinstance(ip, ipaddress.IPv6Address):
-        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])  # a scope id does not change the verdict
-        embedded: list[ipaddress.IPv4Address] = []
-        compatible = ip.packed[:12] == bytes(12) and int(ip) > 1  # deprecated ::a.b.c.d
-        translated = ip.ipv4_mapped is not None or ip in _NAT64
-        if ip.ipv4_mapped is not None:
-            embedded.append(ip.ipv4_mapped)
-        if compatible or ip in _NAT64:
-            embedded.append(ipaddress.IPv4Address(ip.packed[12:]))
-        if ip.sixtofour is not None:
-            embedded.append(ip.sixtofour)
-        if ip.teredo is not None:
-            embedded.extend(ip.teredo)
-        for inner in embedded:
-            reason = address_refusal(inner)
-            if reason is not None:
-                return reason
-        if compatible:
-            return "ipv4_compatible"  # nothing legitimate uses it, even with a public IPv4 inside
-        if translated:
-            return None  # judged by the IPv4 inside; Python calls these ranges non-global
-        if ip.is_site_local:
-            return "site_local"
-    checks: tuple[tuple[bool, str], ...] = (
-        (ip.is_unspecified, "unspecified"),
-        (ip.is_loopback, "loopback"),
-        (ip.is_link_local, "link_local"),  # includes 169.254.169.254, the cloud metadata service
-        (ip.is_multicast, "multicast"),
-        (isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT, "cgnat"),
-        (ip.is_private, "private"),
-        (ip.is_reserved, "reserved"),
-        (not ip.is_global, "not_global"),
-    )
-    return next((reason for failed, reason in checks if failed), None)
-
-
-def _parse_rule(entry: str) -> tuple[str, int, bool]:
-    """``host[:port]`` or ``*.suffix[:port]`` -> (host or suffix, port, is_wildcard)."""
-    text = entry.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, "443"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"egress allow entry {entry!r}: port must be 1-65535")
-    wildcard = host.startswith("*.")
-    name = normalize_host(host[2:] if wildcard else host)
-    if name is None or is_ip_literal(name):
-        raise ValueError(f"egress allow entry {entry!r}: need a DNS name (no addresses, no non-ASCII)")
-    return name, int(port_text), wildcard
-
-
-@dataclass(frozen=True)
-class EgressPolicy:
-    """Which ``host:port`` pairs a run may CONNECT to. A bare host means port 443.
-
-    ``*.example.org`` matches any name below example.org (not example.org itself).
-    """
-
-    allow: tuple[str, ...] = ()
-    _rules: tuple[tuple[str, int, bool], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.allow, str):  # EgressPolicy("pypi.org") would allow "p", "y", ...
-            raise TypeError("EgressPolicy.allow is a tuple of entries, not a string")
-        object.__setattr__(self, "allow", tuple(self.allow))
-        object.__setattr__(self, "_rules", tuple(_parse_rule(entry) for entry in self.allow))
-
-    @classmethod
-    def none(cls) -> EgressPolicy:
-        return cls(())
-
-    def allows(self, host: str, port: int) -> bool:
-        name = normalize_host(host)
-        if name is None or is_ip_literal(name):
-            return False
-        return any(
-            rule_port == port and (name.endswith("." + rule_host) if wildcard else name == rule_host)
-            for rule_host, rule_port, wildcard in self._rules
-        )
 
 
 @dataclass(frozen=True)
@@ -507,29 +388,3 @@ async def _respond(writer: asyncio.StreamWriter, status: int, message: str) -> N
     with contextlib.suppress(OSError):
         writer.write(head.encode() + body)
         await asyncio.wait_for(writer.drain(), 1.0)
-
-
-def forwarder_source_path() -> Path:
-    """The stdlib-only forwarder script to bind into the jail and run with its python3."""
-    return Path(__file__).with_name("forwarder.py")
-
-
-def proxy_env(port: int) -> dict[str, str]:
-    """Environment that points pip, uv, npm, curl, Java, ... at the in-jail forwarder.
-
-    Plain-HTTP variables are set too, so a plain request gets the proxy's clear 405 instead of a
-    connection error. GOPROXY is a module-mirror setting, not a network proxy, so it is left alone.
-    Callers that already have JAVA_TOOL_OPTIONS should append theirs.
-    """
-    url = f"http://127.0.0.1:{port}"
-    no_proxy = "localhost,127.0.0.1,::1"
-    java = " ".join(
-        f"-D{scheme}.proxy{key}={value}"
-        for scheme in ("https", "http")
-        for key, value in (("Host", "127.0.0.1"), ("Port", str(port)))
-    )
-    env = {name: url for base in ("https_proxy", "http_proxy", "all_proxy") for name in (base, base.upper())}
-    env |= {"PIP_PROXY": url, "npm_config_proxy": url, "npm_config_https_proxy": url}
-    env |= {"NO_PROXY": no_proxy, "no_proxy": no_proxy}
-    env["JAVA_TOOL_OPTIONS"] = java + " -Dhttp.nonProxyHosts=localhost|127.0.0.1"
-    return env

@@ -2,10 +2,10 @@
 
 Runs under the jail's own ``/usr/bin/python3`` (stdlib only, Python 3.8+; keep it that way)::
 
-    python3 forwarder.py --listen 127.0.0.1:3128 --socket /run/cloche/egress.sock
+    python3 egress_launcher_jail.py --listen 127.0.0.1:3128 --socket /run/cloche/egress.sock
 
 Prints ``ready`` once listening. Exits on SIGTERM/SIGINT or when stdin reaches EOF, so it dies
-with the launcher that holds the other end of its stdin: give it a pipe (``sh -c 'fw &'`` hands a
+with the process that holds the other end of its stdin: give it a pipe (``sh -c 'fw &'`` hands a
 background job /dev/null, and it exits at once). It enforces nothing: the host proxy does.
 
 With ``--exec -- CMD ARGS...`` it listens, runs CMD with its own stdio, forwards signals to it, and exits
@@ -106,7 +106,7 @@ def main() -> int:
     try:
         asyncio.run(serve(host or "127.0.0.1", int(port), args.socket))
     except OSError as exc:
-        print(f"forwarder: {exc}", file=sys.stderr)
+        print(f"egress-launcher: {exc}", file=sys.stderr)
         return 1
     return 0
 

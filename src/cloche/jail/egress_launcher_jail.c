@@ -1,14 +1,15 @@
 /*
- * cloche-forwarder: the in-jail half of registry-only egress, as a launcher.
+ * cloche-egress-launcher: the in-jail half of registry-only egress, as a launcher.
  *
- *   cloche-forwarder PORT SOCKET -- COMMAND [ARGS...]
+ *   cloche-egress-launcher PORT SOCKET -- COMMAND [ARGS...]
  *
  * Listens on 127.0.0.1:PORT inside the jail's network namespace, starts COMMAND, and relays every TCP
  * connection to the host proxy's unix SOCKET (bound into the jail). Exits with COMMAND's status; the relays
  * die with the jail. It enforces nothing: the host proxy decides.
  *
- * Why C and not the Python forwarder (forwarder.py): every exec with egress pays this program's start-up,
- * and Python with asyncio costs ~100 ms before the user's code may start; this costs ~1 ms.
+ * Why C and not the Python launcher (egress_launcher_jail.py): every exec with egress pays this
+ * program's start-up, and Python with asyncio costs ~100 ms before the user's code may start; this
+ * costs ~1 ms.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -79,7 +80,7 @@ static void relay(int client, const char *path) {
 
 int main(int argc, char **argv) {
     if (argc < 5 || strcmp(argv[3], "--") != 0) {
-        fprintf(stderr, "usage: cloche-forwarder PORT SOCKET -- COMMAND [ARGS...]\n");
+        fprintf(stderr, "usage: cloche-egress-launcher PORT SOCKET -- COMMAND [ARGS...]\n");
         return 2;
     }
     int port = atoi(argv[1]);
@@ -93,7 +94,7 @@ int main(int argc, char **argv) {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (listener < 0 || setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listener, 128) < 0) {
-        perror("cloche-forwarder: listen");
+        perror("cloche-egress-launcher: listen");
         return 1;
     }
     /* SIGCHLD stays blocked except inside ppoll, so the command's exit wakes the loop at once, race-free. */
@@ -107,7 +108,7 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &chld, &original);
     pid_t pid = fork();
     if (pid < 0) {
-        perror("cloche-forwarder: fork");
+        perror("cloche-egress-launcher: fork");
         return 1;
     }
     if (pid == 0) {

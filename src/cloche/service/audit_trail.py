@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cloche.models import FileEntry
-from cloche.store.audit import AuditLog, DigestCache, tree_hash
+from cloche.store.audit_log import AuditLog
 from cloche.store.metadata import RunRow, SandboxRow
+from cloche.store.tree_hash import DigestCache, tree_hash
 
 DIGEST_CACHES = 64
 

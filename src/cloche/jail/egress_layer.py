@@ -1,0 +1,129 @@
+"""The jail's network layer, composed on the host: no network at all, or registry-only egress.
+
+The jail always has its own network namespace (loopback only; see namespaces.py). When a profile allows
+egress, three pieces work together:
+
+* ``egress_policy.py``: which ``host:port`` may be reached and which addresses never are (pure).
+* ``egress_proxy_host.py``: the CONNECT proxy, running on the host, on a unix socket only this run's uid
+  can open; its directory is bound at ``/run/cloche``.
+* ``egress_launcher_jail.c`` (or ``egress_launcher_jail.py`` where no compiler exists): runs inside the
+  jail, listens on 127.0.0.1:3128, relays to that socket, and starts the command.
+
+This module wires them into one bwrap invocation; ``HTTPS_PROXY`` and friends point every installer and
+runtime at the launcher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.egress_proxy_host import EgressProxy
+from cloche.jail.profile import JailProfile
+from cloche.store import safefs
+
+LAUNCHER_SCRIPT = "/opt/cloche/egress-launcher.py"
+LAUNCHER_BINARY = "/opt/cloche/egress-launcher"
+LAUNCHER_C_SOURCE = Path(__file__).with_name("egress_launcher_jail.c")
+LAUNCHER_PY_SOURCE = Path(__file__).with_name("egress_launcher_jail.py")
+SOCKET_DIR = "/run/cloche"
+SOCKET_NAME = "egress.sock"
+PROXY_PORT = 3128
+log = logging.getLogger("cloche.egress")
+
+
+@dataclass
+class EgressSession:
+    proxy: EgressProxy
+    directory: Path
+
+    def denied_hosts(self) -> list[str]:
+        return self.proxy.denied_hosts()
+
+    async def close(self) -> None:
+        await self.proxy.stop()
+        safefs.remove_tree(self.directory)
+
+
+def build_launcher(bin_dir: Path) -> Path | None:
+    """Compile the in-jail C launcher once per source version; None (use the Python one) when no compiler works."""
+    digest = hashlib.sha256(LAUNCHER_C_SOURCE.read_bytes()).hexdigest()[:12]
+    target = bin_dir / f"cloche-egress-launcher-{digest}"
+    if target.exists():
+        return target
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        log.warning("no C compiler: egress uses the slower Python launcher")
+        return None
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir.chmod(0o755)
+    partial = bin_dir / f".{target.name}.tmp"
+    built = subprocess.run(
+        [compiler, "-O2", "-o", str(partial), str(LAUNCHER_C_SOURCE)], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        log.warning("could not compile the egress launcher; using the Python one", extra={"stderr": built.stderr})
+        return None
+    partial.chmod(0o755)
+    partial.rename(target)
+    return target
+
+
+async def apply(
+    cmd: BwrapCommand, profile: JailProfile, run_dir: Path, trusted: Sequence[str], binary: Path | None
+) -> EgressSession | None:
+    """Contribute the egress plumbing, or nothing (the net namespace stays empty)."""
+    policy = profile.egress
+    if policy is None or not policy.allow:
+        return None
+    directory = run_dir / f"egress-{secrets.token_hex(8)}"
+    directory.mkdir(mode=0o711)
+    proxy = EgressProxy(trusted_networks=trusted)
+    await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid)
+    cmd.args += ["--ro-bind", str(directory), SOCKET_DIR]
+    cmd.env.update(proxy_env(PROXY_PORT))
+    if binary is not None:
+        cmd.args += ["--ro-bind", str(binary), LAUNCHER_BINARY]
+        cmd.launcher = [LAUNCHER_BINARY, str(PROXY_PORT), f"{SOCKET_DIR}/{SOCKET_NAME}", "--"]
+        return EgressSession(proxy, directory)
+    cmd.args += ["--ro-bind", str(LAUNCHER_PY_SOURCE), LAUNCHER_SCRIPT]
+    cmd.launcher = [
+        "/usr/bin/python3",
+        "-I",
+        LAUNCHER_SCRIPT,
+        "--listen",
+        f"127.0.0.1:{PROXY_PORT}",
+        "--socket",
+        f"{SOCKET_DIR}/{SOCKET_NAME}",
+        "--exec",
+        "--",
+    ]
+    return EgressSession(proxy, directory)
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """Environment that points pip, uv, npm, curl, Java, ... at the in-jail launcher.
+
+    Plain-HTTP variables are set too, so a plain request gets the proxy's clear 405 instead of a
+    connection error. GOPROXY is a module-mirror setting, not a network proxy, so it is left alone.
+    Callers that already have JAVA_TOOL_OPTIONS should append theirs.
+    """
+    url = f"http://127.0.0.1:{port}"
+    no_proxy = "localhost,127.0.0.1,::1"
+    java = " ".join(
+        f"-D{scheme}.proxy{key}={value}"
+        for scheme in ("https", "http")
+        for key, value in (("Host", "127.0.0.1"), ("Port", str(port)))
+    )
+    env = {name: url for base in ("https_proxy", "http_proxy", "all_proxy") for name in (base, base.upper())}
+    env |= {"PIP_PROXY": url, "npm_config_proxy": url, "npm_config_https_proxy": url}
+    env |= {"NO_PROXY": no_proxy, "no_proxy": no_proxy}
+    env["JAVA_TOOL_OPTIONS"] = java + " -Dhttp.nonProxyHosts=localhost|127.0.0.1"
+    return env
