@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ def test_env_vars_and_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("CLOCHE_API_KEYS_FILE", str(keys))
     settings = Settings()
     assert settings.port == 9001
-    assert settings.parsed_api_keys() == {"key-a": "alice", "key-c": "carol", "bare-key": "key-bare-k"}
+    parsed = settings.parsed_api_keys()
+    assert {k: parsed[k] for k in ("key-a", "key-c")} == {"key-a": "alice", "key-c": "carol"}
+    assert parsed["bare-key"] == "key-" + hashlib.sha256(b"bare-key").hexdigest()[:16]
     assert settings.data_dir.is_absolute()
 
 

@@ -6,6 +6,7 @@ lists them.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -20,6 +21,11 @@ DEFAULT_REGISTRIES: tuple[str, ...] = (
     "repo.maven.apache.org:443",
     "repo1.maven.org:443",
 )
+
+
+def bare_key_tenant(key: str) -> str:
+    """The tenant of a key given without a name: two keys are one tenant only if they are equal."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class Settings(BaseSettings):
@@ -158,7 +164,7 @@ class Settings(BaseSettings):
         return tuple(part.strip() for part in value.split(",") if part.strip())
 
     def parsed_api_keys(self) -> dict[str, str]:
-        """Map API key -> tenant. A bare key is its own tenant name (hashed prefix)."""
+        """Map API key -> tenant. A bare key's tenant is named by a hash of the whole key (never a piece of it)."""
         lines = [part.strip() for part in self.api_keys.split(",")]
         if self.api_keys_file is not None:
             lines += [ln.strip() for ln in self.api_keys_file.read_text().splitlines()]
@@ -168,6 +174,6 @@ class Settings(BaseSettings):
                 continue
             tenant, sep, key = line.partition(":")
             if not sep:
-                key, tenant = tenant, "key-" + tenant[:6]
+                key, tenant = tenant, bare_key_tenant(tenant)
             keys[key] = tenant
         return keys

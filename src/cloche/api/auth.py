@@ -11,15 +11,23 @@ from cloche.errors import Unauthorized
 DEFAULT_TENANT = "default"
 
 
-def tenant(request: Request) -> str:
-    keys: dict[str, str] = request.app.state.cloche.api_keys
+def tenant_for_key(keys: dict[str, str], token: str, missing: str) -> str:
+    """The tenant ``token`` names; ``missing`` is the message when none was sent. Keys are never logged."""
     if not keys:
         return DEFAULT_TENANT
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send 'Authorization: Bearer <api key>'; this server requires an API key")
+    if not token.strip():
+        raise Unauthorized(missing)
+    sent = token.strip().encode()
     for key, name in keys.items():
-        if hmac.compare_digest(key.encode(), token.strip().encode()):
+        if hmac.compare_digest(key.encode(), sent):
             return name
     raise Unauthorized("unknown API key")
+
+
+def tenant(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return tenant_for_key(
+        request.app.state.cloche.api_keys,
+        token if scheme.lower() == "bearer" else "",
+        "send 'Authorization: Bearer <api key>'; this server requires an API key",
+    )

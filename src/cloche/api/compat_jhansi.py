@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import json
 import logging
 import re
@@ -37,9 +36,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
-from cloche.api.auth import DEFAULT_TENANT
+from cloche.api.auth import tenant_for_key
 from cloche.api.state import AppState
-from cloche.errors import ClocheError, Unauthorized, Unsupported
+from cloche.errors import ClocheError, Unsupported
 from cloche.jail.runner import StreamName
 from cloche.models import CreateSandbox, ExecRequest, ExecResult, Language, Sandbox
 
@@ -87,9 +86,6 @@ def _state(request: Request) -> AppState:
 
 def _tenant(request: Request) -> str:
     """The tenant for a key sent as Basic auth (``http://any:KEY@host/jhansi``) or as a Bearer token."""
-    keys: dict[str, str] = request.app.state.cloche.api_keys
-    if not keys:
-        return DEFAULT_TENANT
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
@@ -98,12 +94,11 @@ def _tenant(request: Request) -> str:
             token = ""
     elif scheme.lower() != "bearer":
         token = ""
-    if not token.strip():
-        raise Unauthorized("this server requires an API key: set JHANSI_BASE_URL=http://jhansi:<key>@<host>/jhansi")
-    for key, name in keys.items():
-        if hmac.compare_digest(key.encode(), token.strip().encode()):
-            return name
-    raise Unauthorized("unknown API key")
+    return tenant_for_key(
+        request.app.state.cloche.api_keys,
+        token,
+        "this server requires an API key: set JHANSI_BASE_URL=http://jhansi:<key>@<host>/jhansi",
+    )
 
 
 State = Annotated[AppState, Depends(_state)]

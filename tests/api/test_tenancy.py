@@ -1,0 +1,134 @@
+"""Tenancy over real HTTP: every route refuses another tenant's key, and no key material is ever written down.
+
+The route table comes from the server's own OpenAPI document, so a route added later is called here too; a route
+this file does not know how to call fails the test until it is taught (a body example or a documented answer).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import ServerProcess, traversable_dir
+
+# Bare keys sharing a long prefix: their tenants must still differ. Letters outside hex and words no log line
+# holds, so any 6-character piece found written down is key material.
+ALICE = "qzkvwxptrsmn-alice-wqrtyz"
+BOB = "qzkvwxptrsmn-bob-ymnzpq"
+NAMED = "team-x:named-kqzwvy-xwvqzk"
+
+# A minimal valid body per request schema, so a refusal is the tenant check and not validation.
+JSON_BODIES: dict[str, Any] = {
+    "CreateSandbox": {},
+    "SeedCreate": {},
+    "ExecRequest": {"command": "echo hi"},
+    "SeedExec": {"command": "echo hi"},
+}
+# Routes that take no sandbox: what another tenant's key gets from them.
+OPEN_ROUTES: dict[tuple[str, str], int] = {
+    ("GET", "/v1/sandboxes"): 200,
+    ("POST", "/v1/sandboxes"): 201,
+    ("POST", "/jhansi/v1/sandboxes"): 201,
+    ("GET", "/jhansi/health"): 200,
+    ("GET", "/health"): 200,
+    ("GET", "/metrics"): 200,
+}
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[ServerProcess]:
+    root = traversable_dir()
+    srv = ServerProcess(root / "data", env={"CLOCHE_API_KEYS": f"{ALICE},{BOB},{NAMED}"}).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def api(server: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("b.txt", "from an archive\n")
+    return buffer.getvalue()
+
+
+def _request_options(operation: dict[str, Any]) -> dict[str, Any]:
+    content = operation.get("requestBody", {}).get("content", {})
+    if "multipart/form-data" in content:
+        return {"files": {"file": ("b.zip", _zip())}}
+    if "application/json" in content:
+        schema = content["application/json"]["schema"]
+        refs = re.findall(r"#/components/schemas/(\w+)", str(schema))
+        assert refs and refs[0] in JSON_BODIES, f"add an example body for {refs} to JSON_BODIES"
+        return {"json": JSON_BODIES[refs[0]]}
+    return {"content": b"overwritten by another tenant\n"}  # raw bodies (PUT file)
+
+
+def _operations(server: ServerProcess) -> list[tuple[str, str, dict[str, Any]]]:
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    return [(method.upper(), path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+
+
+def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) -> None:
+    with api(keyed_server, ALICE) as alice, api(keyed_server, BOB) as bob:
+        sid = alice.post("/v1/sandboxes", json={}).json()["id"]
+        assert alice.put(f"/v1/sandboxes/{sid}/files/a.txt", content=b"alice's\n").status_code == 201
+        run = alice.post(f"/v1/sandboxes/{sid}/exec", json={"command": "cat a.txt"}).json()
+        assert run["stdout"] == "alice's\n"
+        values = {"sandbox_id": sid, "run_id": run["run_id"], "path": "a.txt", "from": run["run_id"]}
+        values["to"] = run["run_id"]
+
+        operations = _operations(keyed_server)
+        assert len(operations) >= 20
+        for method, path, operation in operations:
+            url = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values[m.group(1)], path)
+            query = [p for p in operation.get("parameters", []) if p["in"] == "query" and p.get("required")]
+            params = {p["name"]: values[p["name"]] for p in query}
+            answer = bob.request(method, url, params=params, **_request_options(operation))
+            if "{sandbox_id}" in path:
+                assert answer.status_code == 404, (method, path, answer.status_code, answer.text)
+            else:
+                assert (method, path) in OPEN_ROUTES, f"{method} {path}: add its answer to OPEN_ROUTES"
+                assert answer.status_code == OPEN_ROUTES[method, path], (method, path, answer.text)
+                assert sid not in answer.text
+
+        # Nothing bob sent reached alice's sandbox.
+        assert alice.get(f"/v1/sandboxes/{sid}").status_code == 200
+        assert alice.get(f"/v1/sandboxes/{sid}/files/a.txt").content == b"alice's\n"
+        assert [r["run_id"] for r in alice.get(f"/v1/sandboxes/{sid}/runs").json()["runs"]] == [run["run_id"]]
+        assert "b.txt" not in str(alice.get(f"/v1/sandboxes/{sid}/files").json())
+
+
+def test_bare_keys_with_a_shared_prefix_are_different_tenants(keyed_server: ServerProcess) -> None:
+    with api(keyed_server, ALICE) as alice, api(keyed_server, BOB) as bob:
+        sid = alice.post("/v1/sandboxes", json={}).json()["id"]
+        assert sid not in str(bob.get("/v1/sandboxes").json())
+        assert bob.delete(f"/v1/sandboxes/{sid}").status_code == 404
+        assert alice.delete(f"/v1/sandboxes/{sid}").status_code == 204
+
+
+def test_no_key_material_in_logs_audit_or_database(keyed_server: ServerProcess) -> None:
+    with api(keyed_server, ALICE) as alice, api(keyed_server, "qzkvwxptrsmn-mallory") as mallory:
+        sid = alice.post("/v1/sandboxes", json={}).json()["id"]
+        alice.post(f"/v1/sandboxes/{sid}/exec", json={"command": "true"})
+        alice.delete(f"/v1/sandboxes/{sid}")
+        assert mallory.get("/v1/sandboxes").status_code == 401
+    written = keyed_server.log.read_bytes()
+    for path in Path(keyed_server.data_dir).rglob("*"):
+        if path.is_file() and (path.name.startswith(("audit", "cloche.db"))):
+            written += path.read_bytes()
+    assert b"sandbox_created" in written  # the audit log was read
+    for key in (ALICE, BOB, NAMED.partition(":")[2], "qzkvwxptrsmn-mallory"):
+        pieces = {key[i : i + 6] for i in range(len(key) - 5)}
+        assert not [p for p in pieces if p.encode() in written], f"pieces of {key!r} were written down"
