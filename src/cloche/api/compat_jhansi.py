@@ -18,10 +18,8 @@ What the seed's client sends and reads (``jhansi/sandbox.py``, ``jhansi/cli.py``
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import re
@@ -38,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 
 from cloche.api.auth import tenant_for_key
 from cloche.api.state import AppState
+from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError, Unsupported
 from cloche.jail.runner import StreamName
 from cloche.models import CreateSandbox, ExecRequest, ExecResult, Language, Sandbox
@@ -240,48 +239,27 @@ def _epilogue(s: AppState, who: str, sandbox_id: str, result: ExecResult) -> tup
     return [_event("output", data=f"cloche: {error}", stream="stderr")], error
 
 
-async def _stream(s: AppState, who: str, sandbox_id: str, request: ExecRequest) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+def _stream(s: AppState, who: str, sandbox_id: str, request: ExecRequest) -> AsyncIterator[bytes]:
     lines = _Lines()
 
-    async def sink(stream: StreamName, text: str) -> None:
-        for event in lines.feed(stream, text):
-            await queue.put(event)
+    async def produce(emit: Emit) -> None:
+        async def sink(stream: StreamName, text: str) -> None:
+            for event in lines.feed(stream, text):
+                await emit(event)
 
-    async def run() -> None:
         try:
             result = await s.execs.execute(who, sandbox_id, request, sink)
             extra, error = _epilogue(s, who, sandbox_id, result)
             for event in [*lines.flush(), *extra]:
-                await queue.put(event)
+                await emit(event)
             done = {"exit_code": result.exit_code, "duration_ms": result.duration_ms, "output": result.output}
-            await queue.put(_event("done", **done, error=error, status=result.status, run_id=result.run_id))
+            await emit(_event("done", **done, error=error, status=result.status, run_id=result.run_id))
         except ClocheError as exc:  # e.g. the file to run is missing, or the sandbox went away meanwhile
             for event in [*lines.flush(), _event("output", data=f"cloche: {exc.message}", stream="stderr")]:
-                await queue.put(event)
-            await queue.put(
-                _event("done", exit_code=None, duration_ms=0, output="", error=exc.message, status=exc.code)
-            )
-        finally:
-            await queue.put(None)
+                await emit(event)
+            await emit(_event("done", exit_code=None, duration_ms=0, output="", error=exc.message, status=exc.code))
 
-    task = asyncio.create_task(run())
-    try:
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-            except TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if item is None:
-                break
-            yield item
-    finally:
-        # The client went away (or the stream ended): a run nobody watches is killed, as on /v1.
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    return stream_events(produce, keepalive_seconds=KEEPALIVE_SECONDS)
 
 
 @router.get("/health")

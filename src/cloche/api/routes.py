@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import tempfile
 from collections.abc import AsyncIterator, Mapping
@@ -14,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from cloche.api.auth import tenant
 from cloche.api.state import AppState
+from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError
 from cloche.jail.runner import StreamName
 from cloche.models import (
@@ -132,34 +131,21 @@ def _sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
+    async def produce(emit: Emit) -> None:
+        async def sink(name: StreamName, text: str) -> None:
+            await emit(_sse(name, {"data": text}))
 
-    async def sink(name: StreamName, text: str) -> None:
-        await queue.put(_sse(name, {"data": text}))
+        async def progress(event: Mapping[str, Any]) -> None:
+            await emit(_sse("install", dict(event)))
 
-    async def progress(event: Mapping[str, Any]) -> None:
-        await queue.put(_sse("install", dict(event)))
-
-    async def run() -> None:
         try:
             result = await s.execs.execute(who, sandbox_id, body, sink, progress)
-            await queue.put(_sse("done", result.model_dump(mode="json")))
+            await emit(_sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
-            await queue.put(_sse("error", exc.to_dict()["error"]))
-        finally:
-            await queue.put(None)
+            await emit(_sse("error", exc.to_dict()["error"]))
 
-    task = asyncio.create_task(run())
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-    finally:
-        # The client went away (or the stream ended): a run nobody watches is killed.
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    return stream_events(produce)
 
 
 @router.get("/sandboxes/{sandbox_id}/runs", response_model=RunList)
