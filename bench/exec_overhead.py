@@ -30,7 +30,7 @@ from bench.harness import (
 )
 from cloche import Client
 from cloche.jail.bwrap import bwrap_path
-from cloche.jail.runner import BASE_ENV
+from cloche.jail.environment import BASE_ENV
 from cloche.sdk.client import SandboxHandle
 
 HELLO_PY = "print('hello from python')\n"

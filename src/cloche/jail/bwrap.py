@@ -51,6 +51,12 @@ class BwrapCommand:
     host_uid: int | None = None
     launcher: list[str] = field(default_factory=list)  # in-jail program that starts the command
 
+    def close_fds(self) -> None:
+        """Close the fds handed to bwrap (once it has them, or when the run never starts)."""
+        fds, self.pass_fds = self.pass_fds, []
+        for fd in fds:
+            os.close(fd)
+
     def argv(self, command: tuple[str, ...]) -> tuple[list[str], int]:
         """The host argv and the fd carrying the options; the caller closes the fd after spawn."""
         options = ["--clearenv"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import math
 import os
@@ -34,8 +35,11 @@ from pathlib import Path
 from typing import Final, Literal
 
 from cloche.errors import InvalidRequest, JailUnavailable
+from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.profile import ResourceLimits
 
 log = logging.getLogger("cloche.jail.cgroups")
+_run_counter = itertools.count()
 
 MOUNTS: Final = Path("/proc/self/mounts")
 REQUIRED: Final = frozenset({"memory", "pids"})
@@ -450,3 +454,14 @@ class Cgroups:
             with contextlib.suppress(FileNotFoundError):
                 found.extend(child for child in path.iterdir() if child.is_dir())
         return found
+
+
+def apply(cmd: BwrapCommand, groups: Cgroups, limits: ResourceLimits, release: contextlib.AsyncExitStack) -> RunCgroup:
+    """Create the run's cgroup; the spawned child joins it before it execs bwrap. On release everything
+    left in it is killed and it is removed."""
+    name = f"run-{os.getpid()}-{next(_run_counter)}"
+    group = groups.create(name, CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores))
+    release.callback(group.remove)
+    release.callback(group.kill)
+    cmd.preexec.append(group.preexec_attach)
+    return group

@@ -15,6 +15,7 @@ runtime at the launcher.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -39,6 +40,15 @@ PROXY_PORT = 3128
 log = logging.getLogger("cloche.egress")
 
 
+@dataclass(frozen=True)
+class EgressHost:
+    """What the host provides for egress: where per-run sockets go, trusted networks, the built launcher."""
+
+    run_dir: Path
+    trusted_networks: Sequence[str] = ()
+    launcher: Path | None = None  # the compiled C launcher; None: the Python one
+
+
 @dataclass
 class EgressSession:
     proxy: EgressProxy
@@ -46,10 +56,6 @@ class EgressSession:
 
     def denied_hosts(self) -> list[str]:
         return self.proxy.denied_hosts()
-
-    async def close(self) -> None:
-        await self.proxy.stop()
-        safefs.remove_tree(self.directory)
 
 
 def build_launcher(bin_dir: Path) -> Path | None:
@@ -77,22 +83,26 @@ def build_launcher(bin_dir: Path) -> Path | None:
 
 
 async def apply(
-    cmd: BwrapCommand, profile: JailProfile, run_dir: Path, trusted: Sequence[str], binary: Path | None
+    cmd: BwrapCommand, profile: JailProfile, host: EgressHost, release: contextlib.AsyncExitStack
 ) -> EgressSession | None:
-    """Contribute the egress plumbing, or nothing (the net namespace stays empty)."""
+    """Contribute the egress plumbing, or nothing (the net namespace stays empty); the proxy stops on release."""
     policy = profile.egress
     if policy is None or not policy.allow:
         return None
-    directory = run_dir / f"egress-{secrets.token_hex(8)}"
+    directory = host.run_dir / f"egress-{secrets.token_hex(8)}"
     directory.mkdir(mode=0o711)
-    proxy = EgressProxy(trusted_networks=trusted)
+    release.callback(safefs.remove_tree, directory)
+    proxy = EgressProxy(trusted_networks=host.trusted_networks)
     await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid)
+    session = EgressSession(proxy, directory)
+    release.push_async_callback(proxy.stop)
+    binary = host.launcher
     cmd.args += ["--ro-bind", str(directory), SOCKET_DIR]
     cmd.env.update(proxy_env(PROXY_PORT))
     if binary is not None:
         cmd.args += ["--ro-bind", str(binary), LAUNCHER_BINARY]
         cmd.launcher = [LAUNCHER_BINARY, str(PROXY_PORT), f"{SOCKET_DIR}/{SOCKET_NAME}", "--"]
-        return EgressSession(proxy, directory)
+        return session
     cmd.args += ["--ro-bind", str(LAUNCHER_PY_SOURCE), LAUNCHER_SCRIPT]
     cmd.launcher = [
         "/usr/bin/python3",
@@ -105,7 +115,7 @@ async def apply(
         "--exec",
         "--",
     ]
-    return EgressSession(proxy, directory)
+    return session
 
 
 def proxy_env(port: int) -> dict[str, str]:

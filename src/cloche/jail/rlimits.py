@@ -21,10 +21,14 @@ import resource
 from dataclasses import dataclass
 
 from cloche.errors import InvalidRequest
+from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.profile import ResourceLimits
 
 # bwrap itself needs a few descriptors and a few tasks before the jailed program starts.
 MIN_NOFILE = 16
 MIN_NPROC = 4
+# RLIMIT_NPROC also counts bwrap's own processes, so it sits a little above the run's pids limit.
+NPROC_HEADROOM = 16
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,9 @@ class Rlimits:
         """
         for which, value in self.pairs():
             resource.setrlimit(which, (value, value))
+
+
+def apply(cmd: BwrapCommand, limits: ResourceLimits) -> None:
+    """Set the run's rlimits in the spawned child, after the cgroup attach, before bwrap starts."""
+    rlimits = Rlimits(limits.file_size_bytes, limits.open_files, nproc=limits.pids + NPROC_HEADROOM)
+    cmd.preexec.append(rlimits.preexec_apply)

@@ -1,14 +1,18 @@
-"""Run one command in the jail: compose the layers, spawn, stream output under caps, enforce the clock.
+"""Run one command in the jail: apply the layers, spawn, stream output under caps, enforce the clock.
 
-The layers are applied in one fixed order, readable top to bottom in ``Runner.run``:
+``Runner.run`` is the checklist: each numbered line is one layer, a call into its own module, applied in
+this order to one bwrap invocation:
 
-1. identity and namespaces (host uid, user/pid/ipc/uts/net/cgroup namespaces, caps, session)
-2. filesystem (read-only system, synthetic /etc, workspace, private /tmp)
-3. environment (cleared, explicit)
-4. network (none, or registry-only egress through the host proxy)
-5. seccomp (a deny list compiled to BPF, handed to bwrap)
-6. cgroup (memory incl. swap, pids, CPU) and rlimits (file size, open files, processes, no core dumps),
-   both applied in the child before bwrap starts
+1. identity and namespaces (``namespaces.py``): host uid, user/pid/ipc/uts/net/cgroup namespaces, caps
+2. filesystem (``mounts.py``): read-only system, synthetic /etc, workspace, private /tmp, profile mounts
+3. environment (``environment.py``): cleared, explicit variables and working directory
+4. network (``egress_layer.py``): none, or registry-only egress through the host proxy
+5. system calls (``seccomp.py``): a deny list compiled to BPF, handed to bwrap on an fd
+6. sealed root (``mounts.seal_root``): the root remounted read-only once every layer placed its mounts
+7. cgroup (``cgroups.py``): memory incl. swap, pids, CPU; joined by the child before it execs bwrap
+8. rlimits (``rlimits.py``): file size, open files, processes, no core dumps; set in the child too
+
+What a layer holds (the egress proxy, the cgroup, the fds) is released in reverse order when the run ends.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -28,11 +31,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloche.errors import JailUnavailable
-from cloche.jail import egress_layer, mounts, namespaces, seccomp, supervisor
+from cloche.jail import cgroups, egress_layer, environment, mounts, namespaces, rlimits, seccomp, supervisor
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
-from cloche.jail.cgroups import CgroupLimits, Cgroups, RunCgroup
+from cloche.jail.cgroups import Cgroups, RunCgroup
 from cloche.jail.profile import JailProfile, RunSpec
-from cloche.jail.rlimits import Rlimits
 
 log = logging.getLogger("cloche.jail")
 
@@ -40,22 +42,7 @@ StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, str], Awaitable[None]]
 Outcome = Literal["succeeded", "failed", "timed_out", "output_limit", "oom_killed", "killed"]
 
-BASE_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": "/tmp",
-    "USER": "sandbox",
-    "LOGNAME": "sandbox",
-    "LANG": "C.UTF-8",
-    "LC_ALL": "C.UTF-8",
-    "TMPDIR": "/tmp",
-    # Unbuffered output so streaming shows lines as they are printed.
-    "PYTHONUNBUFFERED": "1",
-    # No __pycache__ in workspaces: agents rewrite files within a second at equal size, which mtime-based
-    # .pyc validation cannot tell apart. Installed environments ship their bytecode precompiled.
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
 READ_CHUNK = 65536
-_run_counter = itertools.count()
 
 
 @dataclass
@@ -125,10 +112,8 @@ class Runner:
         bwrap: Path | None = None,
     ) -> None:
         self._etc = synthetic_etc
-        self._run_dir = run_dir
         self._cgroups = cgroups
-        self._trusted = trusted_networks
-        self._egress_launcher = egress_launcher
+        self._egress = egress_layer.EgressHost(run_dir, trusted_networks, egress_launcher)
         self._jail_uid = jail_uid
         self._bwrap = bwrap or bwrap_path()
         self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
@@ -147,37 +132,20 @@ class Runner:
             return 0
         return supervisor.reap_orphans(self._live)
 
-    def _compose(self, spec: RunSpec, profile: JailProfile) -> BwrapCommand:
-        cmd = BwrapCommand()
-        namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity, user/pid/ipc/uts/net namespaces
-        mounts.apply(cmd, profile, self._etc)  # 2. filesystem view
-        cmd.env = {**BASE_ENV, **spec.env}  # 3. a cleared, explicit environment
-        cmd.args += ["--chdir", spec.cwd]
-        return cmd
-
     async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
-        cmd = self._compose(spec, profile)  # 1-3
-        egress = await egress_layer.apply(
-            cmd, profile, self._run_dir, self._trusted, self._egress_launcher
-        )  # 4. network: none, or registries only
-        seccomp_fd = seccomp.seccomp_fd()  # 5. system call filter
-        cmd.args += ["--seccomp", str(seccomp_fd)]
-        mounts.seal_root(cmd)  # nothing outside the named binds is writable
-        cmd.pass_fds.append(seccomp_fd)
-        limits = spec.limits
-        group = self._cgroups.create(  # 6. cgroup, joined by the child before it execs bwrap
-            f"run-{os.getpid()}-{next(_run_counter)}",
-            CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores),
-        )
-        rlimits = Rlimits(limits.file_size_bytes, limits.open_files, nproc=limits.pids + 16)
-        cmd.preexec += [group.preexec_attach, rlimits.preexec_apply]
-        try:
-            result = await self._spawn(cmd, spec, on_output, group, seccomp_fd)
-        finally:
-            group.kill()
-            group.remove()
-            if egress is not None:
-                await egress.close()
+        """The checklist (see the module docstring): one line per layer, in order, into one bwrap invocation."""
+        cmd = BwrapCommand()
+        async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
+            release.callback(cmd.close_fds)
+            namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity and namespaces
+            mounts.apply(cmd, profile, self._etc)  # 2. filesystem
+            environment.apply(cmd, spec)  # 3. environment
+            egress = await egress_layer.apply(cmd, profile, self._egress, release)  # 4. network
+            seccomp.apply(cmd)  # 5. system calls
+            mounts.seal_root(cmd)  # 6. sealed root
+            group = cgroups.apply(cmd, self._cgroups, spec.limits, release)  # 7. cgroup
+            rlimits.apply(cmd, spec.limits)  # 8. rlimits
+            result = await self._spawn(cmd, spec, on_output, group)
         if egress is not None:
             result.egress_denied = egress.denied_hosts()
         return result
@@ -188,7 +156,6 @@ class Runner:
         spec: RunSpec,
         on_output: OutputCallback | None,
         group: RunCgroup,
-        seccomp_fd: int,
     ) -> RunResult:
         argv, args_fd = cmd.argv(spec.argv)
         started = time.monotonic()
@@ -220,7 +187,7 @@ class Runner:
         finally:
             self._spawning -= 1
             os.close(args_fd)
-            os.close(seccomp_fd)
+            cmd.close_fds()
             group.close_fds()
         capture = _Capture(spec.output_limit_bytes, on_output)
         try:

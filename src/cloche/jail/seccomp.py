@@ -59,6 +59,7 @@ from typing import Final
 import pyseccomp
 
 from cloche.errors import JailUnavailable
+from cloche.jail.bwrap import BwrapCommand
 
 _EPERM: Final = pyseccomp.ERRNO(errno.EPERM)
 
@@ -230,3 +231,10 @@ def seccomp_fd() -> int:
         os.close(fd)
         raise JailUnavailable(f"could not prepare the seccomp memfd: {exc}") from exc
     return fd
+
+
+def apply(cmd: BwrapCommand) -> None:
+    """Hand bwrap the filter on a fresh fd; the runner closes it right after the spawn."""
+    fd = seccomp_fd()
+    cmd.args += ["--seccomp", str(fd)]
+    cmd.pass_fds.append(fd)

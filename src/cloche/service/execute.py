@@ -10,8 +10,9 @@ from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
 from cloche.jail.egress_policy import EgressPolicy
+from cloche.jail.environment import BASE_ENV
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
-from cloche.jail.runner import BASE_ENV, Runner, RunResult, StreamName
+from cloche.jail.runner import Runner, RunResult, StreamName
 from cloche.logs import bind as bind_log_fields
 from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
