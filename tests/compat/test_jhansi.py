@@ -186,7 +186,7 @@ def test_wire_format_matches_the_seed(seed: httpx.Client, offline: ServerProcess
     runs = httpx.get(f"{offline.url}/v1/sandboxes/{sid}/runs").json()["runs"]
     assert runs[0]["argv"] == ["python3", "main.py"]
     # Shell commands run in that environment; outside the adapter's shell function, `python` is the environment's.
-    assert output(events(seed, sid, "sh -c 'command -v python'")) == ["/sandbox/deps/bin/python"]
+    assert output(events(seed, sid, "sh -c 'command -v python'")) == ["/opt/cloche/env/python/bin/python"]
 
     failed = events(seed, sid, "echo out; echo boom >&2; exit 3")
     assert sorted(map(str, output(failed))) == ["boom", "out"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cloche.ecosystems.common import reachable, source_files, traversable
 from cloche.ecosystems.registry import EcosystemRegistry
 
@@ -49,3 +51,34 @@ def test_go_and_java_are_no_longer_planned() -> None:
     assert registry.for_entry("cmd/main.go").name == "go"
     assert registry.for_entry("App.java").name == "java"
     assert registry.for_entry("x.mjs").name == "node"
+
+
+def test_no_environment_is_mounted_where_a_workspace_path_could_be(tmp_path: Path) -> None:
+    # Every ecosystem's install and run mounts lie outside /sandbox, so a user's `deps/` or `node_modules/` is never
+    # hidden; the jail profile itself refuses a mount that would hide workspace files.
+    from cloche.ecosystems.base import Detection
+    from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
+    from cloche.ecosystems.java.ecosystem import JavaEcosystem
+    from cloche.ecosystems.node.ecosystem import NodeEcosystem
+    from cloche.ecosystems.python.ecosystem import PythonEcosystem
+    from cloche.jail.profile import SANDBOX_DIR, JailProfile, Mount
+    from cloche.store.envstore import META, companion_key
+
+    environment = tmp_path / "envs" / "key"
+    (environment / "node_modules").mkdir(parents=True)
+    (environment / "classpath.txt").write_text("lib/a.jar\n")
+    companion = environment.with_name(companion_key(environment.name))
+    companion.mkdir()
+    (companion / META).write_text("{}")
+    ecosystems = [PythonEcosystem(), NodeEcosystem(), GoEcosystem(find_goroot()), JavaEcosystem()]
+    for ecosystem in ecosystems:
+        detection = Detection(ecosystem.name, "none", (), "f", sys_path=("src",))
+        mounts = ecosystem.exec_env(environment, detection).mounts
+        assert mounts, ecosystem.name
+        for mount in mounts:
+            assert not mount.dest.startswith(SANDBOX_DIR), (ecosystem.name, mount.dest)
+        assert not ecosystem.env_mount.startswith(SANDBOX_DIR)
+        JailProfile(name="exec", host_uid=1, workspace=tmp_path, mounts=mounts)
+    for dest in (SANDBOX_DIR, f"{SANDBOX_DIR}/deps"):
+        with pytest.raises(ValueError, match="would hide workspace files"):
+            JailProfile(name="exec", host_uid=1, mounts=(Mount("ro-bind", dest, tmp_path),))

@@ -53,7 +53,8 @@ def test_requirements_install_once_then_reuse(cloche: Client) -> None:
         assert second.install.installed == []
         assert second.install.reused_environment is True
         # A shell command sees the same environment.
-        assert box.exec(command="python3 -c 'import six; print(six.__file__)'").stdout.startswith("/sandbox/deps/")
+        shell = box.exec(command="python3 -c 'import six; print(six.__file__)'")
+        assert shell.stdout.startswith("/opt/cloche/env/python/")
 
 
 def test_different_pins_coexist_and_equal_locks_share(cloche: Client, offline: ServerProcess) -> None:
@@ -314,3 +315,23 @@ def test_bytecode_companion_is_built_then_used(cloche: Client, offline: ServerPr
             "import helper\nprint(helper.X, helper.__cached__ and __import__('os').path.exists(helper.__cached__))\n",
         )
         assert box.exec(filename="main.py").stdout == "1 False\n"
+
+
+def test_workspace_folders_named_like_environment_paths_are_never_hidden(cloche: Client) -> None:
+    # Folders named like what environments hold (deps/, lib/, bin/, node_modules/) are the user's own and import,
+    # while the third-party package still comes from the environment.
+    with cloche.create() as box:
+        box.write("requirements.txt", "six==1.15.0\n")
+        for folder in ("deps", "lib", "bin", "node_modules", "opt"):
+            box.write(f"{folder}/util.py", f"WHO = {folder!r}\n")
+        box.write(
+            "main.py",
+            "import six\nfrom deps import util as d\nfrom lib import util as l\nfrom bin import util as b\n"
+            "from node_modules import util as n\nfrom opt import util as o\n"
+            "print(d.WHO, l.WHO, b.WHO, n.WHO, o.WHO, six.__version__)\n",
+        )
+        result = box.exec(filename="main.py")
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "deps lib bin node_modules opt 1.15.0\n"
+        where = box.exec(command="ls deps && python3 -c 'import six, sys; print(sys.prefix, six.__file__)'").stdout
+        assert where.startswith("util.py\n/opt/cloche/env/python /opt/cloche/env/python/lib/"), where

@@ -23,6 +23,9 @@ MAX_SOURCE_FILES = 2000
 # Folders no language's sources live in, and which can be huge: never entered while looking for sources.
 SKIPPED_DIRS = frozenset({".cloche", ".git", "node_modules", "vendor", "target", "build", ".gradle", "testdata"})
 LOCAL_SOURCES = "/opt/cloche/sources"  # where a file:// registry fixture appears in install jails
+# Where environments are bound, one folder per ecosystem: outside the workspace (/sandbox), so no file or folder
+# a user makes can ever be hidden by an environment mount, nor hide one.
+ENV_ROOT = "/opt/cloche/env"
 
 
 def dirs_up(entry: str) -> list[str]:

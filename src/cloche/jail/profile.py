@@ -43,6 +43,12 @@ class JailProfile:
     hostname: str = "sandbox"
     egress: EgressPolicy | None = None  # None or an empty allowlist: no network at all
 
+    def __post_init__(self) -> None:
+        # A mount at or below the workspace would hide the user's own files of that name (a `deps/` folder).
+        for mount in self.mounts:
+            if mount.dest == SANDBOX_DIR or mount.dest.startswith(SANDBOX_DIR + "/"):
+                raise ValueError(f"{mount.dest} would hide workspace files: mount it outside {SANDBOX_DIR}")
+
 
 @dataclass(frozen=True)
 class ResourceLimits:

@@ -25,7 +25,8 @@ from typing import Any
 
 from cloche.store import safefs
 
-STORE_FORMAT = 1
+# 2: environments are built at /opt/cloche/env/<ecosystem> (paths such as venv shebangs are baked in).
+STORE_FORMAT = 2
 META = "cloche-env.json"
 TEMP_PREFIX = ".build-"
 BUILD_ABANDONED_SECONDS = 3600.0

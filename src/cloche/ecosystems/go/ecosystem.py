@@ -1,7 +1,7 @@
 """Go: resolve modules with ``go mod tidy``, download them and precompile what the program imports into an
 environment, then build the program in the exec jail against it.
 
-Environment (built at ``/opt/cloche/goenv`` and bound read-only there in runs): ``go.mod`` and ``go.sum``
+Environment (built at ``/opt/cloche/env/go`` and bound read-only there in runs): ``go.mod`` and ``go.sum``
 (tidied; for a workspace without go.mod they exist only here, never in the workspace), ``mod/`` (a module
 cache holding exactly the locked modules) and ``gocache/`` (a build-cache layer with the standard-library
 and module packages the program imports, compiled once per environment).
@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
 from cloche.ecosystems.go import gomod
 from cloche.ecosystems.go.detect import GoDetection
 from cloche.ecosystems.go.detect import detect as detect_go
@@ -37,7 +37,7 @@ from cloche.errors import Unsupported
 from cloche.jail.profile import Mount
 
 GOROOT = "/opt/cloche/go"
-ENV_MOUNT = "/opt/cloche/goenv"
+ENV_MOUNT = f"{ENV_ROOT}/go"  # run.py repeats it: it runs in the jail
 TOOLS = "/opt/cloche/go-tools"
 WORKSPACE_CACHE = "/sandbox/.cloche/go/cache"
 INSTALL_TIMEOUT = 1200.0

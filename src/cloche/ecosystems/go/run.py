@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 WORKSPACE = "/sandbox"
-ENV = "/opt/cloche/goenv"
+ENV = "/opt/cloche/env/go"  # the ecosystem's ENV_MOUNT
 OUT = f"{WORKSPACE}/.cloche/go"
 
 

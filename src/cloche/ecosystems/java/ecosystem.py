@@ -1,7 +1,7 @@
 """Java: resolve declared Maven coordinates in the install jail, keep the jars in an environment, compile and
 run the entry with the host JDK in the exec jail.
 
-Environment (built at ``/opt/cloche/javaenv``, bound read-only there in runs): ``lib/*.jar`` and
+Environment (built at ``/opt/cloche/env/java``, bound read-only there in runs): ``lib/*.jar`` and
 ``classpath.txt``. Resolution and download are done by ``maven.py`` (see its docstring for why not Maven's
 own plugins) with the shared cache as its local repository: it runs no third-party code. With nothing
 declared, the environment is empty and shared by every such sandbox; no install step runs.
@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
 from cloche.ecosystems.java.detect import JavaDetection
 from cloche.ecosystems.java.detect import detect as detect_java
 from cloche.errors import ClocheError
@@ -26,7 +26,7 @@ from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.sbom.licenses import maven_license_to_spdx
 from cloche.store import safefs
 
-ENV_MOUNT = "/opt/cloche/javaenv"
+ENV_MOUNT = f"{ENV_ROOT}/java"
 TOOLS = "/opt/cloche/java-tools"
 JAVA = "/usr/bin/java"  # the JDK every jail sees, through /etc/alternatives
 INSTALL_TIMEOUT = 900.0

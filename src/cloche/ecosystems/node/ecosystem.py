@@ -1,7 +1,7 @@
 """Node.js: detect what an entry needs, lock it with npm, install it with ``npm ci``, expose it.
 
 Layout. An environment is an npm project folder (package.json, package-lock.json, node_modules/),
-built in the install jail at ``/opt/cloche/node`` and bound read-only at the same path in runs, so
+built in the install jail at ``/opt/cloche/env/node`` and bound read-only at the same path in runs, so
 paths recorded at install time (native addons, .bin links) stay true. Its ``node_modules`` is also
 bound at ``/node_modules``: Node resolves a bare specifier by walking up from the importing file's
 folder, so ``/sandbox/main.js`` finds ``/sandbox/node_modules`` and then ``/node_modules``, for
@@ -21,13 +21,13 @@ import re
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import LOCAL_SOURCES, installer_error, jail_url, local_source
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import NodeDetection
 from cloche.ecosystems.node.detect import detect as detect_node
 from cloche.jail.profile import Mount
 
-ENV_MOUNT = "/opt/cloche/node"
+ENV_MOUNT = f"{ENV_ROOT}/node"
 RUN_MODULES = "/node_modules"
 NODE_HEADER = Path("/usr/include/node/node_version.h")
 INSTALL_TIMEOUT = 900.0

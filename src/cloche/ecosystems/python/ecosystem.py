@@ -1,7 +1,8 @@
 """Python: detect what an entry needs, resolve it with uv to an exact lock, build a venv, expose it.
 
-The environment is a venv built *at* ``/sandbox/deps`` inside the install jail, so script shebangs and
-paths recorded at install time are the ones every run sees when the sealed entry is mounted there.
+The environment is a venv built *at* ``/opt/cloche/env/python`` inside the install jail, so script shebangs and
+paths recorded at install time are the ones every run sees when the sealed entry is mounted there (outside the
+workspace: a user's ``deps/`` folder is never hidden).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import platform
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
+from cloche.ecosystems.common import ENV_ROOT
 from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
@@ -18,7 +20,7 @@ from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
 
 TARGET_PYTHON = "/usr/bin/python3"
-ENV_MOUNT = f"{SANDBOX_DIR}/deps"
+ENV_MOUNT = f"{ENV_ROOT}/python"
 UV = "/opt/cloche/bin/uv"
 PYCACHE_MOUNT = "/opt/cloche/pycache"
 WHEELS = "/opt/cloche/wheels"
