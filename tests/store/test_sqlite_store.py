@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloche.store.metadata import RunRow, SandboxRow
+from cloche.store.metadata import RunRow, SandboxNeed, SandboxRow
 from cloche.store.sqlite import SqliteMetadataStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,3 +69,22 @@ def test_runs_and_crash_recovery(tmp_path: Path) -> None:
     assert [(r.id, r.status) for r in runs] == [("run_2", "succeeded"), ("run_1", "failed")]
     assert reopened.get_run("sb_1", "run_1") is not None
     assert reopened.get_run("sb_other", "run_1") is None
+
+
+def test_needs_per_source_survive_a_reopen(tmp_path: Path) -> None:
+    store = SqliteMetadataStore(tmp_path / "m.db")
+    store.insert_sandbox(sandbox("sb_1", 100))
+    store.set_need(SandboxNeed("sb_1", "python", "entry:main.py", ["PyYAML"], ["rich"], [], NOW))
+    store.set_need(SandboxNeed("sb_1", "python", "declared", ["humanize==4.9.0"], [], ["idna<4"], NOW))
+    store.set_need(SandboxNeed("sb_1", "node", "declared", ["left-pad@1.3.0"], [], [], NOW))
+    store.set_need(SandboxNeed("sb_1", "python", "declared", ["humanize"], [], [], NOW))  # replaces
+    store.close()
+    store = SqliteMetadataStore(tmp_path / "m.db")
+    needs = store.get_needs("sb_1", "python")
+    assert [(n.source, n.requirements, n.optional) for n in needs] == [
+        ("declared", ["humanize"], []),
+        ("entry:main.py", ["PyYAML"], ["rich"]),
+    ]
+    store.delete_need("sb_1", "python", "declared")
+    assert [n.source for n in store.get_needs("sb_1", "python")] == ["entry:main.py"]
+    assert [n.requirements for n in store.get_needs("sb_1", "node")] == [["left-pad@1.3.0"]]

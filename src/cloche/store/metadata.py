@@ -1,4 +1,4 @@
-"""The metadata store interface: sandboxes and runs.
+"""The metadata store interface: sandboxes, runs, environment bindings and the needs behind them.
 
 The service talks only to ``MetadataStore``; ``store/sqlite.py`` is the embedded implementation. A
 networked backend (PostgreSQL for many hosts) implements the same protocol.
@@ -58,6 +58,24 @@ class EnvBinding:
     updated_at: datetime
 
 
+@dataclass
+class SandboxNeed:
+    """What one source asks of a sandbox's environment for one ecosystem; the environment its runs get covers
+    the union of every source's needs (see docs/dependencies.md, "What a sandbox's environment covers").
+
+    ``source`` is ``declared`` (packages installed by a typed ``pip install``/``npm install``) or
+    ``entry:<path>`` (what an entry point's detection asked for when it last ran).
+    """
+
+    sandbox_id: str
+    ecosystem: str
+    source: str
+    requirements: list[str]  # as the ecosystem writes them (PEP 508 strings, "name@spec")
+    optional: list[str]  # installed when resolvable, never fatal
+    constraints: list[str]  # pins that apply only if something requires the package
+    updated_at: datetime
+
+
 class MetadataStore(Protocol):
     """Durable sandbox and run records. Every method is atomic on its own."""
 
@@ -96,6 +114,14 @@ class MetadataStore(Protocol):
     def get_binding(self, sandbox_id: str, ecosystem: str) -> EnvBinding | None: ...
 
     def set_binding(self, binding: EnvBinding) -> None: ...
+
+    def get_needs(self, sandbox_id: str, ecosystem: str) -> list[SandboxNeed]:
+        """Every source's needs for one ecosystem, ordered by source."""
+
+    def set_need(self, need: SandboxNeed) -> None:
+        """Insert or replace the needs of ``need.source``."""
+
+    def delete_need(self, sandbox_id: str, ecosystem: str, source: str) -> None: ...
 
     def bound_env_keys(self) -> set[str]:
         """Environment keys referenced by live sandboxes (the garbage collector keeps these)."""

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloche.store.metadata import EnvBinding, RunRow, SandboxRow
+from cloche.store.metadata import EnvBinding, RunRow, SandboxNeed, SandboxRow
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS env_bindings (
     components TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (sandbox_id, ecosystem)
+);
+CREATE TABLE IF NOT EXISTS sandbox_needs (
+    sandbox_id TEXT NOT NULL REFERENCES sandboxes(id),
+    ecosystem TEXT NOT NULL,
+    source TEXT NOT NULL,
+    requirements TEXT NOT NULL,
+    optional TEXT NOT NULL,
+    constraints TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (sandbox_id, ecosystem, source)
 );
 """
 
@@ -263,6 +273,47 @@ class SqliteMetadataStore:
                 json.dumps(binding.components),
                 _ts(binding.updated_at),
             ),
+        )
+
+    # what each source asks of a sandbox's environment
+
+    def get_needs(self, sandbox_id: str, ecosystem: str) -> list[SandboxNeed]:
+        rows = self._fetch(
+            "SELECT * FROM sandbox_needs WHERE sandbox_id = ? AND ecosystem = ? ORDER BY source",
+            (sandbox_id, ecosystem),
+        )
+        return [
+            SandboxNeed(
+                sandbox_id=row["sandbox_id"],
+                ecosystem=row["ecosystem"],
+                source=row["source"],
+                requirements=json.loads(row["requirements"]),
+                optional=json.loads(row["optional"]),
+                constraints=json.loads(row["constraints"]),
+                updated_at=_req_dt(row["updated_at"]),
+            )
+            for row in rows
+        ]
+
+    def set_need(self, need: SandboxNeed) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO sandbox_needs (sandbox_id, ecosystem, source, requirements, optional, constraints,"
+            " updated_at) VALUES (?,?,?,?,?,?,?)",
+            (
+                need.sandbox_id,
+                need.ecosystem,
+                need.source,
+                json.dumps(need.requirements),
+                json.dumps(need.optional),
+                json.dumps(need.constraints),
+                _ts(need.updated_at),
+            ),
+        )
+
+    def delete_need(self, sandbox_id: str, ecosystem: str, source: str) -> None:
+        self._exec(
+            "DELETE FROM sandbox_needs WHERE sandbox_id = ? AND ecosystem = ? AND source = ?",
+            (sandbox_id, ecosystem, source),
         )
 
     def bound_env_keys(self) -> set[str]:
