@@ -17,7 +17,8 @@ import pytest
 from _bwrap import python, require_jail, spawn_jailed, workspace
 
 from cloche.errors import InvalidRequest, JailUnavailable
-from cloche.jail.cgroups import CgroupLimits, Cgroups, RunCgroup
+from cloche.jail.cgroup_base import CgroupLimits
+from cloche.jail.cgroups import Cgroups, RunCgroup
 from cloche.jail.rlimits import Rlimits
 
 PARENT = f"cloche-test-{os.getpid()}"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cloche.errors import InvalidRequest, JailUnavailable
-from cloche.jail import cgroups
-from cloche.jail.cgroups import CgroupLimits, Cgroups
+from cloche.jail import cgroup_base
+from cloche.jail.cgroup_base import CgroupLimits
+from cloche.jail.cgroups import Cgroups
 
 MiB = 1 << 20
 LIMITS = CgroupLimits(memory_bytes=64 * MiB, pids_max=16, cpu_cores=0.5)
@@ -67,7 +68,7 @@ def v2_tree(tmp_path: Path, controllers: str = "cpuset cpu io memory hugetlb pid
 
 @pytest.fixture
 def v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cgroups:
-    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir(V2_FILES))
+    monkeypatch.setattr(cgroup_base, "make_group", fake_mkdir(V2_FILES))
     return Cgroups.detect("cloche-t/jails", mounts=v2_tree(tmp_path))
 
 
@@ -81,7 +82,7 @@ def test_v2_detect_enables_controllers_down_to_the_parent(v2: Cgroups, tmp_path:
 
 
 def test_v2_already_enabled_controllers_are_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir(V2_FILES))
+    monkeypatch.setattr(cgroup_base, "make_group", fake_mkdir(V2_FILES))
     mounts = v2_tree(tmp_path)
     control = tmp_path / "cgroup2" / "cgroup.subtree_control"
     control.write_text("cpu io memory pids\n")
@@ -107,7 +108,7 @@ def test_v2_create_writes_every_limit(v2: Cgroups) -> None:
 
 def test_v2_without_cpu_or_swap_accounting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = {k: v for k, v in V2_FILES.items() if k not in ("memory.swap.max", "cpu.max")}
-    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir(files))
+    monkeypatch.setattr(cgroup_base, "make_group", fake_mkdir(files))
     groups = Cgroups.detect("cloche-t", mounts=v2_tree(tmp_path, controllers="memory pids io"))
     run = groups.create("run", LIMITS)
     run.close_fds()
@@ -159,7 +160,7 @@ def test_duplicate_run_is_refused_and_bad_parent_rejected(v2: Cgroups, tmp_path:
 
 
 def test_v1_comounted_cpu_cpuacct_and_no_swap_accounting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cgroups, "_mkdir", fake_mkdir(V1_FILES))
+    monkeypatch.setattr(cgroup_base, "make_group", fake_mkdir(V1_FILES))
     base = tmp_path / "cg root"  # a space, escaped as \040 in /proc/self/mounts
     lines = []
     for hierarchy, options in [("memory", "memory"), ("cpu,cpuacct", "cpu,cpuacct"), ("pids", "pids")]:

@@ -1,13 +1,9 @@
 """One cgroup per jailed run: memory, process-count and CPU limits, OOM reporting, and a kill that
 reaches every process the run left behind (daemons that called setsid included).
 
-Both cgroup layouts are supported and told apart at start-up from ``/proc/self/mounts``:
-
-* v2 (unified): one directory ``<mount>/<parent>/<name>`` with ``memory.max``, ``memory.swap.max``,
-  ``pids.max`` and ``cpu.max``; the controllers are enabled in ``cgroup.subtree_control`` of every
-  group from the mount root down to ``<parent>``.
-* v1: one directory per hierarchy (memory, pids, and cpu, cpuacct, freezer where mounted), each
-  ``<hierarchy mount>/<parent>/<name>``.
+Both cgroup layouts are supported and told apart at start-up from ``/proc/self/mounts``; what differs
+between them lives in one driver each (``cgroup_v1.py``, ``cgroup_v2.py``, behind ``CgroupDriver`` in
+``cgroup_base.py``), and this module does the rest the same way for both.
 
 Lifecycle, as the runner drives it::
 
@@ -24,7 +20,6 @@ import contextlib
 import errno
 import itertools
 import logging
-import math
 import os
 import re
 import signal
@@ -35,17 +30,16 @@ from pathlib import Path
 from typing import Final, Literal
 
 from cloche.errors import InvalidRequest, JailUnavailable
+from cloche.jail import cgroup_base, cgroup_v1, cgroup_v2
 from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.cgroup_base import REQUIRED, CgroupDriver, CgroupLimits, Freezer, write
 from cloche.jail.profile import ResourceLimits
 
 log = logging.getLogger("cloche.jail.cgroups")
 _run_counter = itertools.count()
 
 MOUNTS: Final = Path("/proc/self/mounts")
-REQUIRED: Final = frozenset({"memory", "pids"})
-V1_CONTROLLERS: Final = ("memory", "pids", "cpu", "cpuacct", "freezer")
-CPU_PERIOD_US: Final = 100_000
-MIN_CPU_QUOTA_US: Final = 1_000  # the kernel refuses smaller quotas
+DRIVERS: Final[Mapping[int, CgroupDriver]] = {1: cgroup_v1.DRIVER, 2: cgroup_v2.DRIVER}
 KILL_TIMEOUT: Final = 5.0
 _NAME: Final = re.compile(r"[A-Za-z0-9_@][A-Za-z0-9_.@-]{0,127}")
 HOW_TO_FIX: Final = (
@@ -54,57 +48,6 @@ HOW_TO_FIX: Final = (
     "container needs a writable /sys/fs/cgroup, e.g. --privileged --cgroupns=private); on cgroup v1 "
     "mount the memory and pids hierarchies under /sys/fs/cgroup."
 )
-
-
-@dataclass(frozen=True)
-class CgroupLimits:
-    memory_bytes: int
-    pids_max: int
-    cpu_cores: float
-
-    def __post_init__(self) -> None:
-        if self.memory_bytes <= 0:
-            raise InvalidRequest(f"memory_bytes must be positive, got {self.memory_bytes}")
-        if self.pids_max <= 0:
-            raise InvalidRequest(f"pids_max must be positive, got {self.pids_max}")
-        if not (math.isfinite(self.cpu_cores) and self.cpu_cores > 0):
-            raise InvalidRequest(f"cpu_cores must be a positive number, got {self.cpu_cores}")
-
-    @property
-    def cpu_quota_us(self) -> int:
-        return max(MIN_CPU_QUOTA_US, round(self.cpu_cores * CPU_PERIOD_US))
-
-
-def _mkdir(path: Path) -> None:
-    """Create one group; the kernel fills in its control files (tests swap in a fake that does too)."""
-    path.mkdir()
-
-
-def _write(path: Path, value: str | int) -> None:
-    # No O_CREAT: a missing control file must fail as "not found", not as an odd EACCES from kernfs.
-    # (O_TRUNC is what a shell's ">" sends too; cgroupfs ignores it.)
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    try:
-        os.write(fd, str(value).encode())
-    finally:
-        os.close(fd)
-
-
-def _read_keyed(path: Path) -> dict[str, int]:
-    """``key value`` lines (memory.events, memory.oom_control, cpu.stat); {} when the file is absent."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return {}
-    pairs = (line.split() for line in lines)
-    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
 
 
 def _check_name(name: str, what: str) -> None:
@@ -130,25 +73,9 @@ def _read_mounts(mounts: Path) -> tuple[dict[str, Path], Path | None]:
             v2 = where
         elif kind == "cgroup":
             for option in options:  # a hierarchy may carry several controllers ("cpu,cpuacct")
-                if option in V1_CONTROLLERS:
+                if option in cgroup_v1.CONTROLLERS:
                     v1.setdefault(option, where)
     return v1, v2
-
-
-def _prepare_v1(hierarchies: Mapping[str, Path], parent: str) -> dict[str, Path]:
-    """Create ``parent`` in each hierarchy; an optional one (cpu, cpuacct, freezer) that refuses is
-    dropped with a warning, a required one (memory, pids) raises."""
-    dirs: dict[str, Path] = {}
-    for controller, mount in hierarchies.items():
-        try:
-            (mount / parent).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            if controller in REQUIRED:
-                raise
-            log.warning("cgroup v1 %s hierarchy unusable, going without it: %s", controller, exc)
-            continue
-        dirs[controller] = mount / parent
-    return dirs
 
 
 class RunCgroup:
@@ -158,6 +85,7 @@ class RunCgroup:
         self.name = name
         self.version = version
         self.dirs = dict(dirs)
+        self._driver = DRIVERS[version]
         self._fds: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
@@ -214,54 +142,32 @@ class RunCgroup:
 
     def oom_killed(self) -> bool:
         """Whether the kernel OOM-killed a process of this run (for its memory limit or host-wide)."""
-        memory = self.dirs["memory"]
-        if self.version == 2:
-            return _read_keyed(memory / "memory.events").get("oom_kill", 0) > 0
-        control = _read_keyed(memory / "memory.oom_control")
-        if "oom_kill" in control:  # v1 reports the count since Linux 4.13
-            return control["oom_kill"] > 0
-        # Older kernels: the limit was hit and usage peaked at it. A guess (reclaim also fails at times).
-        failcnt = _read_int(memory / "memory.failcnt") or 0
-        peak, limit = (
-            _read_int(memory / "memory.max_usage_in_bytes"),
-            _read_int(memory / "memory.limit_in_bytes"),
-        )
-        near_limit = peak is not None and limit is not None and peak >= limit - (1 << 20)
-        return control.get("under_oom", 0) > 0 or (failcnt > 0 and near_limit)
+        return self._driver.oom_killed(self.dirs)
 
     def memory_peak_bytes(self) -> int | None:
         """The run's highest memory use; None where the kernel does not track it (v2 before 5.19)."""
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return _read_int(self.dirs["memory"] / name)
+        return self._driver.memory_peak_bytes(self.dirs)
 
     def cpu_usage_seconds(self) -> float | None:
         """CPU time used by the run so far (user + system)."""
-        if self.version == 2:
-            usec = _read_keyed(self.dirs["memory"] / "cpu.stat").get("usage_usec")
-            return None if usec is None else usec / 1e6
-        if "cpuacct" not in self.dirs:
-            return None
-        nsec = _read_int(self.dirs["cpuacct"] / "cpuacct.usage")
-        return None if nsec is None else nsec / 1e9
+        return self._driver.cpu_usage_seconds(self.dirs)
 
     def kill(self, timeout: float = KILL_TIMEOUT) -> bool:
         """SIGKILL every process in the group; True once it is empty, False if it is not by ``timeout``."""
         deadline = time.monotonic() + timeout
-        kill_file = self.dirs["memory"] / "cgroup.kill"
-        if self.version == 2 and kill_file.exists():  # Linux 5.14+: one atomic write, no pid races
-            with contextlib.suppress(FileNotFoundError):
-                _write(kill_file, 1)
+        if self._driver.kill_at_once(self.dirs):
             return self._wait_empty(deadline)
         # Otherwise freeze first so nothing forks between reading the pid list and the kills; a frozen
         # task acts on SIGKILL only once thawed, and a task with a fatal signal pending cannot fork.
-        frozen = self._freeze(deadline)
+        freezer = self._freeze(deadline)
         try:
             for pid in self.pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         finally:
-            if frozen:
-                self._thaw()
+            if freezer is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    write(freezer.control, freezer.thawed)
         while self.pids() and time.monotonic() < deadline:
             for pid in self.pids():  # without a freezer, children forked meanwhile need another round
                 with contextlib.suppress(ProcessLookupError):
@@ -277,31 +183,20 @@ class RunCgroup:
             time.sleep(0.005)
         return True
 
-    def _freeze(self, deadline: float) -> bool:
-        if self.version == 2:
-            control, value, done = self.dirs["memory"] / "cgroup.freeze", "1", "frozen 1"
-            state = self.dirs["memory"] / "cgroup.events"
-        elif "freezer" in self.dirs:
-            control, value, done = self.dirs["freezer"] / "freezer.state", "FROZEN", "FROZEN"
-            state = control
-        else:
-            return False
+    def _freeze(self, deadline: float) -> Freezer | None:
+        """Freeze the group if it can be; the freezer to thaw it with, or None."""
+        freezer = self._driver.freezer(self.dirs)
+        if freezer is None:
+            return None
         try:
-            _write(control, value)
+            write(freezer.control, freezer.frozen)
         except FileNotFoundError:
-            return False
+            return None
         # Freezing is asynchronous; give it a moment, then kill anyway (a stuck freeze must not win).
         settle = min(deadline, time.monotonic() + 1.0)
-        while done not in state.read_text() and time.monotonic() < settle:
+        while freezer.marker not in freezer.state.read_text() and time.monotonic() < settle:
             time.sleep(0.002)
-        return True
-
-    def _thaw(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if self.version == 2:
-                _write(self.dirs["memory"] / "cgroup.freeze", "0")
-            else:
-                _write(self.dirs["freezer"] / "freezer.state", "THAWED")
+        return freezer
 
     def remove(self, timeout: float = KILL_TIMEOUT) -> bool:
         """Kill what is left, then delete every directory; True when none remains. Never raises for a
@@ -350,11 +245,11 @@ class Cgroups:
             v1, v2 = _read_mounts(mounts)
             v2_controllers = set((v2 / "cgroup.controllers").read_text().split()) if v2 else set()
             if v2 is not None and v2_controllers >= REQUIRED:
-                wanted = sorted(REQUIRED | ({"cpu"} & v2_controllers))
-                groups = cls(2, parent, {c: v2 / parent for c in wanted}, v2)
-                groups._prepare_v2()
+                wanted = REQUIRED | ({"cpu"} & v2_controllers)
+                cgroup_v2.prepare(v2, parent, wanted, HOW_TO_FIX)
+                groups = cls(2, parent, {c: v2 / parent for c in sorted(wanted)}, v2)
             elif v1.keys() >= REQUIRED:
-                groups = cls(1, parent, _prepare_v1(v1, parent), v1["memory"])
+                groups = cls(1, parent, cgroup_v1.prepare(v1, parent), v1["memory"])
             else:
                 raise JailUnavailable(
                     f"no usable memory and pids cgroup controllers (v1 hierarchies: {sorted(v1) or 'none'}; "
@@ -366,32 +261,6 @@ class Cgroups:
             log.warning("no usable cpu cgroup controller: runs will not have a CPU quota")
         return groups
 
-    def _prepare_v2(self) -> None:
-        # A controller is usable in a group only if every ancestor enables it for its children.
-        node = self.mount
-        self._enable(node)
-        for part in self.parent.split("/"):
-            node = node / part
-            with contextlib.suppress(FileExistsError):
-                _mkdir(node)
-            self._enable(node)
-
-    def _enable(self, node: Path) -> None:
-        control = node / "cgroup.subtree_control"
-        missing = set(self.dirs) - set(control.read_text().split())
-        if not missing:
-            return
-        try:
-            _write(control, " ".join(f"+{c}" for c in sorted(missing)))
-        except OSError as exc:
-            hint = ""
-            if exc.errno == errno.EBUSY:
-                hint = (
-                    f" {node} holds processes, and v2 enables controllers only for groups without "
-                    "(no internal processes): move them into a leaf group, or choose a parent elsewhere."
-                )
-            raise JailUnavailable(f"cannot enable {sorted(missing)} in {control}: {exc}.{hint} {HOW_TO_FIX}") from exc
-
     def _run(self, name: str) -> RunCgroup:
         return RunCgroup(name, self.version, {c: d / name for c, d in self.dirs.items()})
 
@@ -402,12 +271,9 @@ class Cgroups:
         made: list[Path] = []
         try:
             for path in run.paths:
-                _mkdir(path)
+                cgroup_base.make_group(path)
                 made.append(path)
-            if self.version == 2:
-                self._limit_v2(run, limits)
-            else:
-                self._limit_v1(run, limits)
+            DRIVERS[self.version].set_limits(run.dirs, limits)
             run._open_procs()
         except OSError as exc:
             for path in reversed(made):
@@ -416,31 +282,6 @@ class Cgroups:
             what = "already exists" if isinstance(exc, FileExistsError) else f"could not be set up: {exc}"
             raise JailUnavailable(f"cgroup {self.parent}/{name} {what}") from exc
         return run
-
-    @staticmethod
-    def _limit_v1(run: RunCgroup, limits: CgroupLimits) -> None:
-        memory = run.dirs["memory"]
-        _write(memory / "memory.limit_in_bytes", limits.memory_bytes)  # before memsw: memsw >= limit
-        if (memory / "memory.memsw.limit_in_bytes").exists():
-            _write(memory / "memory.memsw.limit_in_bytes", limits.memory_bytes)  # swap counts too
-        else:
-            _write(memory / "memory.swappiness", 0)  # no swap accounting: keep the run out of swap
-        _write(run.dirs["pids"] / "pids.max", limits.pids_max)
-        if "cpu" in run.dirs:
-            _write(run.dirs["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
-            _write(run.dirs["cpu"] / "cpu.cfs_quota_us", limits.cpu_quota_us)
-
-    @staticmethod
-    def _limit_v2(run: RunCgroup, limits: CgroupLimits) -> None:
-        path = run.dirs["memory"]
-        _write(path / "memory.max", limits.memory_bytes)
-        # memory.max bounds RAM only; swap is capped separately. The file is absent when the kernel does
-        # not account swap (swapaccount=0): then a run on a host with swap can spill past memory.max.
-        if (path / "memory.swap.max").exists():
-            _write(path / "memory.swap.max", 0)
-        _write(path / "pids.max", limits.pids_max)
-        if "cpu" in run.dirs:
-            _write(path / "cpu.max", f"{limits.cpu_quota_us} {CPU_PERIOD_US}")
 
     def sweep(self) -> int:
         """Kill and remove every group left under the parent (a crash's leftovers); the count removed."""
