@@ -2,7 +2,8 @@
 
 Every failure a user can see is a ``ClocheError`` subclass. Each class carries a
 stable machine code and the HTTP status the API layer maps it to (the mapping
-lives here, in one place; ``api/errors.py`` only serialises it)::
+lives here, in one place; ``api/errors.py`` only serialises it). A class names its code (and its
+status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by being defined here::
 
     ClocheError (500 internal)
     ├── InvalidRequest        400 invalid_request      malformed or contradictory input
@@ -18,12 +19,15 @@ lives here, in one place; ``api/errors.py`` only serialises it)::
     ├── Conflict              409 conflict             state does not allow the action
     │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
-    └── JailUnavailable       503 jail_unavailable     the host cannot create the jail
+    ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
+    └── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+_TREE: list[type[ClocheError]] = []
 
 
 class ClocheError(Exception):
@@ -31,6 +35,15 @@ class ClocheError(Exception):
 
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
+
+    def __init_subclass__(cls, *, code: str | None = None, status: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
+        if cls.__module__ == __name__:
+            _TREE.append(cls)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -40,82 +53,50 @@ class ClocheError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-class InvalidRequest(ClocheError):
-    code = "invalid_request"
-    status = 400
+class InvalidRequest(ClocheError, code="invalid_request", status=400): ...
 
 
-class InvalidPath(InvalidRequest):
-    code = "invalid_path"
+class InvalidPath(InvalidRequest, code="invalid_path"): ...
 
 
-class InvalidArchive(InvalidRequest):
-    code = "invalid_archive"
+class InvalidArchive(InvalidRequest, code="invalid_archive"): ...
 
 
-class Unsupported(InvalidRequest):
-    code = "unsupported"
+class Unsupported(InvalidRequest, code="unsupported"): ...
 
 
-class Unauthorized(ClocheError):
-    code = "unauthorized"
-    status = 401
+class Unauthorized(ClocheError, code="unauthorized", status=401): ...
 
 
-class NotFound(ClocheError):
-    code = "not_found"
-    status = 404
+class NotFound(ClocheError, code="not_found", status=404): ...
 
 
-class SandboxNotFound(NotFound):
-    code = "sandbox_not_found"
+class SandboxNotFound(NotFound, code="sandbox_not_found"): ...
 
 
-class SandboxExpired(NotFound):
-    code = "sandbox_expired"
+class SandboxExpired(NotFound, code="sandbox_expired"): ...
 
 
-class FileNotFound(NotFound):
-    code = "file_not_found"
+class FileNotFound(NotFound, code="file_not_found"): ...
 
 
-class RunNotFound(NotFound):
-    code = "run_not_found"
+class RunNotFound(NotFound, code="run_not_found"): ...
 
 
-class Conflict(ClocheError):
-    code = "conflict"
-    status = 409
+class Conflict(ClocheError, code="conflict", status=409): ...
 
 
-class SandboxBusy(Conflict):
-    code = "sandbox_busy"
+class SandboxBusy(Conflict, code="sandbox_busy"): ...
 
 
-class TooLarge(ClocheError):
-    code = "too_large"
-    status = 413
+class TooLarge(ClocheError, code="too_large", status=413): ...
 
 
-class JailUnavailable(ClocheError):
-    code = "jail_unavailable"
-    status = 503
+class JailUnavailable(ClocheError, code="jail_unavailable", status=503): ...
 
 
-ALL_ERRORS: tuple[type[ClocheError], ...] = (
-    ClocheError,
-    InvalidRequest,
-    InvalidPath,
-    InvalidArchive,
-    Unsupported,
-    Unauthorized,
-    NotFound,
-    SandboxNotFound,
-    SandboxExpired,
-    FileNotFound,
-    RunNotFound,
-    Conflict,
-    SandboxBusy,
-    TooLarge,
-    JailUnavailable,
-)
+class PoolExhausted(ClocheError, code="uid_pool_exhausted", status=503): ...
+
+
+ALL_ERRORS: tuple[type[ClocheError], ...] = (ClocheError, *_TREE)
+"""The closed set: every class defined in this module, base first (subclasses elsewhere do not join)."""

@@ -7,7 +7,7 @@ import logging
 import os
 from datetime import timedelta
 
-from cloche.errors import ClocheError, SandboxExpired, SandboxNotFound, TooLarge
+from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound, TooLarge
 from cloche.jail import supervisor
 from cloche.jail.egress_policy import EgressPolicy
 from cloche.models import CreateSandbox, Limits, Sandbox
@@ -19,11 +19,6 @@ from cloche.store import safefs
 from cloche.store.metadata import MetadataStore, SandboxRow
 
 log = logging.getLogger("cloche.service")
-
-
-class PoolExhausted(ClocheError):
-    code = "uid_pool_exhausted"
-    status = 503
 
 
 class SandboxService:
