@@ -129,12 +129,23 @@ class InstalledPackage(BaseModel):
     version: str
 
 
+class ResolvedImport(BaseModel):
+    module: str = Field(description="The import as written (a scanned specifier or module).")
+    package: str | None = Field(None, description="The package installed for it.")
+    version: str | None = Field(None, description="The version asked for ('*': the newest that fits).")
+    source: str | None = Field(None, description="What vouched for it, e.g. 'popularity list', 'registry facts'.")
+    reason: str | None = Field(None, description="Why, in words: the facts behind the choice, any back-off.")
+
+
 class InstallReport(BaseModel):
     source: str = Field(
         description="Where the needs came from: pyproject.toml, requirements.txt, inline, scan, package.json, ..."
         " or none."
     )
     requested: list[str] = Field(description="Requirements as declared (or mapped from scanned imports).")
+    resolved: list[ResolvedImport] = Field(
+        default_factory=list, description="How each scanned import was vouched for (scans only)."
+    )
     installed: list[InstalledPackage] = Field(description="Packages this exec newly installed for the sandbox.")
     reused_environment: bool = Field(description="True when an existing environment was used as-is.")
     duration_ms: int = Field(0, description="Time spent detecting and installing.")

@@ -9,6 +9,7 @@ Layout (all under ``data_dir``, which is root-owned 0711 so sandbox uids can tra
     run/                 per-run sockets (egress), emptied at start-up
     envs/<key>/          the environment store: sealed, immutable, shared read-only
     cache/<ecosystem>/   installer caches, written only by install jails that run no third-party code
+    facts/<ecosystem>/   registry facts the server read about packages (host side, with a TTL)
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class DataPaths:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    def registry_facts(self, ecosystem: str) -> Path:
+        """The server's own cache of what a registry said about packages (never written by a jail)."""
+        return self.root / "facts" / ecosystem
 
     @property
     def tmp(self) -> Path:

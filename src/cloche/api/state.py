@@ -86,7 +86,7 @@ class AppState:
         registry = EcosystemRegistry(
             [
                 PythonEcosystem(settings.python_index_url, settings.python_wheel_dir, settings.allow_unknown_imports),
-                NodeEcosystem(settings.npm_registry),
+                NodeEcosystem(settings.npm_registry, paths.registry_facts("npm"), settings.package_min_age_days),
                 GoEcosystem(find_goroot(), settings.go_proxy, settings.go_sumdb, stage=paths.jail / "tools"),
                 JavaEcosystem(settings.maven_repository, stage=paths.jail / "tools"),
             ]

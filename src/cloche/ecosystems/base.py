@@ -64,6 +64,9 @@ class Detection:
     optional: tuple[str, ...] = ()  # install when resolvable, never fatal
     unlisted: tuple[Mapping[str, str | None], ...] = ()  # imports a manifest does not cover
     unresolved: tuple[Mapping[str, str | None], ...] = ()  # scanned imports nothing vouches for
+    # Scanned imports something vouches for: module, package, version, source (which layer vouched) and a
+    # reason a user can read; shown in the install report.
+    resolved: tuple[Mapping[str, str | None], ...] = ()
     sys_path: tuple[str, ...] = ()  # workspace dirs to put on the import path (src layouts)
     details: Any = None  # the ecosystem's own detection record
     # Go and Java need an environment even with no packages: it carries the toolchain's module file, the

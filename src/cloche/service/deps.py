@@ -81,6 +81,7 @@ class DependencyService:
         report: dict[str, Any] = {
             "source": detection.source,
             "requested": list(detection.requested),
+            "resolved": list(detection.resolved),
             "installed": [],
             "reused_environment": False,
         }

@@ -36,7 +36,17 @@ def test_specifiers_every_form_but_not_inside_strings() -> None:
         "export * from 'e';\nconst f = await import('f');\nconst g = require(`g`);\n"
         "const s = 'import x from \"nope\"';\n/* require('commented') */\nimport(name);\n"
     )
-    assert specifiers(code) == [("a", 1), ("b", 2), ("c", 3), ("d", 6), ("e", 7), ("f", 8), ("g", 9)]
+    found = specifiers(code)
+    assert [(spec, line) for spec, line, _ in found] == [
+        ("a", 1),
+        ("b", 2),
+        ("c", 3),
+        ("d", 6),
+        ("e", 7),
+        ("f", 8),
+        ("g", 9),
+    ]
+    assert [spec for spec, _, required in found if required] == ["a", "g"]
 
 
 @pytest.mark.parametrize(
@@ -55,6 +65,8 @@ def test_specifiers_every_form_but_not_inside_strings() -> None:
         ("https://x.example/m.js", None),
         ("@scope-only", None),
         ("${x}", None),
+        ("@types/node", None),
+        ("node:sqlite", None),
     ],
 )
 def test_package_of(spec: str, name: str | None) -> None:

@@ -4,9 +4,11 @@
    dependencies, devDependencies and optionalDependencies are installed, pinned by a
    ``package-lock.json`` beside it when there is one. Imported packages it does not declare are
    reported as ``unlisted``, not installed.
-2. Otherwise the import scan: a package is installed only when it is on the shipped popularity list
-   (``data/npm_popular.txt``), because a model's invented name is exactly what slopsquatters
-   register. Everything else is reported as ``unresolved``.
+2. Otherwise the import scan: a package is installed only when something vouches for it (vetting.py:
+   the shipped popularity list, or the registry's facts about an established package), because a
+   model's invented name is exactly what slopsquatters register; the release is the newest that fits
+   the code. Everything else is reported as ``unresolved``, with the reason. Without a ``Vetting``
+   (offline tools, golden tests) only the popularity list vouches.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from cloche.ecosystems.common import find_up, fingerprint, join, present, read_text, sha256_text
 from cloche.ecosystems.node.lockfile import DEPENDENCY_FIELDS, ROOT_FIELDS, root_manifest
 from cloche.ecosystems.node.scan import DATA, NodeScan, scan
+from cloche.ecosystems.node.vetting import Choice, Vetting
 from cloche.errors import InvalidRequest, Unsupported
 from cloche.store import safefs
 
@@ -35,13 +38,6 @@ def popular() -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def unresolved_hint(name: str) -> str:
-    return (
-        f"{name!r} is not among the most downloaded npm packages, so cloche will not guess it; "
-        "add it to package.json if you trust it"
-    )
-
-
 @dataclass(frozen=True)
 class NodeDetection:
     source: str  # "package.json", "scan" or "none"
@@ -49,7 +45,8 @@ class NodeDetection:
     manifest_json: dict[str, Any] = field(default_factory=dict)  # what cloche installs from
     lock: str | None = None  # the workspace's package-lock.json text, when present
     requested: tuple[str, ...] = ()
-    guessed: tuple[str, ...] = ()  # scan only: names installed because the popularity list vouches for them
+    guessed: tuple[str, ...] = ()  # scan only: names installed because something vouches for them
+    resolved: tuple[dict[str, str | None], ...] = ()  # scan only: per package, the release, source and reason
     unlisted: tuple[dict[str, str | None], ...] = ()
     unresolved: tuple[dict[str, str | None], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -71,6 +68,7 @@ class NodeDetection:
             "manifest": self.manifest,
             "requested": list(self.requested),
             "guessed": list(self.guessed),
+            "resolved": list(self.resolved),
             "lock": self.lock is not None,
             "unlisted": list(self.unlisted),
             "unresolved": list(self.unresolved),
@@ -126,28 +124,35 @@ def _from_manifest(root: Path, base: str, found: NodeScan) -> NodeDetection:
     )
 
 
-def _from_scan(found: NodeScan) -> NodeDetection:
-    names = found.names()
-    guessed = tuple(n for n in names if n in popular())
-    unknown = [s for s in found.packages if s.package not in popular()]
-    unresolved: tuple[dict[str, str | None], ...] = tuple(
-        {"module": s.specifier, "hint": unresolved_hint(s.package)} for s in unknown
-    )
-    manifest = root_manifest({"dependencies": dict.fromkeys(guessed, "*")}) if guessed else {}
+def _from_scan(found: NodeScan, vetting: Vetting) -> NodeDetection:
+    choices, refusals = vetting.decide(found.usages)
+    choices.sort(key=lambda c: c.package)
+    unresolved: tuple[dict[str, str | None], ...] = tuple({"module": r.specifier, "hint": r.hint()} for r in refusals)
+    dependencies = {c.package: c.requirement for c in choices}
     return NodeDetection(
-        source="scan" if names else "none",
-        manifest_json=manifest,
-        requested=guessed,
-        guessed=guessed,
+        source="scan" if found.packages else "none",
+        manifest_json=root_manifest({"dependencies": dependencies}) if dependencies else {},
+        requested=tuple(_requirement(c) for c in choices),
+        guessed=tuple(c.package for c in choices),
+        resolved=tuple(c.to_dict() for c in choices),
         unresolved=unresolved,
         warnings=found.warnings,
     )
 
 
-def detect(root: Path, entry: str) -> NodeDetection:
+def _requirement(choice: Choice) -> str:
+    return choice.package if choice.requirement == "*" else f"{choice.package}@{choice.requirement}"
+
+
+def offline_vetting() -> Vetting:
+    """Only the popularity list vouches; no release checks (no registry facts to decide from)."""
+    return Vetting(None, popular, None)
+
+
+def detect(root: Path, entry: str, vetting: Vetting | None = None) -> NodeDetection:
     entry = str(safefs.validate_relpath(entry))
     found = scan(root, entry)
     manifest = find_up(root, entry, ("package.json",))
     if manifest is not None:
         return _from_manifest(root, manifest[0], found)
-    return _from_scan(found)
+    return _from_scan(found, vetting or offline_vetting())

@@ -17,22 +17,22 @@ the shared npm cache. ``npm ci`` uses it too when no package in the lock has ins
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
 from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source
 from cloche.ecosystems.node import lockfile
-from cloche.ecosystems.node.detect import NodeDetection
+from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
+from cloche.ecosystems.node.registry_facts import RegistryFacts
+from cloche.ecosystems.node.release_fit import NODE_HEADER, node_header_fields, node_version
+from cloche.ecosystems.node.vetting import Vetting
 from cloche.jail.profile import Mount
 
 ENV_MOUNT = f"{ENV_ROOT}/node"
 RUN_MODULES = "/node_modules"
-NODE_HEADER = Path("/usr/include/node/node_version.h")
 INSTALL_TIMEOUT = 900.0
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
-_VERSION = re.compile(r"#define NODE_(MAJOR|MINOR|MODULE)_VERSION (\d+)")
 
 # npm prints to stdout too; everything but the lock goes to stderr, which only an error shows.
 _RESOLVE = (
@@ -48,8 +48,13 @@ class NodeEcosystem:
     extensions: tuple[str, ...] = (".js", ".mjs", ".cjs")
     env_mount: str = ENV_MOUNT
 
-    def __init__(self, registry: str = DEFAULT_REGISTRY) -> None:
+    def __init__(
+        self, registry: str = DEFAULT_REGISTRY, facts_cache: Path | None = None, min_age_days: float = 90.0
+    ) -> None:
         self.registry = registry
+        # Scanned packages are vouched for (and their releases chosen) from registry facts, host side.
+        facts = RegistryFacts(registry, facts_cache)
+        self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
         source = local_source(registry)
         self.install_mounts: tuple[Mount, ...] = (
             (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),) if source is not None else ()
@@ -59,7 +64,7 @@ class NodeEcosystem:
         return ["node", entry, *args]
 
     def detect(self, root: Path, entry: str) -> Detection:
-        found = detect_node(root, entry)
+        found = detect_node(root, entry, self.vetting)
         return Detection(
             ecosystem=self.name,
             source=found.source,
@@ -67,16 +72,14 @@ class NodeEcosystem:
             fingerprint=found.fingerprint,
             unlisted=found.unlisted,
             unresolved=found.unresolved,
+            resolved=found.resolved,
             details=found,
         )
 
     def abi(self) -> str:
         # Native addons are built for one NODE_MODULE_VERSION; read it from the installed headers
         # (ecosystems never spawn, so not from `node --version`).
-        try:
-            found = dict(_VERSION.findall(NODE_HEADER.read_text()))
-        except OSError:
-            found = {}
+        found = node_header_fields(NODE_HEADER)
         return f"node-{found.get('MAJOR', '?')}-abi{found.get('MODULE', '?')}-{lockfile.NPM_OS}-{lockfile.NPM_CPU}"
 
     def _env(self) -> dict[str, str]:

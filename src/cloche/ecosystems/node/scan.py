@@ -4,8 +4,10 @@ the local files it imports (``./x``, ``../y``), never through packages.
 Comments are blanked first (strings are kept: specifiers live in them), then literal specifiers are
 read from ``require('x')``, ``import ... from 'x'``, ``import 'x'``, ``import('x')`` and
 ``export ... from 'x'``. Computed specifiers cannot be resolved statically and are ignored. Node's
-built-in modules (``node:`` prefixed or on the shipped ``builtinModules`` list), URLs and ``#``
-package imports are skipped; a subpath (``lodash/fp``, ``@scope/pkg/sub``) counts as its package.
+built-in modules (``node:`` prefixed or on the shipped ``builtinModules`` list), URLs, ``#``
+package imports and ``@types/*`` (declarations only, never loaded at run time) are skipped; a subpath
+(``lodash/fp``, ``@scope/pkg/sub``) counts as its package, and is remembered with whether a
+``require()`` names it, so the release chosen exports it to CommonJS.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from cloche.ecosystems.common import MAX_SOURCE_BYTES, strip_comments
+from cloche.ecosystems.node.release_fit import Usage
 from cloche.errors import ClocheError, TooLarge
 from cloche.store import safefs
 
@@ -56,22 +59,24 @@ class NodeScan:
     packages: tuple[Specifier, ...]  # first reference of each package, in scan order
     files: tuple[str, ...]  # local files read
     warnings: tuple[str, ...]
+    usages: tuple[Usage, ...] = ()  # per package, in the same order: every subpath, and whether required
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted({s.package for s in self.packages}))
 
 
-def specifiers(text: str) -> list[tuple[str, int]]:
-    """(specifier, line) for every literal import in ``text``, in source order."""
+def specifiers(text: str) -> list[tuple[str, int, bool]]:
+    """(specifier, line, required) for every literal import in ``text``, in source order; ``required`` when
+    it is the argument of ``require()`` (CommonJS)."""
     code = strip_comments(text)
     # Matched on a copy whose string contents are blanked, so "import x from 'y'" inside a string literal
     # is not an import; the specifier itself is then read from the same offsets of the real text.
     masked = strip_comments(text, mask_strings=True)
-    found: dict[tuple[int, str], None] = {}
-    for pattern in _PATTERNS:
+    found: dict[tuple[int, str], bool] = {}
+    for index, pattern in enumerate(_PATTERNS):
         for m in pattern.finditer(masked):
-            found[(m.start(2), code[m.start(2) : m.end(2)])] = None
-    return [(spec, code.count("\n", 0, pos) + 1) for pos, spec in sorted(found)]
+            found[(m.start(2), code[m.start(2) : m.end(2)])] = index == 0
+    return [(spec, code.count("\n", 0, pos) + 1, found[(pos, spec)]) for pos, spec in sorted(found)]
 
 
 def package_of(specifier: str) -> str | None:
@@ -80,9 +85,15 @@ def package_of(specifier: str) -> str | None:
         return None
     parts = specifier.split("/")
     name = "/".join(parts[:2]) if specifier.startswith("@") else parts[0]
-    if specifier in builtins() or name in builtins() or not _NAME.match(name):
+    if specifier in builtins() or name in builtins() or not _NAME.match(name) or name.startswith("@types/"):
         return None
     return name
+
+
+def subpath_of(specifier: str, package: str) -> str:
+    """The exports key a specifier asks its package for: "." or "./sub"."""
+    rest = specifier[len(package) :]
+    return "." + rest if rest.startswith("/") and len(rest) > 1 else "."
 
 
 def _local(root: Path, current: str, specifier: str) -> str | None:
@@ -110,6 +121,8 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
     """Packages ``entry`` and the local files it imports (transitively) refer to."""
     queue, seen = deque([entry]), {entry}
     packages: dict[str, Specifier] = {}
+    subpaths: dict[str, dict[str, None]] = {}
+    required: set[str] = set()
     warnings: list[str] = []
     read: list[str] = []
     while queue:
@@ -127,7 +140,7 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
         read.append(rel)
         if rel.endswith(".json"):
             continue
-        for spec, line in specifiers(data.decode("utf-8", errors="replace")):
+        for spec, line, by_require in specifiers(data.decode("utf-8", errors="replace")):
             if spec.startswith((".", "/")):
                 local = _local(root, rel, spec)
                 if local is not None and local not in seen:
@@ -138,6 +151,13 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
                     queue.append(local)
                 continue
             name = package_of(spec)
-            if name is not None and name not in packages:
-                packages[name] = Specifier(name, spec, rel, line)
-    return NodeScan(tuple(packages.values()), tuple(read), tuple(warnings))
+            if name is None:
+                continue
+            packages.setdefault(name, Specifier(name, spec, rel, line))
+            subpaths.setdefault(name, {})[subpath_of(spec, name)] = None
+            if by_require:
+                required.add(name)
+    usages = tuple(
+        Usage(name, first.specifier, tuple(subpaths[name]), name in required) for name, first in packages.items()
+    )
+    return NodeScan(tuple(packages.values()), tuple(read), tuple(warnings), usages)

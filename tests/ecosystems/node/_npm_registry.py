@@ -1,0 +1,150 @@
+"""A local npm registry fixture: packuments and real tarballs in the registry's URL layout.
+
+``<root>/<name>.json`` is ``GET /<name>`` (the full packument, with publish times) and
+``<root>/<name>/-/<file>.tgz`` the tarball it points at. The same folder is served two ways in tests:
+over real HTTP on 127.0.0.1 by ``serve`` (what the host-side vetting reads with httpx), and as a
+``file://`` registry, which cloche serves to npm inside the install jail.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.server
+import io
+import json
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+DAY = 86_400.0
+ORIGIN = "http://registry.invalid"  # rewritten to the serving origin by both servers
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch))
+
+
+def _tarball(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def publish(
+    root: Path,
+    name: str,
+    version: str,
+    *,
+    age_days: float,
+    files: dict[str, str] | None = None,
+    manifest: dict[str, Any] | None = None,
+    latest: bool = True,
+) -> None:
+    """Add ``name@version``, published ``age_days`` ago, with ``files`` besides its package.json
+    (default: an ``index.js`` exporting its name and version)."""
+    package_json = {"name": name, "version": version, "license": "MIT", **(manifest or {})}
+    body = (
+        files if files is not None else {"index.js": f"module.exports = {{ name: {name!r}, version: {version!r} }};\n"}
+    )
+    data = _tarball({"package.json": json.dumps(package_json), **body})
+    bare = name.rsplit("/", 1)[-1]
+    rel = f"{name}/-/{bare}-{version}.tgz"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(data)
+    document_path = root / f"{name}.json"
+    document: dict[str, Any] = (
+        json.loads(document_path.read_text())
+        if document_path.exists()
+        else {"name": name, "dist-tags": {}, "versions": {}, "time": {}}
+    )
+    dist = {
+        "tarball": f"{ORIGIN}/{rel}",
+        "shasum": hashlib.sha1(data).hexdigest(),
+        "integrity": "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode(),
+    }
+    document["versions"][version] = {**package_json, "dist": dist}
+    when = _iso(time.time() - age_days * DAY)
+    document["time"][version] = when
+    document["time"].setdefault("created", when)
+    document["time"]["created"] = min(document["time"]["created"], when)
+    if latest:
+        document["dist-tags"]["latest"] = version
+    document_path.write_text(json.dumps(document))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    root: Path
+
+    def do_GET(self) -> None:
+        path = unquote(urlsplit(self.path).path).lstrip("/")
+        target = self.root / (path if "/-/" in path else f"{path}.json")
+        if ".." in path or not target.is_file():
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = target.read_bytes()
+        if target.suffix == ".json":
+            origin = f"http://{self.headers['Host']}"
+            data = data.replace(ORIGIN.encode(), origin.encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json" if target.suffix == ".json" else "application/gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """The folder as an HTTP registry on 127.0.0.1; yields its URL."""
+    handler = type("Handler", (_Handler,), {"root": root})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def standard_registry(root: Path) -> Path:
+    """The packages the tests use:
+
+    - ``old-helper``: established (first published 400 days ago, 3 releases).
+    - ``fresh-helper``: first published a week ago (two releases): refused.
+    - ``one-shot``: a single release 200 days ago: too little history.
+    - ``subpath-lib``: 2.0.0 (newest) exports only "."; 1.5.0 also exports "./extra".
+    - ``esm-lib``: 3.0.0 (newest) is an ES module only; 2.1.0 ships CommonJS.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for version, age in (("1.0.0", 400), ("1.1.0", 300), ("1.2.0", 200)):
+        publish(root, "old-helper", version, age_days=age)
+    for version, age in (("0.1.0", 7), ("0.2.0", 6)):
+        publish(root, "fresh-helper", version, age_days=age)
+    publish(root, "one-shot", "1.0.0", age_days=200)
+    extra = {"index.js": "module.exports = 'main';\n", "extra.js": "module.exports = 'extra 1.5.0';\n"}
+    exports_both = {"exports": {".": "./index.js", "./extra": "./extra.js"}}
+    publish(root, "subpath-lib", "1.0.0", age_days=500, files=extra, manifest=exports_both)
+    publish(root, "subpath-lib", "1.5.0", age_days=400, files=extra, manifest=exports_both)
+    only_main = {"index.js": "module.exports = 'main 2.0.0';\n"}
+    publish(root, "subpath-lib", "2.0.0", age_days=100, files=only_main, manifest={"exports": {".": "./index.js"}})
+    cjs = {"index.js": "module.exports = function greet() { return 'esm-lib 2.1.0 (commonjs)'; };\n"}
+    publish(root, "esm-lib", "2.0.0", age_days=600, files=cjs)
+    publish(root, "esm-lib", "2.1.0", age_days=500, files=cjs)
+    esm = {"index.js": "export default function greet() { return 'esm-lib 3.0.0 (esm)'; }\n"}
+    publish(root, "esm-lib", "3.0.0", age_days=120, files=esm, manifest={"type": "module", "exports": "./index.js"})
+    return root
