@@ -1,16 +1,26 @@
-"""Node dependencies through the whole service: detect, lock with npm, `npm ci` once in the install jail, reuse.
+"""Node dependencies through the whole service: detect, vouch, lock with npm, `npm ci` once in the install
+jail, reuse.
 
-The npm registry is reachable from this machine, so installs use the real one (marked network); detection,
-scanning and lock handling are also covered offline in tests/ecosystems/node.
+Vouching and back-off run against a local registry folder (tests/ecosystems/node/_npm_registry.py), which
+cloche serves to the real npm inside the install jail; the public registry is used by the tests marked
+network. Detection, scanning and lock handling are also covered offline in tests/ecosystems/node.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cloche import Client
+from conftest import ServerProcess, traversable_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "node"))
+from _npm_registry import standard_registry
 
 PACKAGE_JSON = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}})
 
@@ -104,3 +114,72 @@ def test_unlisted_import_and_install_failure(client: Client) -> None:
         assert failed.status == "install_failed", failed.output
         assert "cloche-not-a-real-package-zq" in failed.output
         assert failed.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def local_npm() -> Iterator[Client]:
+    """A server whose npm registry is the local fixture folder (no public registry involved)."""
+    root = traversable_dir()
+    registry = standard_registry(root / "registry")
+    server = ServerProcess(root / "data", env={"CLOCHE_NPM_REGISTRY": f"file://{registry}"}).start(timeout=60)
+    with server.client() as client:
+        yield client
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused(local_npm: Client) -> None:
+    code = (
+        "console.log(require('old-helper').version);\n"
+        "try { require('fresh-helper') } catch (e) { console.log(e.code) }\n"
+        "try { require('zzqx-not-real-42') } catch (e) { console.log(e.code) }\n"
+    )
+    with local_npm.create() as box:
+        box.write("main.js", code)
+        result = box.exec(filename="main.js", timeout_seconds=300)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "1.2.0\nMODULE_NOT_FOUND\nMODULE_NOT_FOUND\n"
+        assert result.install is not None and result.install.requested == ["old-helper"]
+        [resolved] = result.install.resolved
+        assert (resolved.package, resolved.source) == ("old-helper", "registry facts")
+        assert [i.name for i in result.install.installed] == ["old-helper"]
+        hints = {u.module: u.hint or "" for u in result.unresolved_imports}
+        assert "first published 7 days ago" in hints["fresh-helper"]
+        assert "has no package named" in hints["zzqx-not-real-42"]
+        assert box.exec(command="ls /node_modules").stdout.split() == ["old-helper"]
+
+
+def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
+    code = "console.log(require('subpath-lib/extra'));\nconsole.log(require('esm-lib')());\n"
+    with local_npm.create() as box:
+        box.write("main.js", code)
+        result = box.exec(filename="main.js", timeout_seconds=300)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "extra 1.5.0\nesm-lib 2.1.0 (commonjs)\n"
+        assert result.install is not None
+        assert sorted(result.install.requested) == ["esm-lib@2.1.0", "subpath-lib@1.5.0"]
+        reasons = {r.package: r.reason or "" for r in result.install.resolved}
+        assert "backed off: 2.0.0: does not export './extra'" in reasons["subpath-lib"]
+        assert "backed off: 3.0.0: is an ES module only" in reasons["esm-lib"]
+        # The same package imported from an ES module gets the newest release.
+        box.write("esm.mjs", "import greet from 'esm-lib';\nconsole.log(greet());\n")
+        esm = box.exec(filename="esm.mjs", timeout_seconds=300)
+        assert esm.stdout == "esm-lib 3.0.0 (esm)\n", esm.output
+        assert esm.install is not None and esm.install.requested == ["esm-lib"]
+
+
+WELL_KNOWN = ("@octokit/rest", "ioredis", "pg", "@slack/bolt", "koa-router", "zod", "@aws-sdk/client-s3", "mongoose")
+
+
+@pytest.mark.network
+def test_well_known_packages_without_package_json_run_first_time(client: Client) -> None:
+    code = "".join(f"require({name!r});\n" for name in WELL_KNOWN) + "console.log('all loaded');\n"
+    with client.create() as box:
+        box.write("main.js", code)
+        result = box.exec(filename="main.js", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "all loaded\n"
+        assert result.unresolved_imports == []
+        assert result.install is not None
+        assert {r.package for r in result.install.resolved} == set(WELL_KNOWN)
+        assert all(r.source in ("popularity list", "registry facts") and r.reason for r in result.install.resolved)

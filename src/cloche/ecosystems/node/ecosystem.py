@@ -9,6 +9,11 @@ folder, so ``/sandbox/main.js`` finds ``/sandbox/node_modules`` and then ``/node
 ``/sandbox/node_modules`` keeps a mount point out of the workspace, and a ``node_modules`` the
 sandbox makes for itself still wins.
 
+Local registries. npm speaks only HTTP(S) to a registry, so a ``file://`` registry folder (tests, offline
+mirrors) is served to it by ``local_registry.js``, started inside the install jail on the jail's own
+loopback at a fixed port (each jail has its own network namespace, so the lock's URLs are the same in
+every jail).
+
 Caches. ``npm install --package-lock-only --ignore-scripts`` (resolve) runs no package code and uses
 the shared npm cache. ``npm ci`` uses it too when no package in the lock has install scripts
 (``--ignore-scripts``); otherwise the scripts run in the install jail with a private, throw-away cache.
@@ -20,7 +25,7 @@ import json
 from pathlib import Path
 
 from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
@@ -41,6 +46,13 @@ _RESOLVE = (
     "cd /tmp/project; npm install --package-lock-only --ignore-scripts >&2; cat package-lock.json"
 )
 _BUILD = f"set -e; cd {ENV_MOUNT}; cp /work/package.json /work/package-lock.json .; npm ci $CLOCHE_NPM_FLAGS >&2"
+LOCAL_REGISTRY_JS = Path(__file__).with_name("local_registry.js")
+LOCAL_REGISTRY_PORT = 4873
+_SERVE_LOCAL = (
+    f"node /work/local_registry.js {LOCAL_SOURCES}/npm {LOCAL_REGISTRY_PORT} /tmp/registry.ready >/dev/null 2>&1 & "
+    "i=0; while [ ! -s /tmp/registry.ready ]; do i=$((i+1)); "
+    "if [ $i -gt 200 ]; then echo 'the local npm registry did not start' >&2; exit 1; fi; sleep 0.05; done; "
+)
 
 
 class NodeEcosystem:
@@ -56,6 +68,7 @@ class NodeEcosystem:
         facts = RegistryFacts(registry, facts_cache)
         self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
         source = local_source(registry)
+        self.local = source is not None
         self.install_mounts: tuple[Mount, ...] = (
             (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),) if source is not None else ()
         )
@@ -84,7 +97,7 @@ class NodeEcosystem:
 
     def _env(self) -> dict[str, str]:
         return {
-            "npm_config_registry": jail_url(self.registry, f"{LOCAL_SOURCES}/npm") + "/",
+            "npm_config_registry": self._jail_registry(),
             "npm_config_audit": "false",
             "npm_config_fund": "false",
             "npm_config_update_notifier": "false",
@@ -95,13 +108,23 @@ class NodeEcosystem:
             "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
         }
 
+    def _jail_registry(self) -> str:
+        return f"http://127.0.0.1:{LOCAL_REGISTRY_PORT}/" if self.local else self.registry.rstrip("/") + "/"
+
+    def _shell(self, script: str, files: dict[str, str]) -> list[str]:
+        """argv for ``script``, preceded by serving a local registry folder when that is the registry."""
+        if not self.local:
+            return ["/bin/sh", "-c", script]
+        files["local_registry.js"] = LOCAL_REGISTRY_JS.read_text(encoding="utf-8")
+        return ["/bin/sh", "-c", _SERVE_LOCAL + script]
+
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details
         assert isinstance(found, NodeDetection)
         files = {"package.json": json.dumps(found.manifest_json, indent=2) + "\n"}
         if found.lock is not None:
             files["package-lock.json"] = found.lock
-        result = await jail.run(["/bin/sh", "-c", _RESOLVE], env=self._env(), files=files, shared_cache=True)
+        result = await jail.run(self._shell(_RESOLVE, files), env=self._env(), files=files, shared_cache=True)
         if result.status != "succeeded":
             raise InstallFailed(installer_error(result.stderr or result.output))
         text = lockfile.normalise(result.stdout)
@@ -112,9 +135,8 @@ class NodeEcosystem:
         env = {**self._env(), "CLOCHE_NPM_FLAGS": "" if scripts else "--ignore-scripts"}
         files = {"package.json": lockfile.manifest_of(lock.text), "package-lock.json": lock.text}
         # Install scripts are third-party code: they get a private cache, never the shared one.
-        result = await jail.run(
-            ["/bin/sh", "-c", _BUILD], env=env, files=files, shared_cache=not scripts, timeout_seconds=INSTALL_TIMEOUT
-        )
+        argv = self._shell(_BUILD, files)
+        result = await jail.run(argv, env=env, files=files, shared_cache=not scripts, timeout_seconds=INSTALL_TIMEOUT)
         if result.status != "succeeded":
             raise InstallFailed(installer_error(result.stderr or result.output))
         return list(lock.components)
