@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cloche.jail.egress_policy import EgressPolicy
 
 Language = Literal["python", "node", "go", "java"]
 RunStatus = Literal[
@@ -15,11 +17,19 @@ SandboxStatus = Literal["ready", "running"]
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
+# Upper bounds of what a request may ask, far beyond any server maximum (asks up to them are clamped to the
+# server's): they keep every accepted number finite and representable in SQLite and in datetime arithmetic.
+LONGEST_SECONDS = 10 * 365 * 86_400  # ten years
+MOST_MIB = 1 << 30  # 1 PiB
+MOST_BYTES = 1 << 50
+MOST_PIDS = 1 << 22  # the kernel's largest pid_max
+MOST_CORES = 4096
+
 
 class Strict(BaseModel):
-    """Base for request bodies: unknown fields are a 422, not silently ignored."""
+    """Base for request bodies: unknown fields are a 422, not silently ignored; infinities and NaN are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _check_env(env: dict[str, str] | None) -> None:
@@ -35,12 +45,16 @@ def _check_env(env: dict[str, str] | None) -> None:
 class Limits(Strict):
     """Resource limits a sandbox or an exec asks for; the server clamps each to its maximum."""
 
-    timeout_seconds: float | None = Field(None, gt=0, description="Wall clock per exec, in seconds.")
-    output_bytes: int | None = Field(None, gt=0, description="Cap per stream kept for a run, in bytes.")
-    memory_mb: int | None = Field(None, gt=0, description="Memory (RAM + swap) per exec, in MiB.")
-    pids: int | None = Field(None, ge=8, description="Processes and threads per exec.")
-    cpu_cores: float | None = Field(None, gt=0, description="CPU quota per exec, in cores.")
-    disk_mb: int | None = Field(None, gt=0, description="Workspace quota for the sandbox, in MiB (create only).")
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=LONGEST_SECONDS, description="Wall clock per exec, in seconds."
+    )
+    output_bytes: int | None = Field(None, gt=0, le=MOST_BYTES, description="Cap per stream kept for a run, in bytes.")
+    memory_mb: int | None = Field(None, gt=0, le=MOST_MIB, description="Memory (RAM + swap) per exec, in MiB.")
+    pids: int | None = Field(None, ge=8, le=MOST_PIDS, description="Processes and threads per exec.")
+    cpu_cores: float | None = Field(None, gt=0, le=MOST_CORES, description="CPU quota per exec, in cores.")
+    disk_mb: int | None = Field(
+        None, gt=0, le=MOST_MIB, description="Workspace quota for the sandbox, in MiB (create only)."
+    )
 
 
 class CreateSandbox(Strict):
@@ -50,6 +64,7 @@ class CreateSandbox(Strict):
     ttl_seconds: float | None = Field(
         None,
         gt=0,
+        le=LONGEST_SECONDS,
         description="Idle time after which the sandbox is deleted; omitted uses the server default.",
     )
     limits: Limits | None = Field(None, description="Default limits for every exec in this sandbox.")
@@ -66,6 +81,12 @@ class CreateSandbox(Strict):
         _check_env(self.env)
         return self
 
+    @field_validator("egress")
+    @classmethod
+    def _valid_egress(cls, hosts: list[str] | None) -> list[str] | None:
+        EgressPolicy(tuple(hosts or ()))  # the proxy's own parser; its ValueError names the entry and the fault
+        return hosts
+
 
 class Sandbox(BaseModel):
     id: str = Field(description="Sandbox id, 'sb_' followed by 24 hex digits.")
@@ -77,6 +98,7 @@ class Sandbox(BaseModel):
     ttl_seconds: float | None = Field(description="Idle TTL in seconds; null means persistent.")
     limits: Limits = Field(description="Default limits for execs in this sandbox.")
     env_keys: list[str] = Field(description="Names of the sandbox-level environment variables (values hidden).")
+    egress: list[str] = Field(description="Hosts the sandbox's code may reach ([] means no network).")
 
 
 class SandboxList(BaseModel):
@@ -107,7 +129,9 @@ class ExecRequest(Strict):
     args: list[str] = Field(default_factory=list, description="Extra arguments (filename form only).")
     stdin: str | None = Field(None, description="Text fed to the program's standard input.")
     env: dict[str, str] | None = Field(None, description="Extra environment variables for this exec.")
-    timeout_seconds: float | None = Field(None, gt=0, description="Wall clock; clamped to the server maximum.")
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=LONGEST_SECONDS, description="Wall clock; clamped to the server maximum."
+    )
     limits: Limits | None = Field(None, description="Limits for this exec; each clamped to the server maximum.")
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests_support import pool_processes_of
+from tests_support import pool_processes_of, run_command
 
 
 @pytest.fixture
@@ -178,3 +178,11 @@ def test_runs_history(http: httpx.Client, sid: str) -> None:
     missing = http.get(f"/v1/sandboxes/{sid}/runs/run_nope")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "run_not_found"
+
+
+def test_oom_kill_of_a_child_never_reports_exit_code_zero(http: httpx.Client, sid: str) -> None:
+    # The shell survives its child's OOM kill and exits 0; the run still ended by the memory limit.
+    command = "python3 -c 'b = bytearray(512 * 1024 * 1024)'; exit 0"
+    result = run_command(http, sid, command, limits={"memory_mb": 64})
+    assert result["status"] == "oom_killed", result
+    assert result["exit_code"] is None, result

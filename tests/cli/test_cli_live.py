@@ -58,11 +58,13 @@ def test_run_shows_install_progress_on_stderr(offline_server: ServerProcess, tmp
     assert done.stdout == "1.15.0\n"  # stdout is the program's alone
     assert "Resolving dependencies: six==1.15.0, idna==3.6" in done.stderr
     assert "Installed idna, six" in done.stderr or "Installed six, idna" in done.stderr
-    # Merged as a terminal shows them: install progress first, then the program's output.
+    # Merged as a terminal shows them: progress first, then the program's output. The second sandbox finds
+    # the environment in the store: that is reported as a reuse, never as an install.
     merged = cli(offline_server, "run", "--dir", str(tmp_path), "main.py", merged=True)
     assert merged.returncode == 0
-    order = [merged.stdout.index(text) for text in ("Resolving dependencies", "Installed", "1.15.0\n")]
+    order = [merged.stdout.index(text) for text in ("Resolving dependencies", "Reused an environment", "1.15.0\n")]
     assert order == sorted(order)
+    assert "Installed" not in merged.stdout and "Installing" not in merged.stdout
 
 
 def test_run_reports_install_failure_and_unlisted_imports(offline_server: ServerProcess, tmp_path: Path) -> None:

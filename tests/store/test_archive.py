@@ -247,3 +247,13 @@ def test_tar_header_bomb_is_bounded(ws: Path) -> None:
     with pytest.raises(TooLarge):
         extract(ws, gzip.compress(buf.getvalue()), max_total_bytes=MiB, max_members=10)
     assert_empty(ws)
+
+
+@pytest.mark.parametrize("hidden", ["evil.txt\0.py", "dir/\0x", "ok\0"])
+def test_zip_member_with_nul_is_refused_not_cut(ws: Path, hidden: str) -> None:
+    # zipfile cuts names at NUL ("evil.txt\0.py" -> "evil.txt"); the name as stored must be judged instead.
+    stand_in = hidden.replace("\0", "Z")
+    data = make_zip([("good.txt", b"fine"), (stand_in, b"payload")]).replace(stand_in.encode(), hidden.encode())
+    with pytest.raises(InvalidArchive, match="NUL"):
+        extract(ws, data)
+    assert_empty(ws)

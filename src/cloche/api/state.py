@@ -68,6 +68,7 @@ class AppState:
     tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
+    host_checked: bool = False
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -132,11 +133,15 @@ class AppState:
             metrics=metrics,
         )
 
+    async def check_host(self) -> None:
+        """Prove the jail works here, or raise a ClocheError that says how to fix the host (once per app)."""
+        if not self.host_checked:
+            await preflight.check(self.runner, self.paths, self.settings, self.tools, self.runner.bwrap)
+            self.host_checked = True
+
     async def start(self) -> None:
         swept = self.cgroups.sweep()
-        await preflight.check(
-            self.runner, self.paths, self.settings, self.tools, self.runner.bwrap
-        )  # no jail, no server
+        await self.check_host()  # no jail, no server
         self.envs.remove_temp()
         await self.sandboxes.reconcile()
         log.info("cgroups swept", extra={"cgroups_removed": swept})

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
+from pydantic import ValidationError
 
 from cloche.cli import runs
+from cloche.cli.failures import CANNOT_START, FAILED, USAGE, describe, fail, invalid_settings, unreachable
+from cloche.errors import ClocheError
 from cloche.sdk.client import Client, ClocheAPIError
 
 app = typer.Typer(help="cloche: sandboxes for AI-generated code.", no_args_is_help=True, add_completion=False)
@@ -22,9 +27,14 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State director
 
 
 def _data_dir(data_dir: Path | None) -> Path:
+    """The data dir of an existing server; anything else (a typo, an empty folder) ends the command."""
+    from cloche.paths import DataPaths
     from cloche.settings import Settings
 
-    return Settings(**({"data_dir": data_dir} if data_dir else {})).data_dir  # type: ignore[arg-type]
+    root = Settings(**({"data_dir": data_dir} if data_dir else {})).data_dir  # type: ignore[arg-type]
+    if not DataPaths(root).db.is_file():
+        fail(f"no cloche data in {root} (no cloche.db there): pass the server's --data-dir or set CLOCHE_DATA_DIR")
+    return root
 
 
 @audit_app.command("verify")
@@ -77,12 +87,18 @@ def serve(
         )
         raise typer.Exit(2)
     configure_logging()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    try:
+        app = create_app(settings)
+        asyncio.run(app.state.cloche.check_host())  # no jail, no server: refuse before listening
+    except (ClocheError, OSError) as exc:  # the checks' hint, or the data dir the OS refused
+        reason = exc.message if isinstance(exc, ClocheError) else str(exc)
+        fail(f"cannot start: {' '.join(reason.split())}", CANNOT_START)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
 
 
 @app.command()
 def gc(
-    data_dir: Annotated[Path | None, typer.Option(help="State directory (CLOCHE_DATA_DIR).")] = None,
+    data_dir: DataDir = None,
     grace_seconds: Annotated[
         float | None, typer.Option(help="Keep unreferenced environments younger than this (default: setting).")
     ] = None,
@@ -93,11 +109,8 @@ def gc(
     from cloche.store.envstore import EnvironmentStore
     from cloche.store.sqlite import SqliteMetadataStore
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))  # type: ignore[arg-type]
-    paths = DataPaths(settings.data_dir)
-    if not paths.db.exists():
-        typer.echo(f"cloche: no cloche data in {paths.root}", err=True)
-        raise typer.Exit(2)
+    paths = DataPaths(_data_dir(data_dir))
+    settings = Settings(data_dir=paths.root)
     store = SqliteMetadataStore(paths.db)
     try:
         grace = settings.env_gc_grace_seconds if grace_seconds is None else grace_seconds
@@ -136,23 +149,27 @@ def run(
     """Upload a folder, run FILE in a sandbox, stream its output, and exit with its exit code.
 
     Dependency installs show on stderr while they happen; the program's output streams as it is printed.
+    A new sandbox is deleted after the run unless --keep is given.
     """
     from cloche.cli.progress import play
 
+    if not directory.is_dir():
+        fail(f"--dir {directory}: no such folder")
+    if sandbox is None and not (directory / file).is_file():
+        fail(f"{file}: no such file in {directory}")
     with Client() as client:
+        box = client.sandbox(sandbox) if sandbox else client.create()
+        if not sandbox:
+            ending = "kept after the run" if keep else "deleted after the run; --keep keeps it"
+            typer.echo(f"cloche: sandbox {box.id} ({ending})", err=True)
         try:
-            box = client.sandbox(sandbox) if sandbox else client.create()
-            try:
-                box.upload_archive(_pack(directory))
-                result = play(box.stream(filename=file, args=args or [], timeout_seconds=timeout))
-            finally:
-                if not sandbox and not keep:
-                    box.delete()
-            if not sandbox and keep:
-                typer.echo(f"cloche: kept sandbox {box.id}", err=True)
-        except ClocheAPIError as exc:
-            typer.echo(f"cloche: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            box.upload_archive(_pack(directory))
+            result = play(box.stream(filename=file, args=args or [], timeout_seconds=timeout))
+        finally:
+            if not sandbox and not keep:
+                box.delete()
+        if not sandbox and keep:
+            typer.echo(f"cloche: kept sandbox {box.id}; reuse it with --sandbox {box.id}", err=True)
     raise typer.Exit(result.exit_code if result is not None and result.exit_code is not None else 1)
 
 
@@ -175,7 +192,9 @@ def sandbox_rm(sandbox_ids: Annotated[list[str], typer.Argument(help="Sandboxes 
                 client.request("DELETE", f"/v1/sandboxes/{sandbox_id}")
                 typer.echo(f"deleted {sandbox_id}")
             except ClocheAPIError as exc:
-                typer.echo(f"cloche: {sandbox_id}: {exc.message}", err=True)
+                if exc.status == 401:
+                    raise  # the same for every id
+                typer.echo(f"cloche: {describe(exc)}", err=True)
                 failed = True
         if failed:
             raise typer.Exit(1)
@@ -198,4 +217,14 @@ def mcp_server(
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except ClocheAPIError as exc:  # any command: the server refused
+        typer.echo(f"cloche: {describe(exc)}", err=True)
+        raise SystemExit(FAILED) from None
+    except httpx.TransportError as exc:  # any command: no server answered
+        typer.echo(f"cloche: {unreachable(exc)}", err=True)
+        raise SystemExit(FAILED) from None
+    except ValidationError as exc:  # CLOCHE_* variables or flags that do not parse
+        typer.echo(f"cloche: {invalid_settings(exc)}", err=True)
+        raise SystemExit(USAGE) from None

@@ -37,6 +37,8 @@ def describe(data: Mapping[str, Any], elapsed: float | None = None) -> str:
         return f"Installing {_names(data.get('packages'))}"
     if phase == "installed":
         took = f" in {elapsed:.1f}s" if elapsed is not None else ""
+        if data.get("reused"):  # found in the environment store: nothing was installed
+            return f"Reused an environment with {_names(data.get('packages')) or 'no packages'}{took}"
         return f"Installed {_names(data.get('packages')) or 'nothing new'}{took}"
     return f"Dependencies: {phase}"
 

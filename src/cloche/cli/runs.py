@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
 
 from cloche.sdk.client import Client
-from cloche.sdk.errors import ClocheAPIError
 
 SandboxArg = Annotated[str, typer.Argument(help="Sandbox id (sb_...).")]
-
-
-@contextlib.contextmanager
-def api_errors() -> Iterator[None]:
-    """A server error ends the command with its code and message, exit status 1."""
-    try:
-        yield
-    except ClocheAPIError as exc:
-        typer.echo(f"cloche: {exc.code}: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
 
 
 def logs(
@@ -31,7 +19,7 @@ def logs(
     limit: Annotated[int, typer.Option(help="How many runs to list, newest first.")] = 20,
 ) -> None:
     """List a sandbox's runs, or print one run's output (--run)."""
-    with api_errors(), Client() as client:
+    with Client() as client:
         box = client.sandbox(sandbox)
         if run is not None:
             record = box.run(run)
@@ -51,7 +39,7 @@ def logs(
 
 def sbom(sandbox: SandboxArg, run: Annotated[str, typer.Argument(help="Run id (run_...).")]) -> None:
     """Print a run's CycloneDX SBOM (JSON)."""
-    with api_errors(), Client() as client:
+    with Client() as client:
         typer.echo(json.dumps(client.sandbox(sandbox).sbom(run), indent=2))
 
 
@@ -79,7 +67,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
 ) -> None:
     """Show how dependencies changed between two runs: added, removed, upgraded, relicensed."""
-    with api_errors(), Client() as client:
+    with Client() as client:
         changes = client.sandbox(sandbox).diff(run_from, run_to)
     if as_json:
         typer.echo(json.dumps(changes, indent=2))

@@ -197,6 +197,7 @@ class Runner:
             self.reap()
         if group.oom_killed() and result.status in ("failed", "succeeded"):
             result.status = "oom_killed"
+            result.exit_code = None  # the limit ended it, as with every status cloche gives; a shell may still exit 0
             result.error = f"out of memory: the run exceeded its {spec.limits.memory_bytes // 2**20} MiB limit"
         result.memory_peak_bytes = group.memory_peak_bytes()
         result.cpu_seconds = group.cpu_usage_seconds()

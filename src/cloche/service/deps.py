@@ -98,7 +98,8 @@ class DependencyService:
                 with self.metrics.install_duration.time():
                     lock, key, reused = await self._install(sandbox_id, ecosystem, detection, binding, progress)
                 if progress is not None:
-                    await progress({"phase": "installed", "packages": [c.name for c in lock.components]})
+                    packages = [c.name for c in lock.components]
+                    await progress({"phase": "installed", "packages": packages, "reused": reused})
         except InstallFailed as exc:
             log.warning("install failed", extra={"ecosystem": ecosystem.name, "error": exc.message})
             report["error"] = exc.message

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
+from pydantic import ValidationError
 
 from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound, TooLarge
 from cloche.jail import supervisor
-from cloche.jail.egress_policy import EgressPolicy
-from cloche.models import CreateSandbox, Limits, Sandbox
+from cloche.models import CreateSandbox, Language, Limits, Sandbox
 from cloche.paths import DataPaths
 from cloche.service.audit_trail import AuditTrail
 from cloche.service.ids import new_sandbox_id, utcnow
@@ -19,6 +23,27 @@ from cloche.store import safefs
 from cloche.store.metadata import MetadataStore, SandboxRow
 
 log = logging.getLogger("cloche.service")
+
+
+LANGUAGES = frozenset(get_args(Language))
+
+
+def _expiry(row: SandboxRow) -> datetime | None:
+    if row.ttl_seconds is None:
+        return None
+    try:
+        return row.last_used_at + timedelta(seconds=row.ttl_seconds)
+    except (OverflowError, ValueError):  # past year 9999, or NaN
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def stored_limits(raw: Mapping[str, object]) -> Limits:
+    """Stored limits as the API shows them; a field that no longer validates is dropped, not fatal."""
+    try:
+        return Limits.model_validate(raw)
+    except ValidationError as exc:
+        bad = {str(err["loc"][0]) for err in exc.errors() if err.get("loc")}
+        return Limits.model_validate({k: v for k, v in raw.items() if k not in bad and k in Limits.model_fields})
 
 
 class SandboxService:
@@ -49,17 +74,18 @@ class SandboxService:
         return row
 
     def view(self, row: SandboxRow) -> Sandbox:
-        expires = None if row.ttl_seconds is None else row.last_used_at + timedelta(seconds=row.ttl_seconds)
+        """The API's view of a row; a stored value the API cannot show (written by hand, or by an older
+        version) is shown as unset instead of failing every listing that includes it."""
         busy = any(not t.done() for t in self._running.get(row.id, ()))
         return Sandbox(
             id=row.id,
-            language=row.language,
+            language=row.language if row.language in LANGUAGES else None,
             status="running" if busy else "ready",
             created_at=row.created_at,
             last_used_at=row.last_used_at,
-            expires_at=expires,
-            ttl_seconds=row.ttl_seconds,
-            limits=Limits.model_validate(row.limits),
+            expires_at=_expiry(row),
+            ttl_seconds=row.ttl_seconds if row.ttl_seconds is None or math.isfinite(row.ttl_seconds) else None,
+            limits=stored_limits(row.limits),
             env_keys=sorted(row.env),
             egress=self.egress_hosts(row),
         )
@@ -101,8 +127,6 @@ class SandboxService:
     # lifecycle
 
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
-        if request.egress:
-            EgressPolicy(tuple(request.egress))  # refuse malformed hosts now, not at the first exec
         now = utcnow()
         ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
         async with self._uid_lock:

@@ -184,7 +184,8 @@ def _extract_zip(root: Path, fh: BinaryIO, plan: _Plan, uid: int, gid: int) -> l
             if len(infos) > plan.limits.members:
                 raise TooLarge(f"the archive has {len(infos)} members; the limit is {plan.limits.members}")
             for info in infos:
-                name = info.filename
+                # The name as stored: zipfile cuts ``filename`` at a NUL, which would write another path.
+                name = info.orig_filename
                 if info.flag_bits & 0x1:
                     raise InvalidArchive(f"member {name!r} is encrypted")
                 # The high 16 bits carry a Unix st_mode when the archiver recorded one; any
