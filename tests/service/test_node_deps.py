@@ -168,6 +168,19 @@ def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
         assert esm.install is not None and esm.install.requested == ["esm-lib"]
 
 
+def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) -> None:
+    with local_npm.create() as box:
+        box.write("main.js", "console.log(require('downloads-binary'));\n")
+        result = box.exec(filename="main.js", timeout_seconds=300)
+        assert result.status == "install_failed", result.output
+        assert result.install is not None and result.install.error is not None
+        error = result.install.error
+        assert error.startswith("downloads-binary's install script (node install.js) tried to download")
+        assert "https://binaries.example.com/tool-1.0.0-linux-x64.tar.gz" in error
+        assert "set TOOL_SKIP_DOWNLOAD=1 to skip" in error  # the package's own advice
+        assert "npm error" not in error and "    at " not in error
+
+
 WELL_KNOWN = ("@octokit/rest", "ioredis", "pg", "@slack/bolt", "koa-router", "zod", "@aws-sdk/client-s3", "mongoose")
 
 
@@ -183,3 +196,14 @@ def test_well_known_packages_without_package_json_run_first_time(client: Client)
         assert result.install is not None
         assert {r.package for r in result.install.resolved} == set(WELL_KNOWN)
         assert all(r.source in ("popularity list", "registry facts") and r.reason for r in result.install.resolved)
+
+
+@pytest.mark.network
+def test_browser_download_at_install_is_reported_with_what_to_do(client: Client) -> None:
+    with client.create() as box:
+        box.write("main.js", "require('puppeteer');\n")
+        result = box.exec(filename="main.js", timeout_seconds=600)
+        assert result.status == "install_failed", result.output
+        error = (result.install.error if result.install else None) or ""
+        assert error.startswith("puppeteer's install script"), error
+        assert "PUPPETEER_SKIP_DOWNLOAD" in error and "puppeteer-core" in error

@@ -129,6 +129,8 @@ def standard_registry(root: Path) -> Path:
     - ``one-shot``: a single release 200 days ago: too little history.
     - ``subpath-lib``: 2.0.0 (newest) exports only "."; 1.5.0 also exports "./extra".
     - ``esm-lib``: 3.0.0 (newest) is an ES module only; 2.1.0 ships CommonJS.
+    - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
+      the install jail's proxy, the way binary and browser downloaders do.
     """
     root.mkdir(parents=True, exist_ok=True)
     for version, age in (("1.0.0", 400), ("1.1.0", 300), ("1.2.0", 200)):
@@ -147,4 +149,24 @@ def standard_registry(root: Path) -> Path:
     publish(root, "esm-lib", "2.1.0", age_days=500, files=cjs)
     esm = {"index.js": "export default function greet() { return 'esm-lib 3.0.0 (esm)'; }\n"}
     publish(root, "esm-lib", "3.0.0", age_days=120, files=esm, manifest={"type": "module", "exports": "./index.js"})
+    downloader = {"index.js": "module.exports = 'binary wrapper';\n", "install.js": DOWNLOADER}
+    scripts = {"scripts": {"install": "node install.js"}, "hasInstallScript": True}
+    for version, age in (("1.0.0", 300), ("1.1.0", 200)):
+        publish(root, "downloads-binary", version, age_days=age, files=downloader, manifest=scripts)
     return root
+
+
+# CONNECT through https_proxy to a host no install jail may reach, then fail the way downloaders do.
+DOWNLOADER = """
+const http = require('http');
+const proxy = new URL(process.env.https_proxy);
+const url = 'https://binaries.example.com/tool-1.0.0-linux-x64.tar.gz';
+const target = 'binaries.example.com:443';
+const req = http.request({ host: proxy.hostname, port: proxy.port, method: 'CONNECT', path: target });
+req.on('connect', (res) => {
+  console.error(`Error: could not download ${url} (proxy said ${res.statusCode}); set TOOL_SKIP_DOWNLOAD=1 to skip`);
+  process.exit(1);
+});
+req.on('error', (e) => { console.error(`Error: could not download ${url}: ${e.message}`); process.exit(1); });
+req.end();
+"""

@@ -29,6 +29,7 @@ from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, l
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
+from cloche.ecosystems.node.install_errors import outside_world
 from cloche.ecosystems.node.registry_facts import RegistryFacts
 from cloche.ecosystems.node.release_fit import NODE_HEADER, node_header_fields, node_version
 from cloche.ecosystems.node.vetting import Vetting
@@ -138,7 +139,8 @@ class NodeEcosystem:
         argv = self._shell(_BUILD, files)
         result = await jail.run(argv, env=env, files=files, shared_cache=not scripts, timeout_seconds=INSTALL_TIMEOUT)
         if result.status != "succeeded":
-            raise InstallFailed(installer_error(result.stderr or result.output))
+            output = result.stderr or result.output
+            raise InstallFailed(outside_world(output, result.egress_denied, popular) or installer_error(output))
         return list(lock.components)
 
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:

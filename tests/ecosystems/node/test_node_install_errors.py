@@ -1,0 +1,40 @@
+"""Install failures told as what happened: npm's output from a real failed ``npm ci`` of puppeteer in an
+install jail (its script tried to download Chrome; the egress proxy refused the host)."""
+
+from __future__ import annotations
+
+from cloche.ecosystems.node.install_errors import outside_world
+
+PUPPETEER = """npm error code 1
+npm error path /opt/cloche/env/node/node_modules/puppeteer
+npm error command failed
+npm error command sh -c node install.mjs
+npm error Error: ERROR: Failed to set up chrome v148.0.7778.97! Set "PUPPETEER_SKIP_DOWNLOAD" env variable to skip download.
+npm error     at downloadBrowser (file:///opt/cloche/env/node/node_modules/puppeteer/lib/esm/puppeteer/node/install.js:26:15)
+npm error     at process.processTicksAndRejections (node:internal/process/task_queues:95:5)
+npm error   [cause]: Error: All providers failed for chrome 148.0.7778.97:
+npm error     - DefaultProvider: Download failed: server returned code 403. URL: https://storage.googleapis.com/chrome-for-testing-public/148.0.7778.97/linux64/chrome-linux64.zip
+npm error }
+npm error A complete log of this run can be found in: /tmp/npm-logs/2026-12-03T08_48_40_988Z-debug-0.log
+"""  # noqa: E501 (npm's lines as printed)
+
+
+def test_browser_download_names_package_url_advice_and_alternative() -> None:
+    message = outside_world(PUPPETEER, ["storage.googleapis.com:443"], lambda: frozenset({"puppeteer-core"}))
+    assert message is not None
+    assert message.startswith("puppeteer's install script (node install.mjs) tried to download")
+    assert (
+        "https://storage.googleapis.com/chrome-for-testing-public/148.0.7778.97/linux64/chrome-linux64.zip" in message
+    )
+    assert 'Set "PUPPETEER_SKIP_DOWNLOAD" env variable' in message
+    assert "Use 'puppeteer-core' instead" in message
+    assert "    at " not in message and "npm error" not in message
+
+
+def test_without_an_alternative_the_advice_is_general() -> None:
+    message = outside_world(PUPPETEER, ["storage.googleapis.com:443"], frozenset)
+    assert message is not None and "downloads nothing when installed" in message
+
+
+def test_failures_that_reached_nothing_outside_are_left_to_npm() -> None:
+    assert outside_world(PUPPETEER, [], frozenset) is None
