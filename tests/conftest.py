@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -104,23 +105,37 @@ def traversable_dir() -> Path:
     return path
 
 
+ServerEnv = Mapping[str, str] | Callable[[Path], Mapping[str, str]]
+
+
+@contextmanager
+def running_server(
+    env: ServerEnv | None = None, *, start: bool = True, timeout: float = 90.0
+) -> Iterator[ServerProcess]:
+    """A server over a fresh data dir in a traversable root, stopped and removed afterwards (also when it
+    never became healthy). ``env`` may be a function of the root that first places local package sources
+    (a wheel folder, a module proxy, a Maven repository) there and returns the settings naming them."""
+    root = traversable_dir()
+    settings = env(root) if callable(env) else env
+    srv = ServerProcess(root / "data", env=dict(settings or {}))
+    try:
+        yield srv.start(timeout) if start else srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    srv = ServerProcess(root / "data").start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_server() as srv:
+        yield srv
 
 
 @pytest.fixture
 def fresh_server() -> Iterator[ServerProcess]:
-    """A server of one's own, for tests that restart, crash or reconfigure it."""
-    root = traversable_dir()
-    srv = ServerProcess(root / "data")
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    """A server of one's own, not started yet, for tests that restart, crash or reconfigure it."""
+    with running_server(start=False) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
@@ -137,11 +152,8 @@ def offline_wheels() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def offline_server(offline_wheels: Path) -> Iterator[ServerProcess]:
     """A server whose Python installs come from ``offline_wheels`` (no registry needed)."""
-    root = traversable_dir()
-    srv = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}).start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_server({"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -1,8 +1,15 @@
-"""Helpers shared by tests that need to look at the host."""
+"""Helpers shared by tests that need to look at the host, or stand in for a registry on it."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +51,67 @@ def assert_clean(server: Any, api: Any, sid: str) -> None:
     after = run_command(api, sid, "echo ok", default_timeout=30)
     assert (after["status"], after["stdout"]) == ("succeeded", "ok\n"), after
     assert pool_processes(low, high) == []
+
+
+def self_signed_certificate(folder: Path, hostname: str) -> tuple[Path, Path]:
+    """(cert, key) PEM files for ``hostname``, valid two days: a local registry's TLS identity."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={hostname}"),
+            *("-addext", f"subjectAltName=DNS:{hostname}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class TLSRegistry(ThreadingHTTPServer):
+    """A TLS 'package registry' on 127.0.0.1 that answers every GET with ``body`` and counts the hits."""
+
+    daemon_threads = True
+
+    def __init__(self, tls_files: tuple[Path, Path], body: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _RegistryHandler)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(*tls_files)
+        self.body = body
+        self.hits = 0
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        # Handshake in the handler thread, not in the accept loop.
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+
+class _RegistryHandler(BaseHTTPRequestHandler):
+    server: TLSRegistry
+
+    def do_GET(self) -> None:
+        self.server.hits += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def tls_registry(tls_files: tuple[Path, Path], body: bytes) -> Iterator[TLSRegistry]:
+    """A running ``TLSRegistry``, shut down afterwards."""
+    server = TLSRegistry(tls_files, body)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, traversable_dir
+from conftest import ServerProcess, running_server
 
 # Bare keys sharing a long prefix: their tenants must still differ. Letters outside hex and words no log line
 # holds, so any 6-character piece found written down is key material.
@@ -45,11 +44,8 @@ OPEN_ROUTES: dict[tuple[str, str], int] = {
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    srv = ServerProcess(root / "data", env={"CLOCHE_API_KEYS": f"{ALICE},{BOB},{NAMED}"}).start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_server({"CLOCHE_API_KEYS": f"{ALICE},{BOB},{NAMED}"}) as srv:
+        yield srv
 
 
 def api(server: ServerProcess, key: str) -> httpx.Client:

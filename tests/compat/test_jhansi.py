@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from cloche.api.compat_jhansi import translate
-from conftest import ServerProcess, traversable_dir
+from conftest import ServerProcess, running_server, traversable_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_wheel, standard_wheels
@@ -101,24 +101,18 @@ def jhansi_cli(venv: Path, base_url: str, cwd: Path, *args: str) -> subprocess.C
 # a cloche server whose Python dependencies come from tiny local wheels
 
 
-def started(server: ServerProcess) -> ServerProcess:
-    try:
-        return server.start(timeout=120)  # a loaded host can take longer than the usual 30 s
-    except BaseException:
-        server.stop()  # never leave a half-started server behind
-        raise
+START_TIMEOUT = 120.0  # a loaded host can take longer than the usual start
 
 
 @pytest.fixture(scope="module")
 def offline() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    wheels = standard_wheels(root / "wheels")
-    build_wheel(wheels, "pytest", "8.0.0", {"pytest/__init__.py": "", "pytest/__main__.py": FAKE_PYTEST})
-    env = {"CLOCHE_PYTHON_WHEEL_DIR": str(wheels), "CLOCHE_DEFAULT_TIMEOUT_SECONDS": "8"}
-    server = started(ServerProcess(root / "data", env=env))
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    def env(root: Path) -> dict[str, str]:
+        wheels = standard_wheels(root / "wheels")
+        build_wheel(wheels, "pytest", "8.0.0", {"pytest/__init__.py": "", "pytest/__main__.py": FAKE_PYTEST})
+        return {"CLOCHE_PYTHON_WHEEL_DIR": str(wheels), "CLOCHE_DEFAULT_TIMEOUT_SECONDS": "8"}
+
+    with running_server(env, timeout=START_TIMEOUT) as server:
+        yield server
 
 
 @pytest.fixture
@@ -376,9 +370,7 @@ print(json.dumps(out))
 
 @pytest.mark.network
 def test_api_key_travels_in_the_base_url(jhansi_venv: Path) -> None:
-    root = traversable_dir()
-    server = started(ServerProcess(root / "data", env={"CLOCHE_API_KEYS": "team:s3cret-key"}))
-    try:
+    with running_server({"CLOCHE_API_KEYS": "team:s3cret-key"}, timeout=START_TIMEOUT) as server:
         host = server.url.removeprefix("http://")
         out = run_sdk(jhansi_venv, f"http://jhansi:s3cret-key@{host}/jhansi", AUTH_SCRIPT)
         assert out == {"exec": "authorised\n", "status": "created", "wrong_key": 401}
@@ -386,6 +378,3 @@ def test_api_key_travels_in_the_base_url(jhansi_venv: Path) -> None:
         assert anonymous.status_code == 401 and "JHANSI_BASE_URL" in anonymous.json()["detail"]
         with_bearer = {"Authorization": "Bearer s3cret-key"}
         assert httpx.post(f"{server.url}/jhansi/v1/sandboxes", json={}, headers=with_bearer).status_code == 201
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +27,7 @@ import pytest
 from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, proxy_env
 from cloche.jail.egress_policy import EgressPolicy, address_refusal
 from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy
+from tests_support import self_signed_certificate, tls_registry
 
 T = TypeVar("T")
 JAIL_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -92,52 +92,14 @@ def fake_dns(table: dict[str, list[str]]) -> Callable[[str, int], Coroutine[Any,
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=registry.test"),
-            *("-addext", "subjectAltName=DNS:registry.test"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-class _RegistryHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-    context: ssl.SSLContext
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        # Handshake in the handler thread, not in the accept loop.
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "registry.test")
 
 
 @pytest.fixture
 def registry(tls_files: tuple[Path, Path]) -> Iterator[int]:
     """A TLS 'package registry' on 127.0.0.1 with a cert for registry.test; yields its port."""
-    server = _TLSServer(("127.0.0.1", 0), _RegistryHandler)
-    server.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.context.load_cert_chain(*tls_files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with tls_registry(tls_files, BODY) as server:
+        yield server.port
 
 
 @pytest.fixture

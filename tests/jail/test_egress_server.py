@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
-import ssl
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +18,7 @@ import httpx
 import pytest
 
 from conftest import ServerProcess
-from tests_support import assert_clean, run_command
+from tests_support import TLSRegistry, assert_clean, run_command, self_signed_certificate, tls_registry
 
 Result = dict[str, Any]
 BODY = b"registry ok\n"
@@ -187,53 +182,14 @@ def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Cl
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"),
-            *("-addext", "subjectAltName=DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.server.hits += 1  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
-    context: ssl.SSLContext
-    hits = 0
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost")
 
 
 @pytest.fixture
-def registry(tls_files: tuple[Path, Path]) -> Iterator[_TLSServer]:
+def registry(tls_files: tuple[Path, Path]) -> Iterator[TLSRegistry]:
     """A TLS 'package registry' on the host's 127.0.0.1, with a certificate for ``localhost``."""
-    server = _TLSServer(("127.0.0.1", 0), _Handler)
-    server.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.context.load_cert_chain(*tls_files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with tls_registry(tls_files, BODY) as server:
+        yield server
 
 
 FETCH = r"""
@@ -268,17 +224,17 @@ print(json.dumps(out))
 
 
 def _fetch_through_proxy(
-    api: httpx.Client, sid: str, registry: _TLSServer, cert: Path, other_port: int
+    api: httpx.Client, sid: str, registry: TLSRegistry, cert: Path, other_port: int
 ) -> tuple[Result, Result]:
     assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=cert.read_bytes()).status_code == 201
-    port = registry.server_address[1]
+    port = registry.port
     return jail_python(api, sid, FETCH, str(port), "/sandbox/ca.pem", str(other_port))
 
 
 def test_loopback_registry_is_refused_without_trusted_networks(
-    server: ServerProcess, api: httpx.Client, registry: _TLSServer, tls_files: tuple[Path, Path]
+    server: ServerProcess, api: httpx.Client, registry: TLSRegistry, tls_files: tuple[Path, Path]
 ) -> None:
-    port = registry.server_address[1]
+    port = registry.port
     sid = create(api, language="python", egress=[f"localhost:{port}"])
     found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], server.port)
     # Allowlisted, but the name resolves to loopback: refused unless the operator trusts that network.
@@ -292,13 +248,13 @@ def test_loopback_registry_is_refused_without_trusted_networks(
 
 
 def test_allowlisted_registry_is_reachable_through_a_trusted_network(
-    fresh_server: ServerProcess, registry: _TLSServer, tls_files: tuple[Path, Path]
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
 ) -> None:
     # The operator knob that admits a non-global gateway admits loopback too (egress.py checks trusted
     # networks before the public-address rules); the allowlist still decides which name and port.
     fresh_server.env["CLOCHE_EGRESS_TRUSTED_NETWORKS"] = "127.0.0.1/32,::1/128"
     fresh_server.start()
-    port = registry.server_address[1]
+    port = registry.port
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
         sid = create(api, language="python", egress=[f"localhost:{port}"])
         found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], fresh_server.port)

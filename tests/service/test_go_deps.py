@@ -3,7 +3,6 @@ here); go mod tidy, go mod download, the precompiled environment and the in-jail
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from cloche import Client
 from cloche.ecosystems.go.ecosystem import find_goroot
-from conftest import ServerProcess, traversable_dir
+from conftest import ServerProcess, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "go"))
 from _goproxy import standard_proxy
@@ -27,13 +26,11 @@ GREET += 'func main() { fmt.Println(greet.Hello("go")) }\n'
 
 @pytest.fixture(scope="module")
 def go_server() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    proxy = standard_proxy(root / "goproxy")
-    env = {"CLOCHE_GO_PROXY": f"file://{proxy}", "CLOCHE_GO_SUMDB": "off"}
-    server = ServerProcess(root / "data", env=env).start(timeout=60)
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    def env(root: Path) -> dict[str, str]:
+        return {"CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}", "CLOCHE_GO_SUMDB": "off"}
+
+    with running_server(env) as server:
+        yield server
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloche import Client
-from conftest import ServerProcess, traversable_dir
+from conftest import ServerProcess, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "java"))
 from _mavenrepo import dependency, pom, standard_repository
@@ -27,12 +27,11 @@ GREET += '    System.out.println(Greeter.hello("java"));\n  }\n}\n'
 
 @pytest.fixture(scope="module")
 def java_server() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    repo = standard_repository(root / "maven")
-    server = ServerProcess(root / "data", env={"CLOCHE_MAVEN_REPOSITORY": f"file://{repo}"}).start(timeout=60)
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    def env(root: Path) -> dict[str, str]:
+        return {"CLOCHE_MAVEN_REPOSITORY": f"file://{standard_repository(root / 'maven')}"}
+
+    with running_server(env) as server:
+        yield server
 
 
 @pytest.fixture

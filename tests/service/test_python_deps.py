@@ -5,7 +5,6 @@ A local wheel folder stands in for the index (no registry needed); the jail, uv 
 
 from __future__ import annotations
 
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloche import Client
-from conftest import ServerProcess, traversable_dir
+from conftest import ServerProcess, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_wheel
@@ -238,9 +237,7 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
     import os
     import subprocess
 
-    root = traversable_dir()
-    server = ServerProcess(root / "data", env={"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}).start()
-    try:
+    with running_server({"CLOCHE_PYTHON_WHEEL_DIR": str(offline_wheels)}) as server:
         with server.client() as client:
             keep, drop = client.create(), client.create()
             for box, pin in ((keep, "1.15.0"), (drop, "1.16.0")):
@@ -248,7 +245,7 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
                 box.write("main.py", "import six\n")
                 box.exec(filename="main.py")
             drop.delete()
-        envs = root / "data" / "envs"
+        envs = server.data_dir / "envs"
 
         def entries() -> list[str]:
             return sorted(p.name for p in envs.iterdir() if not p.name.startswith(".") and not p.name.endswith("-pyc"))
@@ -256,7 +253,7 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
         assert len(entries()) == 2
         cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "gc"]
         done = subprocess.run(
-            [*cli, "--data-dir", str(root / "data"), "--grace-seconds", "0"],
+            [*cli, "--data-dir", str(server.data_dir), "--grace-seconds", "0"],
             capture_output=True,
             text=True,
             env=dict(os.environ),
@@ -269,9 +266,6 @@ def test_gc_removes_only_unreferenced_environments(offline_wheels: Path) -> None
             assert client.sandbox(keep.id).exec(command="python3 -c 'import six; print(six.__version__)'").stdout == (
                 "1.15.0\n"
             )
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_declared_hashes_are_binding(cloche: Client, wheel_dir: Path) -> None:
