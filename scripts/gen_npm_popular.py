@@ -3,16 +3,17 @@
 
 A Node script without a package.json names packages only through its ``require``/``import``
 specifiers. Language models invent such names and attackers register them ("slopsquatting"), so
-cloche installs a scanned specifier only when its package is on this list: the most downloaded npm
-packages, cut at ``--top`` and at a minimum of ``--min-downloads`` downloads a month. Everything
-else is reported as unresolved, with a hint to declare it in package.json.
+cloche installs a scanned specifier only when something vouches for it. This list is the fast path:
+the most downloaded npm packages, cut at ``--top`` and at a minimum of ``--min-downloads`` downloads a
+month, are installed with no registry look-up. Other names are vouched for by registry facts at run
+time (``ecosystems/node/vetting.py``: age, history, deprecation), or reported as unresolved.
 
 Input is a TSV with a header and the columns name, version, downloads_a_month, summary (the
 workplace's package list, or any export of the registry's download counts). Output:
 ``src/cloche/ecosystems/node/data/npm_popular.txt``, one name a line, ranked, after a comment
 header that records the source, the date and the cut.
 
-    python scripts/gen_npm_popular.py                       # from the default TSV, top 10000
+    python scripts/gen_npm_popular.py                       # from the default TSV, top 30000
     python scripts/gen_npm_popular.py --tsv npm.tsv --top 5000 --min-downloads 500000
     python scripts/gen_npm_popular.py --builtins           # also refresh node_builtins.json
 """
@@ -54,9 +55,11 @@ def ranked(tsv: Path, top: int, min_downloads: int) -> list[tuple[str, int]]:
 def write_popular(rows: list[tuple[str, int]], tsv: Path, top: int, min_downloads: int) -> Path:
     DATA.mkdir(parents=True, exist_ok=True)
     out = DATA / "npm_popular.txt"
+    listed = dt.datetime.fromtimestamp(tsv.stat().st_mtime, dt.UTC).date().isoformat()
     header = (
-        f"# derived {dt.date.today().isoformat()} from {tsv.name} by scripts/gen_npm_popular.py: "
-        f"the top {top} npm packages by monthly downloads, at least {min_downloads} a month\n"
+        f"# derived {dt.date.today().isoformat()} from {tsv.name} (the npm package list with downloads_a_month, "
+        f"dated {listed}) by scripts/gen_npm_popular.py: the top {top} npm packages by monthly downloads, "
+        f"at least {min_downloads} a month\n"
     )
     out.write_text(header + "".join(f"{name}\n" for name, _ in rows), encoding="utf-8")
     return out
@@ -77,8 +80,8 @@ def write_builtins() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tsv", type=Path, default=DEFAULT_TSV)
-    parser.add_argument("--top", type=int, default=10_000)
-    parser.add_argument("--min-downloads", type=int, default=100_000)
+    parser.add_argument("--top", type=int, default=30_000)
+    parser.add_argument("--min-downloads", type=int, default=20_000)
     parser.add_argument("--builtins", action="store_true", help="also regenerate node_builtins.json")
     args = parser.parse_args()
     rows = ranked(args.tsv, args.top, args.min_downloads)
