@@ -9,7 +9,6 @@ network. Detection, scanning and lock handling are also covered offline in tests
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cloche import Client
-from conftest import ServerProcess, traversable_dir
+from conftest import running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "node"))
 from _npm_registry import standard_registry
@@ -119,13 +118,11 @@ def test_unlisted_import_and_install_failure(client: Client) -> None:
 @pytest.fixture(scope="module")
 def local_npm() -> Iterator[Client]:
     """A server whose npm registry is the local fixture folder (no public registry involved)."""
-    root = traversable_dir()
-    registry = standard_registry(root / "registry")
-    server = ServerProcess(root / "data", env={"CLOCHE_NPM_REGISTRY": f"file://{registry}"}).start(timeout=60)
-    with server.client() as client:
+    def settings(root: Path) -> dict[str, str]:
+        return {"CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}"}
+
+    with running_server(settings, timeout=60) as server, server.client() as client:
         yield client
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused(local_npm: Client) -> None:
