@@ -118,6 +118,7 @@ def test_unlisted_import_and_install_failure(client: Client) -> None:
 @pytest.fixture(scope="module")
 def local_npm() -> Iterator[Client]:
     """A server whose npm registry is the local fixture folder (no public registry involved)."""
+
     def settings(root: Path) -> dict[str, str]:
         return {"CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}"}
 
