@@ -20,7 +20,8 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
-    └── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
+    ├── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
+    └── UnsafeDataDir         503 unsafe_data_dir      another user owns the data dir (start-up refuses)
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class JailUnavailable(ClocheError, code="jail_unavailable", status=503): ...
 
 
 class PoolExhausted(ClocheError, code="uid_pool_exhausted", status=503): ...
+
+
+class UnsafeDataDir(ClocheError, code="unsafe_data_dir", status=503): ...
 
 
 ALL_ERRORS: tuple[type[ClocheError], ...] = (ClocheError, *_TREE)

@@ -1,6 +1,8 @@
 """Every on-disk location cloche uses, computed in one place from the data dir.
 
-Layout (all under ``data_dir``, which is root-owned 0711 so sandbox uids can traverse but not list)::
+Layout (all under ``data_dir``, owned by the server's uid and 0711, so sandbox uids can traverse to what is bound
+into their jails but cannot list it; every entry directly in it is private: files 0600, folders without read or
+write for group and others, see ``DataPaths.make_private``)::
 
     cloche.db            SQLite metadata (WAL)
     workspaces/<sb_id>/  one workspace per sandbox, owned by the sandbox's host uid, mode 0700
@@ -15,8 +17,11 @@ Layout (all under ``data_dir``, which is root-owned 0711 so sandbox uids can tra
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from cloche.errors import UnsafeDataDir
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,13 @@ class DataPaths:
     def run(self) -> Path:
         return self.root / "run"
 
-    def create(self) -> None:
-        """Create the layout; traversable (0711) but not listable by sandbox uids."""
+    def create(self) -> list[Path]:
+        """Create the layout, traversable (0711) but not listable by sandbox uids, and make it private.
+
+        Returns the entries whose mode had to be fixed; another user's data dir is refused before any change.
+        """
+        if self.root.exists():
+            self._check_owner(self.root, self.root.lstat())
         for directory in (self.root, self.workspaces, self.jail, self.run, self.envs):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, 0o711)
@@ -69,3 +79,33 @@ class DataPaths:
         # Install jails (builder uid) read their inputs from session dirs below tmp/.
         self.tmp.mkdir(exist_ok=True)
         os.chmod(self.tmp, 0o711)
+        return self.make_private()
+
+    def make_private(self) -> list[Path]:
+        """Hold the data dir's invariant, or refuse to run on it; returns the entries whose mode was fixed.
+
+        Every entry directly in the data dir belongs to the server's uid; files are at most 0600 (the metadata
+        database holds sandboxes' env values and runs' output); folders lose group and other read and write and
+        keep only the search bit sandbox uids need to reach what their jails bind. Whatever lies deeper is each
+        folder's own business (workspaces are their sandbox's, environments are read-only for all).
+        """
+        fixed = []
+        for path in [self.root, *self.root.iterdir()]:
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                continue  # its own mode means nothing; what it names is outside this invariant
+            self._check_owner(path, info)
+            mode = stat.S_IMODE(info.st_mode)
+            wanted = mode & ~0o066 if stat.S_ISDIR(info.st_mode) else mode & ~0o077
+            if wanted != mode:
+                os.chmod(path, wanted)
+                fixed.append(path)
+        return fixed
+
+    def _check_owner(self, path: Path, info: os.stat_result) -> None:
+        me = os.geteuid()
+        if info.st_uid != me:
+            raise UnsafeDataDir(
+                f"{path} is owned by uid {info.st_uid}, not by the server's uid {me}, so that user could read or "
+                f"change cloche's state; run 'chown -R {me}:{me} {self.root}' or choose another --data-dir"
+            )

@@ -73,7 +73,9 @@ class AppState:
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         paths = DataPaths(settings.data_dir)
-        paths.create()
+        fixed = paths.create()
+        if fixed:
+            log.warning("data dir entries made private", extra={"paths": [str(p) for p in fixed]})
         etc = write_synthetic_etc(paths.jail, settings.jail_uid)
         cgroups = Cgroups.detect(cgroup_parent(paths.root))
         egress_launcher = build_launcher(paths.jail / "bin")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from typing import Any
 from cloche.store.metadata import EnvBinding, RunRow, SandboxNeed, SandboxRow
 
 SCHEMA_VERSION = 1
+PRIVATE_MODE = 0o600  # sandboxes' env values and runs' output: no other local user may read them
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sandboxes (
@@ -87,6 +90,11 @@ class SqliteMetadataStore:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        # Private from birth: SQLite gives its -wal and -shm files the database file's own mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_MODE))
+        for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(file, PRIVATE_MODE)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
