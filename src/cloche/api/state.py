@@ -101,7 +101,6 @@ class AppState:
             cache_root=paths.cache,
             scratch=paths.tmp,
             egress=EgressPolicy(settings.host_list(settings.registry_allow)),
-            wheel_dir=settings.python_wheel_dir,
             limits=ResourceLimits(
                 memory_bytes=settings.install_memory_mb * 1024 * 1024,
                 pids=1024,

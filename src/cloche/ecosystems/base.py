@@ -1,12 +1,18 @@
-"""The Ecosystem protocol: what each language folder provides to the service.
+"""The Ecosystem contract: what each language folder provides to the service, field by field.
 
 The service runs one pipeline for every language (see docs/dependencies.md)::
 
     detect(workspace, entry) -> Detection          pure: reads workspace files only (through safefs)
     resolve(detection, jail) -> Lock               exact versions (+ hashes), in the *install* jail
     build(lock, jail) -> list[Component]           fills a fresh environment, in the *install* jail
-    exec_env(environment) -> ExecEnv               mounts + variables that make the environment visible
+    inventory(environment, lock) -> [Component]    what a built environment holds (SBOM, install report)
+    exec_env(environment, detection) -> ExecEnv    mounts + variables that make the environment visible
     command(entry, args) -> argv                   how to run an entry file
+
+Everything an ecosystem declares is on ``Ecosystem`` below: mandatory members are abstract (or annotated
+without a value, checked when the class is defined), optional ones carry their "not provided" default. The
+service reads declared members only, never probes with ``getattr``. Departures from the common pipeline are
+named ``Quirk`` values, so the service handles each once.
 
 Ecosystems never print, exit, chdir or spawn processes themselves: everything that runs goes through
 ``InstallJail.run``, which is the jail runner with the install profile.
@@ -14,14 +20,21 @@ Ecosystems never print, exit, chdir or spawn processes themselves: everything th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import abc
+import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypedDict
 
 from cloche.errors import ClocheError
 from cloche.jail.profile import Mount
 from cloche.jail.runner import RunResult
+
+# The install jail's layout, which installers' command lines refer to (the jail builds it: jail/install.py).
+INSTALL_INPUTS = "/work"  # ``files`` given to ``InstallJail.run`` appear here, read-only
+INSTALL_CACHE = "/cache"  # the installer cache: shared across builds, or private and thrown away
+INSTALL_TOOLS = "/opt/cloche/bin"  # server-staged installer binaries (uv)
 
 
 class InstallFailed(ClocheError):
@@ -52,6 +65,10 @@ class Component:
             "provenance": self.provenance,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Component:
+        return cls(**{**data, "hashes": tuple(data.get("hashes", ()))})
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -69,13 +86,40 @@ class Detection:
     resolved: tuple[Mapping[str, str | None], ...] = ()
     sys_path: tuple[str, ...] = ()  # workspace dirs to put on the import path (src layouts)
     details: Any = None  # the ecosystem's own detection record
-    # Go and Java need an environment even with no packages: it carries the toolchain's module file, the
-    # shared precompiled standard library or the launcher, so runs look the same with and without packages.
-    toolchain: bool = False
 
     @property
-    def needs_environment(self) -> bool:
-        return bool(self.requested or self.optional or self.toolchain)
+    def needs_packages(self) -> bool:
+        return bool(self.requested or self.optional)
+
+
+class Found(Protocol):
+    """The fields every language's own detection record shares (what ``Detection.of`` copies)."""
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def requested(self) -> tuple[str, ...]: ...
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def unlisted(self) -> tuple[Mapping[str, str | None], ...]: ...
+
+
+def detection_of(ecosystem: str, found: Found, **more: Any) -> Detection:
+    """The ``Detection`` for a language's own record ``found`` (kept as ``details``); ``more`` sets the
+    fields not every record has (``unresolved``, ``optional``, ``sys_path``)."""
+    return Detection(
+        ecosystem=ecosystem,
+        source=found.source,
+        requested=tuple(found.requested),
+        fingerprint=found.fingerprint,
+        unlisted=tuple(found.unlisted),
+        details=found,
+        **more,
+    )
 
 
 @dataclass(frozen=True)
@@ -93,8 +137,10 @@ class ExecEnv:
 
 
 class InstallJail(Protocol):
-    """Runs installer commands in the *install* profile: registry-only egress, no workspace, one writable
-    environment directory (visible at ``env_mount``), the installer cache, and scratch space."""
+    """Runs installer commands in the *install* profile: registry-only egress (none when the ecosystem's
+    sources are local), no workspace, one writable directory being built (``build_dir``, visible at
+    ``build_mount``), inputs at ``INSTALL_INPUTS``, the installer cache at ``INSTALL_CACHE``, and scratch
+    space. Every run gets the ecosystem's ``installer_env()`` under the variables given to it."""
 
     env_mount: str
     build_dir: Path | None
@@ -109,42 +155,100 @@ class InstallJail(Protocol):
         shared_cache: bool = True,
         timeout_seconds: float | None = None,
     ) -> RunResult:
-        """``files`` are written into ``/work`` (read-only in the jail) before the run."""
+        """``files`` are written into ``INSTALL_INPUTS`` (read-only in the jail) before the run."""
         ...
 
 
-ProgressSink = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+class InstallRunOptions(TypedDict, total=False):
+    """The keyword options of ``InstallJail.run``, for helpers that pass them on."""
+
+    env: Mapping[str, str] | None
+    files: Mapping[str, str] | None
+    shared_cache: bool
+    timeout_seconds: float | None
 
 
-class Ecosystem(Protocol):
-    """One language."""
+class Quirk(enum.Enum):
+    """A named departure from the common pipeline, declared in ``Ecosystem.quirks``."""
 
-    name: str
-    extensions: tuple[str, ...]
-    env_mount: str  # where the environment appears in jails (built there, mounted there)
+    # An environment is built and mounted even when nothing is requested: it carries the toolchain's own
+    # files (Go's module file and precompiled standard library, Java's launcher), so runs look the same
+    # with and without packages.
+    ENVIRONMENT_WITHOUT_PACKAGES = "environment_without_packages"
 
+
+class Companion(abc.ABC):
+    """An optional after-build companion: a store entry derived from a sealed environment (Python's
+    precompiled bytecode), built off the exec's path and collected with its environment. A missing or
+    failed companion costs speed only; runs use it once it has landed."""
+
+    mount: str  # where the companion is built in its install jail (and where runs see it)
+
+    @abc.abstractmethod
+    async def build(self, jail: InstallJail) -> bool:
+        """Fill ``jail.build_mount``; the environment is mounted read-only at its ``env_mount``.
+        False: nothing worth keeping was built."""
+
+
+class Ecosystem(abc.ABC):
+    """One language: the contract the service and the install jail read.
+
+    Mandatory: ``name``, ``extensions``, ``env_mount`` and the abstract methods. Optional: everything with a
+    default below; an ecosystem overrides what it provides.
+    """
+
+    # -- mandatory --
+    name: ClassVar[str]  # "python", "node", ...: the sandbox language, the store's ecosystem field
+    extensions: ClassVar[tuple[str, ...]]  # entry file extensions this ecosystem runs (registry order decides)
+    env_mount: ClassVar[str]  # where the environment is built in install jails and mounted in runs
+
+    # -- optional --
+    quirks: ClassVar[frozenset[Quirk]] = frozenset()  # departures from the common pipeline
+    # Read-only mounts every install jail of this ecosystem gets: toolchain, scripts, local package sources.
+    install_mounts: tuple[Mount, ...] = ()
+    # True when every package source is local (a wheel folder): install jails then get no network at all.
+    install_offline: bool = False
+    # Built after each new environment is sealed; None: the ecosystem has none.
+    companion: Companion | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):  # a concrete ecosystem: its mandatory fields are set
+            missing = [n for n in ("name", "extensions", "env_mount") if n not in dir(cls)]
+            if missing:
+                raise TypeError(f"ecosystem {cls.__name__} does not declare {', '.join(missing)}")
+
+    @abc.abstractmethod
     def command(self, entry: str, args: list[str]) -> list[str]:
         """argv that runs ``entry`` (a workspace-relative path) inside the jail."""
-        ...
 
+    @abc.abstractmethod
     def detect(self, root: Path, entry: str) -> Detection:
         """Pure: what the entry needs. Reads the workspace through safefs only."""
-        ...
 
+    @abc.abstractmethod
     def abi(self) -> str:
         """The toolchain ABI and platform; part of every environment key."""
-        ...
 
-    async def resolve(self, detection: Detection, jail: InstallJail) -> Lock: ...
+    @abc.abstractmethod
+    async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
+        """An exact lock for ``detection``; raises ``InstallFailed`` with the installer's error."""
 
+    @abc.abstractmethod
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         """Install ``lock`` into ``jail.env_mount``; return what was installed."""
-        ...
 
+    @abc.abstractmethod
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
         """Components of a built environment: the lock's pins, enriched with installed metadata."""
-        ...
 
+    @abc.abstractmethod
     def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
         """Mounts and variables that make ``environment`` visible to a run."""
-        ...
+
+    def installer_env(self) -> Mapping[str, str]:
+        """Optional: variables every install jail run gets (cache locations, registry, trust store)."""
+        return {}
+
+    def needs_environment(self, detection: Detection) -> bool:
+        return detection.needs_packages or Quirk.ENVIRONMENT_WITHOUT_PACKAGES in self.quirks

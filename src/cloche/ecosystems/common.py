@@ -1,5 +1,5 @@
-"""Small helpers the Node, Go and Java ecosystems share: workspace reads through safefs, fingerprints,
-installer error text, and where local package sources appear inside install jails."""
+"""Small helpers the ecosystems share: workspace reads through safefs, fingerprints, running an installer
+(its error text), where local package sources appear inside install jails, and staging scripts jails bind."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import os
 import posixpath
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import unquote, urlsplit
 
+from cloche.ecosystems.base import InstallFailed, InstallJail, InstallRunOptions
 from cloche.errors import ClocheError, InvalidRequest
+from cloche.jail.profile import Mount
+from cloche.jail.runner import RunResult
 from cloche.store import safefs
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -94,6 +97,14 @@ def installer_error(text: str, limit: int = 30) -> str:
     """The installer's last lines (they name the package that failed), without blank noise."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(lines[-limit:]) or "the installer failed without a message"
+
+
+async def run_installer(jail: InstallJail, argv: Sequence[str], **options: Unpack[InstallRunOptions]) -> RunResult:
+    """One installer step in ``jail``; a failure raises ``InstallFailed`` with the installer's last lines."""
+    result = await jail.run(argv, **options)
+    if result.status != "succeeded":
+        raise InstallFailed(installer_error(result.stderr or result.output))
+    return result
 
 
 def local_source(url: str) -> Path | None:
@@ -190,3 +201,8 @@ def reachable(source: Path, stage: Path) -> Path:
     os.replace(temp, stage)
     stamp.write_text(marker)
     return stage
+
+
+def staged_mount(source: Path, dest: str, stage: Path | None, name: str) -> Mount:
+    """A read-only mount of ``source`` at ``dest``, staged as ``stage/name`` when jails cannot reach it."""
+    return Mount("ro-bind", dest, reachable(source, stage / name) if stage is not None else source)

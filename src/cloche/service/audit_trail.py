@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloche.models import FileEntry
+from cloche.service.records import DependencyRecord
 from cloche.store.audit_log import AuditLog
 from cloche.store.metadata import RunRow, SandboxRow
 from cloche.store.tree_hash import DigestCache, tree_hash
@@ -53,42 +54,41 @@ class AuditTrail:
     async def exec_requested(self, run: RunRow, entry: str | None) -> None:
         await self._append("exec_requested", run.sandbox_id, run_id=run.id, argv=run.argv, entry=entry)
 
-    async def install_performed(self, run: RunRow, ecosystem: str) -> None:
-        install = run.extra.get("install") or {}
-        lock = run.extra.get("lock") or ""
+    async def install_performed(self, run: RunRow, record: DependencyRecord) -> None:
+        install = record.install
         await self._append(
             "install_performed",
             run.sandbox_id,
             run_id=run.id,
-            ecosystem=ecosystem,
-            source=install.get("source"),
-            lock_sha256=sha256_text(lock),
-            env_key=run.extra.get("env_key"),
-            installed=install.get("installed", []),
+            ecosystem=record.ecosystem,
+            source=install.source if install else None,
+            lock_sha256=sha256_text(record.lock or ""),
+            env_key=record.env_key,
+            installed=[p.model_dump() for p in install.installed] if install else [],
         )
 
-    async def run_finished(self, run: RunRow, workspace: Path) -> None:
+    async def run_finished(self, run: RunRow, record: DependencyRecord, workspace: Path) -> None:
         cache = self._digests.pop(workspace, {})
         self._digests[workspace] = cache
         while len(self._digests) > DIGEST_CACHES:
             self._digests.popitem(last=False)
         tree = await asyncio.to_thread(_safe_tree_hash, workspace, cache)
-        await self._append("run_finished", run.sandbox_id, **_run_fields(run, tree))
+        await self._append("run_finished", run.sandbox_id, **_run_fields(run, record, tree))
         denied = run.extra.get("egress_denied") or []
         if denied:
             await self._append("egress_denied", run.sandbox_id, run_id=run.id, hosts=denied)
 
-    def run_aborted(self, run: RunRow) -> None:
+    def run_aborted(self, run: RunRow, record: DependencyRecord) -> None:
         """Synchronous: called while the run's task is being cancelled, where awaiting is not possible."""
-        self.log.append("run_finished", run.sandbox_id, **_run_fields(run, None))
+        self.log.append("run_finished", run.sandbox_id, **_run_fields(run, record, None))
 
 
-def _run_fields(run: RunRow, tree: str | None) -> dict[str, Any]:
+def _run_fields(run: RunRow, record: DependencyRecord, tree: str | None) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "argv": run.argv,
         "workspace_tree_sha256": tree,
-        "env_key": run.extra.get("env_key"),
+        "env_key": record.env_key,
         "exit_code": run.exit_code,
         "status": run.status,
         "stdout_sha256": sha256_text(run.stdout),

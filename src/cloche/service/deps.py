@@ -22,7 +22,9 @@ from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
+from cloche.models import InstalledPackage, InstallReport, ResolvedImport
 from cloche.service.ids import utcnow
+from cloche.service.records import DependencyRecord
 from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
@@ -33,18 +35,13 @@ MEMO_SIZE = 256
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
-    """What an exec needs from the dependency step."""
+    """What an exec needs from the dependency step: the record it is stored and answered with, and the
+    mounts and variables that make its environment visible to the run."""
 
+    record: DependencyRecord
     exec_env: ExecEnv = field(default_factory=ExecEnv)
-    report: dict[str, Any] = field(default_factory=dict)
-    newly_installed: list[Component] = field(default_factory=list)
-    unlisted: list[Mapping[str, str | None]] = field(default_factory=list)
-    unresolved: list[Mapping[str, str | None]] = field(default_factory=list)
-    lock: Lock | None = None
-    env_key: str | None = None
-    error: str | None = None
 
 
 class DependencyService:
@@ -75,24 +72,35 @@ class DependencyService:
     async def prepare(
         self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
     ) -> Prepared:
+        """Detect what ``entry`` needs, then bind the sandbox to an environment that has it (the fast path,
+        the store, or a build); an install failure is reported in the record, never raised."""
         started = time.monotonic()
         detection = await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, entry)
-        prepared = Prepared(unlisted=list(detection.unlisted), unresolved=list(detection.unresolved))
-        report: dict[str, Any] = {
-            "source": detection.source,
-            "requested": list(detection.requested),
-            "resolved": list(detection.resolved),
-            "installed": [],
-            "reused_environment": False,
-        }
-        prepared.report = report
-        if not detection.needs_environment:
-            report["duration_ms"] = int((time.monotonic() - started) * 1000)
-            return prepared
+
+        def record(lock: Lock | None = None, key: str | None = None, **report: Any) -> DependencyRecord:
+            install = InstallReport(
+                source=detection.source,
+                requested=list(detection.requested),
+                resolved=[ResolvedImport.model_validate(r) for r in detection.resolved],
+                duration_ms=int((time.monotonic() - started) * 1000),
+                **{"installed": [], "reused_environment": False, **report},
+            )
+            return DependencyRecord.of(
+                ecosystem.name,
+                ecosystem.abi(),
+                install=install,
+                unlisted=detection.unlisted,
+                unresolved=detection.unresolved,
+                lock=lock,
+                env_key=key,
+            )
+
+        if not ecosystem.needs_environment(detection):
+            return Prepared(record())
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
         try:
             if binding and binding.fingerprint == detection.fingerprint and self.envs.get(binding.env_key):
-                lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
+                lock = Lock(binding.lock, tuple(Component.from_dict(c) for c in binding.components))
                 key, reused = binding.env_key, True
             else:
                 with self.metrics.install_duration.time():
@@ -102,24 +110,17 @@ class DependencyService:
                     await progress({"phase": "installed", "packages": packages, "reused": reused})
         except InstallFailed as exc:
             log.warning("install failed", extra={"ecosystem": ecosystem.name, "error": exc.message})
-            report["error"] = exc.message
-            prepared.error = exc.message
-            report["duration_ms"] = int((time.monotonic() - started) * 1000)
-            return prepared
+            return Prepared(record(error=exc.message))
         self.metrics.environment_lookup(hit=reused)
         stored = self.envs.get(key)
         assert stored is not None
-        previous = {(c["name"], c["version"]) for c in binding.components} if binding else set()
-        fresh = [c for c in lock.components if (c.name, c.version) not in previous]
+        fresh: list[Component] = []
         if binding is None or binding.fingerprint != detection.fingerprint:
-            prepared.newly_installed = fresh
-        report["installed"] = [{"name": c.name, "version": c.version} for c in prepared.newly_installed]
-        report["reused_environment"] = reused
-        report["environment"] = key
-        report["duration_ms"] = int((time.monotonic() - started) * 1000)
-        prepared.exec_env = ecosystem.exec_env(stored.path, detection)
-        prepared.lock, prepared.env_key = lock, key
-        return prepared
+            previous = {(c["name"], c["version"]) for c in binding.components} if binding else set()
+            fresh = [c for c in lock.components if (c.name, c.version) not in previous]
+        installed = [InstalledPackage(name=c.name, version=c.version) for c in fresh]
+        done = record(lock, key, installed=installed, reused_environment=reused, environment=key)
+        return Prepared(done, ecosystem.exec_env(stored.path, detection))
 
     async def _install(
         self,
@@ -181,7 +182,7 @@ class DependencyService:
                 stored = self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
                 self.metrics.store_changed()
             future.set_result(None)
-            self._start_precompile(key, ecosystem, stored.path)
+            self._start_companion(key, ecosystem, stored.path)
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))
             future.exception()  # mark retrieved: waiters re-check the store instead
@@ -203,10 +204,11 @@ class DependencyService:
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
         stored = self.envs.get(binding.env_key) if binding else None
         if binding is None or stored is None:
-            return Prepared()
+            return Prepared(DependencyRecord.of(ecosystem.name, ecosystem.abi()))
         detection = Detection(ecosystem.name, "bound", (), binding.fingerprint)
-        lock = Lock(binding.lock, tuple(Component(**c) for c in binding.components))
-        return Prepared(exec_env=ecosystem.exec_env(stored.path, detection), lock=lock, env_key=binding.env_key)
+        lock = Lock(binding.lock, tuple(Component.from_dict(c) for c in binding.components))
+        record = DependencyRecord.of(ecosystem.name, ecosystem.abi(), lock=lock, env_key=binding.env_key)
+        return Prepared(record, ecosystem.exec_env(stored.path, detection))
 
     def _recent_lock(self, ecosystem: Ecosystem, detection: Detection) -> Lock | None:
         found = self._resolutions.get((ecosystem.name, ecosystem.abi(), detection.fingerprint))
@@ -227,22 +229,22 @@ class DependencyService:
             self._detections.popitem(last=False)
         return detection
 
-    def _start_precompile(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
-        """Build the environment's bytecode companion in the background; runs use it once it lands."""
-        precompile = getattr(ecosystem, "precompile", None)
-        mount = getattr(ecosystem, "pycache_mount", None)
-        if precompile is None or mount is None or self.envs.get(companion_key(key)) is not None:
+    def _start_companion(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
+        """Build the ecosystem's after-build companion in the background; runs use it once it lands."""
+        companion = ecosystem.companion
+        if companion is None or self.envs.get(companion_key(key)) is not None:
             return
 
         async def build() -> None:
             try:
                 readonly = (Mount("ro-bind", ecosystem.env_mount, environment),)
-                async with self.jails.session(ecosystem, build=True, build_mount=mount, mounts=readonly) as jail:
-                    if await precompile(jail) and jail.build_dir is not None:
+                session = self.jails.session(ecosystem, build=True, build_mount=companion.mount, mounts=readonly)
+                async with session as jail:
+                    if await companion.build(jail) and jail.build_dir is not None:
                         self.envs.put(companion_key(key), jail.build_dir, {"ecosystem": ecosystem.name, "of": key})
                         self.metrics.store_changed()
             except Exception:  # a missing companion only costs speed; the environment itself is complete
-                log.exception("bytecode precompilation failed", extra={"env_key": key})
+                log.exception("companion build failed", extra={"env_key": key, "ecosystem": ecosystem.name})
 
         task = asyncio.create_task(build())
         self.background.add(task)

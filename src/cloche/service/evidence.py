@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloche.ecosystems.base import Component
 from cloche.errors import InvalidRequest, RunNotFound
 from cloche.sbom import build_sbom, diff_components
+from cloche.service.records import DependencyRecord
 from cloche.service.sandboxes import SandboxService
 from cloche.store.metadata import RunRow
 
@@ -25,30 +25,28 @@ class EvidenceService:
     def lock(self, tenant: str, sandbox_id: str, run_id: str) -> dict[str, Any]:
         """The exact dependency record the run executed with."""
         run = self._run(tenant, sandbox_id, run_id)
-        extra = run.extra
-        install = extra.get("install") or {}
+        record = DependencyRecord.from_json(run.extra)
         return {
             "run_id": run.id,
-            "ecosystem": extra.get("ecosystem"),
-            "source": install.get("source", "none"),
-            "environment": extra.get("env_key"),
-            "lock": extra.get("lock"),
-            "components": extra.get("components") or [],
+            "ecosystem": record.ecosystem,
+            "source": record.install.source if record.install else "none",
+            "environment": record.env_key,
+            "lock": record.lock,
+            "components": [c.to_dict() for c in record.components],
         }
 
     def sbom(self, tenant: str, sandbox_id: str, run_id: str) -> dict[str, Any]:
         run = self._run(tenant, sandbox_id, run_id)
-        extra = run.extra
-        components = [Component(**{**c, "hashes": tuple(c.get("hashes", ()))}) for c in extra.get("components") or []]
+        record = DependencyRecord.from_json(run.extra)
         entry = run.argv[1] if len(run.argv) > 1 and run.argv[0] != "/bin/sh" else None
         return build_sbom(
             sandbox_id=run.sandbox_id,
             run_id=run.id,
             entry=entry,
             argv=run.argv,
-            toolchain=extra.get("toolchain") or {},
-            components=components,
-            environment_key=extra.get("env_key"),
+            toolchain=record.toolchain,
+            components=record.components,
+            environment_key=record.env_key,
             timestamp=run.started_at,
         )
 
@@ -57,5 +55,7 @@ class EvidenceService:
             raise InvalidRequest("give both 'from' and 'to' run ids")
         old = self._run(tenant, sandbox_id, from_run)
         new = self._run(tenant, sandbox_id, to_run)
-        changes = diff_components(old.extra.get("components") or [], new.extra.get("components") or [])
+        old_components = [c.to_dict() for c in DependencyRecord.from_json(old.extra).components]
+        new_components = [c.to_dict() for c in DependencyRecord.from_json(new.extra).components]
+        changes = diff_components(old_components, new_components)
         return {"from": old.id, "to": new.id, **changes}

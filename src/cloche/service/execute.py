@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
 from cloche.jail.egress_policy import EgressPolicy
-from cloche.jail.environment import BASE_ENV
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner, RunResult, StreamName
 from cloche.logs import bind as bind_log_fields
@@ -18,6 +18,7 @@ from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
 from cloche.service.deps import DependencyService, Prepared, Progress
 from cloche.service.ids import new_run_id, utcnow
+from cloche.service.records import DependencyRecord
 from cloche.service.sandboxes import SandboxService
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
@@ -25,6 +26,16 @@ from cloche.store.metadata import RunRow, SandboxRow
 log = logging.getLogger("cloche.exec")
 
 EventSink = Callable[[StreamName, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an exec request runs: the ecosystem (None for a command in a sandbox of no language yet), the
+    entry file (None for a command) and the argv inside the jail."""
+
+    ecosystem: Ecosystem | None
+    entry: str | None
+    argv: list[str]
 
 
 class ExecService:
@@ -43,11 +54,11 @@ class ExecService:
         self.deps = deps
         self.metrics = metrics or deps.metrics
 
-    def _target(self, row: SandboxRow, request: ExecRequest) -> tuple[Ecosystem | None, str | None, list[str]]:
-        """(ecosystem, entry, argv) for the request; commands run with /bin/sh in the workspace."""
+    def _target(self, row: SandboxRow, request: ExecRequest) -> Target:
+        """What the request runs; commands run with /bin/sh in the workspace. Reads only."""
         if request.command is not None:
             language = self.ecosystems.by_name(row.language) if row.language else None
-            return language, None, ["/bin/sh", "-c", request.command]
+            return Target(language, None, ["/bin/sh", "-c", request.command])
         assert request.filename is not None
         entry = str(safefs.validate_relpath(request.filename))
         ecosystem = self.ecosystems.for_entry(entry)
@@ -55,20 +66,16 @@ class ExecService:
         info = safefs.lookup(root, entry)
         if info is None or info.type != "file":
             raise FileNotFound(f"{entry!r} is not a file in the workspace; upload it first")
-        if row.language is None:
-            self.sandboxes.store.set_language(row.id, ecosystem.name)
-        return ecosystem, entry, ecosystem.command(entry, request.args)
+        return Target(ecosystem, entry, ecosystem.command(entry, request.args))
 
-    async def _prepare(
-        self, row: SandboxRow, ecosystem: Ecosystem | None, entry: str | None, progress: Progress | None
-    ) -> Prepared:
-        if ecosystem is None:
-            return Prepared()
-        if entry is None:
+    async def _prepare(self, row: SandboxRow, target: Target, progress: Progress | None) -> Prepared:
+        if target.ecosystem is None:
+            return Prepared(DependencyRecord())
+        if target.entry is None:
             # A shell command sees the environment the sandbox's last file exec installed, unchanged.
-            return self.deps.current(row.id, ecosystem)
+            return self.deps.current(row.id, target.ecosystem)
         root = self.sandboxes.paths.workspace(row.id)
-        return await self.deps.prepare(row.id, ecosystem, root, entry, progress)
+        return await self.deps.prepare(row.id, target.ecosystem, root, target.entry, progress)
 
     def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv) -> RunSpec:
         settings = self.settings
@@ -87,7 +94,7 @@ class ExecService:
         )
         return RunSpec(
             argv=tuple(argv),
-            env={**BASE_ENV, **exec_env.env, **row.env, **(request.env or {})},
+            env={**exec_env.env, **row.env, **(request.env or {})},  # over the runner's base variables
             cwd=SANDBOX_DIR,
             stdin=request.stdin.encode() if request.stdin is not None else None,
             timeout_seconds=min(float(timeout), settings.max_timeout_seconds),
@@ -113,51 +120,58 @@ class ExecService:
         self.sandboxes.track(row.id, task)
         async with self.sandboxes.lock(row.id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
-            ecosystem, entry, argv = self._target(row, request)
-            run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
+            target = self._target(row, request)
+            if row.language is None and target.ecosystem is not None:
+                self.sandboxes.store.set_language(row.id, target.ecosystem.name)  # the first file decides
+            language = row.language or (target.ecosystem.name if target.ecosystem else None)
+            run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=target.argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
             bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
             audit = self.sandboxes.audit
-            await audit.exec_requested(run, entry)
+            workspace = self.sandboxes.paths.workspace(row.id)
+            await audit.exec_requested(run, target.entry)
+            record = DependencyRecord()
             try:
-                prepared = await self._prepare(row, ecosystem, entry, on_install)
-                run.extra = _dependency_record(prepared, ecosystem)
-                if ecosystem is not None and prepared.newly_installed:
-                    await audit.install_performed(run, ecosystem.name)
-                if prepared.error is not None:
-                    self._finish(run, None, "install_failed", prepared.error)
-                    run.output = f"Install failed:\n{prepared.error}\n"
-                    self.sandboxes.store.finish_run(run)
-                    await audit.run_finished(run, self.sandboxes.paths.workspace(row.id))
-                    return _result(run)
-                spec = self._spec(row, request, argv, prepared.exec_env)
+                prepared = await self._prepare(row, target, on_install)
+                record = prepared.record
+                run.extra = record.to_json()  # the one serialisation of the dependency record
+                if record.install is not None and record.install.installed:
+                    await audit.install_performed(run, record)
+                if record.error is not None:
+                    run.output = f"Install failed:\n{record.error}\n"
+                    self._finish(run, language, None, "install_failed", record.error)
+                    await audit.run_finished(run, record, workspace)
+                    return _result(run, record)
+                spec = self._spec(row, request, target.argv, prepared.exec_env)
                 profile = JailProfile(
                     name="exec",
                     host_uid=row.host_uid,
-                    workspace=self.sandboxes.paths.workspace(row.id),
+                    workspace=workspace,
                     workspace_writable=True,
                     mounts=prepared.exec_env.mounts,
                     egress=self._egress(row),
                     tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
                 )
                 result = await self.runner.run(spec, profile, on_output)
-                result.output = _install_lines(prepared) + result.output
+                result.output = _install_lines(record) + result.output
             except asyncio.CancelledError:
-                self._finish(run, None, "killed", "the client disconnected or the sandbox was deleted")
-                audit.run_aborted(run)
+                self._finish(run, language, None, "killed", "the client disconnected or the sandbox was deleted")
+                audit.run_aborted(run, record)
                 raise
             except Exception as exc:
                 self.metrics.jail_failed()
-                self._finish(run, None, "failed", f"cloche could not run this: {exc}")
+                self._finish(run, language, None, "failed", f"cloche could not run this: {exc}")
                 raise
-            self._finish(run, result, result.status, result.error)
+            self._finish(run, language, result, result.status, result.error)
             self.sandboxes.touch(row.id)
-            await audit.run_finished(run, self.sandboxes.paths.workspace(row.id))
+            await audit.run_finished(run, record, workspace)
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
-        return _result(run)
+        return _result(run, record)
 
-    def _finish(self, run: RunRow, result: RunResult | None, status: str, error: str | None) -> None:
+    def _finish(
+        self, run: RunRow, language: str | None, result: RunResult | None, status: str, error: str | None
+    ) -> None:
         run.status = status
         run.error = error
         run.finished_at = utcnow()
@@ -170,9 +184,8 @@ class ExecService:
         else:
             run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
         self.sandboxes.store.finish_run(run)
-        sandbox = self.sandboxes.store.get_sandbox(run.sandbox_id)
         denied = len(result.egress_denied) if result is not None else 0
-        self.metrics.exec_finished(sandbox.language if sandbox else None, status, run.duration_ms / 1000, denied)
+        self.metrics.exec_finished(language, status, run.duration_ms / 1000, denied)
 
     def runs(self, tenant: str, sandbox_id: str, limit: int = 100) -> RunList:
         row = self.sandboxes.get_row(tenant, sandbox_id)
@@ -198,7 +211,7 @@ class ExecService:
         if run is None:
             raise RunNotFound(f"no run {run_id!r} in sandbox {sandbox_id}")
         return RunRecord(
-            **_result(run).model_dump(),
+            **_result(run, DependencyRecord.from_json(run.extra)).model_dump(),
             sandbox_id=run.sandbox_id,
             argv=run.argv,
             started_at=run.started_at,
@@ -207,34 +220,21 @@ class ExecService:
         )
 
 
-def _dependency_record(prepared: Prepared, ecosystem: Ecosystem | None) -> dict[str, object]:
-    return {
-        "ecosystem": ecosystem.name if ecosystem else None,
-        "toolchain": {ecosystem.name: ecosystem.abi()} if ecosystem else {},
-        "install": prepared.report or None,
-        "unlisted_imports": prepared.unlisted,
-        "unresolved_imports": prepared.unresolved,
-        "lock": prepared.lock.text if prepared.lock else None,
-        "components": [c.to_dict() for c in prepared.lock.components] if prepared.lock else [],
-        "env_key": prepared.env_key,
-    }
-
-
-def _install_lines(prepared: Prepared) -> str:
-    lines = [f"Installing {c.name}=={c.version}...\n" for c in prepared.newly_installed]
-    for item in prepared.unlisted:
-        hint = f" (add {item['suggested']})" if item.get("suggested") else ""
-        lines.append(f"Note: '{item['module']}' is imported but not listed in the manifest{hint}\n")
+def _install_lines(record: DependencyRecord) -> str:
+    installed = record.install.installed if record.install else []
+    lines = [f"Installing {c.name}=={c.version}...\n" for c in installed]
+    for item in record.unlisted_imports:
+        hint = f" (add {item.suggested})" if item.suggested else ""
+        lines.append(f"Note: '{item.module}' is imported but not listed in the manifest{hint}\n")
     return "".join(lines)
 
 
-def _result(run: RunRow) -> ExecResult:
-    extra = run.extra
+def _result(run: RunRow, record: DependencyRecord) -> ExecResult:
     return ExecResult(
-        install=extra.get("install"),
-        unlisted_imports=extra.get("unlisted_imports") or [],
-        unresolved_imports=extra.get("unresolved_imports") or [],
-        egress_denied=extra.get("egress_denied") or [],
+        install=record.install,
+        unlisted_imports=record.unlisted_imports,
+        unresolved_imports=record.unresolved_imports,
+        egress_denied=run.extra.get("egress_denied") or [],
         run_id=run.id,
         status=run.status,
         exit_code=run.exit_code,

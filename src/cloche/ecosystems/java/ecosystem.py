@@ -17,8 +17,19 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, jail_url, local_source, reachable
+from cloche.ecosystems.base import (
+    INSTALL_CACHE,
+    Component,
+    Detection,
+    Ecosystem,
+    ExecEnv,
+    InstallFailed,
+    InstallJail,
+    Lock,
+    Quirk,
+    detection_of,
+)
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source, run_installer, staged_mount
 from cloche.ecosystems.java.detect import JavaDetection
 from cloche.ecosystems.java.detect import detect as detect_java
 from cloche.errors import ClocheError
@@ -56,22 +67,22 @@ def components(lock_text: str, provenance: str) -> list[Component]:
     return out
 
 
-class JavaEcosystem:
-    name: str = "java"
-    extensions: tuple[str, ...] = (".java",)
-    env_mount: str = ENV_MOUNT
+class JavaEcosystem(Ecosystem):
+    name = "java"
+    extensions = (".java",)
+    env_mount = ENV_MOUNT
+    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES})
 
     def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
         """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
         self.repository = repository
 
         def script(name: str) -> Mount:
-            source = reachable(HERE / name, stage / f"java-{name}") if stage is not None else HERE / name
-            return Mount("ro-bind", f"{TOOLS}/{name}", source)
+            return staged_mount(HERE / name, f"{TOOLS}/{name}", stage, f"java-{name}")
 
         source = local_source(repository)
         local = (Mount("ro-bind", f"{LOCAL_SOURCES}/maven", source),) if source is not None else ()
-        self.install_mounts: tuple[Mount, ...] = (script("maven.py"), *local)
+        self.install_mounts = (script("maven.py"), *local)
         self.run_mounts = (script("run.py"),)
 
     def command(self, entry: str, args: list[str]) -> list[str]:
@@ -79,16 +90,7 @@ class JavaEcosystem:
 
     def detect(self, root: Path, entry: str) -> Detection:
         found = detect_java(root, entry)
-        return Detection(
-            ecosystem=self.name,
-            source=found.source,
-            requested=found.requested,
-            fingerprint=found.fingerprint,
-            unlisted=found.unlisted,
-            unresolved=found.unresolved,
-            details=found,
-            toolchain=True,
-        )
+        return detection_of(self.name, found, unresolved=found.unresolved)
 
     def abi(self) -> str:
         # Jars are platform-neutral, but the JDK decides which class files run: key on its major version.
@@ -104,7 +106,16 @@ class JavaEcosystem:
 
     def _argv(self, command: str) -> list[str]:
         repo = jail_url(self.repository, f"{LOCAL_SOURCES}/maven")
-        return ["/usr/bin/python3", "-I", f"{TOOLS}/maven.py", command, "--repo", repo, "--cache", "/cache/repository"]
+        return [
+            "/usr/bin/python3",
+            "-I",
+            f"{TOOLS}/maven.py",
+            command,
+            "--repo",
+            repo,
+            "--cache",
+            f"{INSTALL_CACHE}/repository",
+        ]
 
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details
@@ -113,9 +124,7 @@ class JavaEcosystem:
             return Lock(text=EMPTY_LOCK, components=())  # nothing declared: nothing to ask a registry
         # The request goes in as a file: stdin is not a jail input.
         argv = ["/bin/sh", "-c", 'exec "$@" < /work/request.json', "maven", *self._argv("resolve")]
-        result = await jail.run(argv, files={"request.json": json.dumps(found.request())}, shared_cache=True)
-        if result.status != "succeeded":
-            raise InstallFailed(installer_error(result.stderr or result.output))
+        result = await run_installer(jail, argv, files={"request.json": json.dumps(found.request())})
         try:
             text = json.dumps(json.loads(result.stdout), indent=1, sort_keys=True)
         except ValueError as e:
@@ -127,9 +136,7 @@ class JavaEcosystem:
             return []
         argv = ["/bin/sh", "-c", 'exec "$@" < /work/lock.json', "maven", *self._argv("fetch"), "--dest", ENV_MOUNT]
         files = {"lock.json": lock.text}
-        result = await jail.run(argv, files=files, shared_cache=True, timeout_seconds=INSTALL_TIMEOUT)
-        if result.status != "succeeded":
-            raise InstallFailed(installer_error(result.stderr or result.output))
+        await run_installer(jail, argv, files=files, timeout_seconds=INSTALL_TIMEOUT)
         return list(lock.components)
 
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:

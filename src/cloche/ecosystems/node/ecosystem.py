@@ -22,10 +22,21 @@ the shared npm cache. ``npm ci`` uses it too when no package in the lock has ins
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
-from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source
+from cloche.ecosystems.base import (
+    INSTALL_CACHE,
+    Component,
+    Detection,
+    Ecosystem,
+    ExecEnv,
+    InstallFailed,
+    InstallJail,
+    Lock,
+    detection_of,
+)
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source, run_installer
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
@@ -56,10 +67,10 @@ _SERVE_LOCAL = (
 )
 
 
-class NodeEcosystem:
-    name: str = "node"
-    extensions: tuple[str, ...] = (".js", ".mjs", ".cjs")
-    env_mount: str = ENV_MOUNT
+class NodeEcosystem(Ecosystem):
+    name = "node"
+    extensions = (".js", ".mjs", ".cjs")
+    env_mount = ENV_MOUNT
 
     def __init__(
         self, registry: str = DEFAULT_REGISTRY, facts_cache: Path | None = None, min_age_days: float = 90.0
@@ -70,25 +81,15 @@ class NodeEcosystem:
         self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
         source = local_source(registry)
         self.local = source is not None
-        self.install_mounts: tuple[Mount, ...] = (
-            (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),) if source is not None else ()
-        )
+        if source is not None:
+            self.install_mounts = (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),)
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["node", entry, *args]
 
     def detect(self, root: Path, entry: str) -> Detection:
         found = detect_node(root, entry, self.vetting)
-        return Detection(
-            ecosystem=self.name,
-            source=found.source,
-            requested=found.requested,
-            fingerprint=found.fingerprint,
-            unlisted=found.unlisted,
-            unresolved=found.unresolved,
-            resolved=found.resolved,
-            details=found,
-        )
+        return detection_of(self.name, found, unresolved=found.unresolved, resolved=found.resolved)
 
     def abi(self) -> str:
         # Native addons are built for one NODE_MODULE_VERSION; read it from the installed headers
@@ -96,8 +97,9 @@ class NodeEcosystem:
         found = node_header_fields(NODE_HEADER)
         return f"node-{found.get('MAJOR', '?')}-abi{found.get('MODULE', '?')}-{lockfile.NPM_OS}-{lockfile.NPM_CPU}"
 
-    def _env(self) -> dict[str, str]:
+    def installer_env(self) -> Mapping[str, str]:
         return {
+            "npm_config_cache": INSTALL_CACHE,
             "npm_config_registry": self._jail_registry(),
             "npm_config_audit": "false",
             "npm_config_fund": "false",
@@ -105,7 +107,9 @@ class NodeEcosystem:
             "npm_config_loglevel": "error",
             "npm_config_logs_dir": "/tmp/npm-logs",
             "npm_config_progress": "false",
-            # Registries behind a TLS-inspecting gateway are trusted through the host's store, like uv.
+            # npm bundles its own roots; installers also trust the host's store, so registries behind a
+            # TLS-inspecting gateway work like uv's. (Not set for runs: parsing the whole store costs every node
+            # start ~70 ms; a sandbox behind a TLS-intercepting proxy sets it in its env.)
             "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
         }
 
@@ -125,15 +129,13 @@ class NodeEcosystem:
         files = {"package.json": json.dumps(found.manifest_json, indent=2) + "\n"}
         if found.lock is not None:
             files["package-lock.json"] = found.lock
-        result = await jail.run(self._shell(_RESOLVE, files), env=self._env(), files=files, shared_cache=True)
-        if result.status != "succeeded":
-            raise InstallFailed(installer_error(result.stderr or result.output))
+        result = await run_installer(jail, self._shell(_RESOLVE, files), files=files, shared_cache=True)
         text = lockfile.normalise(result.stdout)
         return Lock(text=text, components=tuple(lockfile.components(text, detection.source)))
 
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         scripts = lockfile.runs_scripts(lock.text)
-        env = {**self._env(), "CLOCHE_NPM_FLAGS": "" if scripts else "--ignore-scripts"}
+        env = {"CLOCHE_NPM_FLAGS": "" if scripts else "--ignore-scripts"}
         files = {"package.json": lockfile.manifest_of(lock.text), "package-lock.json": lock.text}
         # Install scripts are third-party code: they get a private cache, never the shared one.
         argv = self._shell(_BUILD, files)

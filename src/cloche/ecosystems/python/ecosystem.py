@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cloche.ecosystems.base import Component, Detection, ExecEnv, InstallFailed, InstallJail, Lock
-from cloche.ecosystems.common import ENV_ROOT
+from cloche.ecosystems.base import (
+    INSTALL_CACHE,
+    INSTALL_INPUTS,
+    INSTALL_TOOLS,
+    Companion,
+    Component,
+    Detection,
+    Ecosystem,
+    ExecEnv,
+    InstallFailed,
+    InstallJail,
+    Lock,
+)
+from cloche.ecosystems.common import ENV_ROOT, installer_error, run_installer
+from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
@@ -21,17 +35,40 @@ from cloche.store.envstore import META, companion_key
 
 TARGET_PYTHON = "/usr/bin/python3"
 ENV_MOUNT = f"{ENV_ROOT}/python"
-UV = "/opt/cloche/bin/uv"
+UV = f"{INSTALL_TOOLS}/uv"
 PYCACHE_MOUNT = "/opt/cloche/pycache"
-WHEELS = "/opt/cloche/wheels"
+WHEELS = "/opt/cloche/wheels"  # a local wheel folder (CLOCHE_PYTHON_WHEEL_DIR) in install jails
 INSTALL_TIMEOUT = 900.0
+# uv in every install jail: its cache is the jail's, the interpreter is the system's (never downloaded), and
+# TLS trusts the host's store (bound at /etc/ssl), not uv's bundled roots: operators add their CAs there.
+UV_ENV = {"UV_CACHE_DIR": INSTALL_CACHE, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "UV_NATIVE_TLS": "1"}
 
 
-class PythonEcosystem:
-    name: str = "python"
-    extensions: tuple[str, ...] = (".py",)
-    env_mount: str = ENV_MOUNT
-    pycache_mount: str = PYCACHE_MOUNT
+class Bytecode(Companion):
+    """The environment's modules compiled into a pycache prefix tree, a companion entry runs mount read-only.
+
+    No ``--compile-bytecode`` at install: compiling all of numpy and pandas takes longer than installing them,
+    so it runs right after the environment is sealed, off the exec's path.
+    """
+
+    mount = PYCACHE_MOUNT
+
+    async def build(self, jail: InstallJail) -> bool:
+        """Runs only the bytecode compiler (no package code), with the environment mounted read-only at its
+        usual path so the tree mirrors the paths runs import from."""
+        # The standard library too: with a pycache prefix set, Python looks for *every* module's bytecode in the
+        # prefix tree, so a stdlib missing there would be recompiled from source on each run.
+        stdlib = "/usr/lib/" + os.path.basename(os.path.realpath(TARGET_PYTHON))  # /usr/lib/python3.X
+        argv = [TARGET_PYTHON, "-m", "compileall", "-q", "-j", "0", f"{ENV_MOUNT}/lib", stdlib]
+        result = await jail.run(argv, env={"PYTHONPYCACHEPREFIX": jail.build_mount}, shared_cache=False)
+        return result.status == "succeeded"
+
+
+class PythonEcosystem(Ecosystem):
+    name = "python"
+    extensions = (".py",)
+    env_mount = ENV_MOUNT
+    companion = Bytecode()
 
     def __init__(
         self,
@@ -42,6 +79,12 @@ class PythonEcosystem:
         self.index_url = index_url
         self.wheel_dir = wheel_dir
         self.allow_unknown_imports = allow_unknown_imports
+        if wheel_dir is not None:  # every package comes from the folder: install jails need no network
+            self.install_mounts = (Mount("ro-bind", WHEELS, wheel_dir),)
+            self.install_offline = True
+
+    def installer_env(self) -> Mapping[str, str]:
+        return UV_ENV
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["python3", entry, *args]
@@ -77,47 +120,47 @@ class PythonEcosystem:
         return ["--index-url", self.index_url]
 
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
-        details = detection.details
-        constraints = "\n".join(getattr(details, "constraints", ()) or ()) + "\n"
+        found = detection.details
+        constraints = found.constraints if isinstance(found, PythonDetection) else ()
         attempts = [detection.requested + detection.optional]
         if detection.optional:
             attempts.append(detection.requested)  # optional imports are never fatal
         error = ""
         for requested in attempts:
-            files = {
-                "requirements.in": "\n".join(requested) + "\n-c constraints.txt\n",
-                "constraints.txt": constraints,
-            }
-            argv = [
-                UV,
-                "pip",
-                "compile",
-                "/work/requirements.in",
-                "--generate-hashes",
-                "--no-header",
-                "--no-annotate",
-                "--quiet",
-                "--python",
-                TARGET_PYTHON,
-                *self._index_args(),
-            ]
-            # First wheels only with the shared cache (no third-party code runs); then, if that fails,
-            # allow source builds, which the jail gives a private cache.
-            for shared in (True, False):
-                extra = ["--only-binary", ":all:"] if shared else []
-                result = await jail.run([*argv, *extra], files=files, shared_cache=shared)
-                if result.status == "succeeded":
-                    text = enforce_declared_hashes(result.stdout, requested)
-                    return Lock(text=text, components=tuple(components(text, None, detection.source)))
-                error = _installer_error(result.stderr or result.output)
+            try:
+                return await self.lock_for(requested, constraints, jail, detection.source)
+            except InstallFailed as exc:
+                error = exc.message
         raise InstallFailed(error)
 
+    async def lock_for(
+        self, requested: Sequence[str], constraints: Sequence[str], jail: InstallJail, provenance: str
+    ) -> Lock:
+        """``uv pip compile`` of ``requested`` under ``constraints``: exact pins with every file's hash."""
+        files = {
+            "requirements.in": "\n".join(requested) + "\n-c constraints.txt\n",
+            "constraints.txt": "\n".join(constraints) + "\n",
+        }
+        argv = [
+            UV,
+            "pip",
+            "compile",
+            f"{INSTALL_INPUTS}/requirements.in",
+            "--generate-hashes",
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+            "--python",
+            TARGET_PYTHON,
+            *self._index_args(),
+        ]
+        stdout = await _wheels_then_sources(jail, argv, files)
+        text = enforce_declared_hashes(stdout, requested)
+        return Lock(text=text, components=tuple(components(text, None, provenance)))
+
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
-        created = await jail.run([UV, "venv", jail.env_mount, "--python", TARGET_PYTHON, "--quiet", "--no-config"])
-        if created.status != "succeeded":
-            raise InstallFailed(_installer_error(created.stderr or created.output))
-        # No --compile-bytecode here: compiling all of numpy and pandas takes longer than installing them. The
-        # bytecode is built right after, off the exec's path, as a companion entry (see ``precompile``).
+        await run_installer(jail, [UV, "venv", jail.env_mount, "--python", TARGET_PYTHON, "--quiet", "--no-config"])
+        # No --compile-bytecode here: the ``Bytecode`` companion compiles it after the environment is sealed.
         argv = [
             UV,
             "pip",
@@ -125,7 +168,7 @@ class PythonEcosystem:
             "--python",
             f"{jail.env_mount}/bin/python",
             "-r",
-            "/work/lock.txt",
+            f"{INSTALL_INPUTS}/lock.txt",
             "--require-hashes",
             "--no-deps",
             "--link-mode",
@@ -133,19 +176,8 @@ class PythonEcosystem:
             "--quiet",
             *self._index_args(),
         ]
-        error = ""
-        for shared in (True, False):
-            extra = ["--only-binary", ":all:"] if shared else []
-            result = await jail.run(
-                [*argv, *extra],
-                files={"lock.txt": lock.text},
-                shared_cache=shared,
-                timeout_seconds=INSTALL_TIMEOUT,
-            )
-            if result.status == "succeeded":
-                return list(lock.components)
-            error = _installer_error(result.stderr or result.output)
-        raise InstallFailed(error)
+        await _wheels_then_sources(jail, argv, {"lock.txt": lock.text}, INSTALL_TIMEOUT)
+        return list(lock.components)
 
     def site_packages(self, environment: Path) -> Path | None:
         lib = environment / "lib"
@@ -157,19 +189,6 @@ class PythonEcosystem:
 
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:
         return components(lock.text, self.site_packages(environment), provenance)
-
-    async def precompile(self, jail: InstallJail) -> bool:
-        """Compile the environment's modules into ``jail.build_mount`` laid out as a pycache prefix tree.
-
-        Runs only the bytecode compiler (no package code), with the environment mounted read-only at its usual
-        path so the tree mirrors the paths runs import from.
-        """
-        # The standard library too: with a pycache prefix set, Python looks for *every* module's bytecode in the
-        # prefix tree, so a stdlib missing there would be recompiled from source on each run.
-        stdlib = "/usr/lib/" + os.path.basename(os.path.realpath(TARGET_PYTHON))  # /usr/lib/python3.X
-        argv = [TARGET_PYTHON, "-m", "compileall", "-q", "-j", "0", f"{ENV_MOUNT}/lib", stdlib]
-        result = await jail.run(argv, env={"PYTHONPYCACHEPREFIX": PYCACHE_MOUNT}, shared_cache=False)
-        return result.status == "succeeded"
 
     def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
         paths = [SANDBOX_DIR, *(f"{SANDBOX_DIR}/{p}" for p in detection.sys_path)]
@@ -189,7 +208,16 @@ class PythonEcosystem:
         return ExecEnv(mounts=tuple(mounts), env=env)
 
 
-def _installer_error(text: str) -> str:
-    """uv's error without its progress noise; it already names the package that failed."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-30:]) or "the installer failed without a message"
+async def _wheels_then_sources(
+    jail: InstallJail, argv: Sequence[str], files: Mapping[str, str], timeout: float | None = None
+) -> str:
+    """Run a uv step first on wheels only with the shared cache (no third-party code runs); when that fails,
+    again allowing source builds, which the jail gives a private cache. Returns its stdout."""
+    error = ""
+    for shared in (True, False):
+        extra = ["--only-binary", ":all:"] if shared else []
+        result = await jail.run([*argv, *extra], files=files, shared_cache=shared, timeout_seconds=timeout)
+        if result.status == "succeeded":
+            return result.stdout
+        error = installer_error(result.stderr or result.output)
+    raise InstallFailed(error)
