@@ -68,6 +68,17 @@ def _release(**kw: object) -> Release:
             True,
         ),
         (_release(exports={".": {"import": "./x.mjs"}}), Usage("p", "p", (".",), True), False),
+        (
+            # a dual package: "type": "module" at the root, CommonJS under dist/commonjs (its own package.json)
+            _release(
+                module_type="module",
+                exports={
+                    ".": {"import": {"default": "./dist/esm/i.js"}, "require": {"default": "./dist/commonjs/i.js"}}
+                },
+            ),
+            Usage("p", "p", (".",), True),
+            True,
+        ),
         (_release(exports={".": "./i.js", "./fp": "./fp.js"}), Usage("p", "p/fp", ("./fp",), True), True),
         (_release(exports={".": "./i.js", "./*": "./lib/*.js"}), Usage("p", "p/a/b", ("./a/b",), True), True),
         (
@@ -120,6 +131,14 @@ def test_refused(registry: str, tmp_path: Path, name: str, why: str) -> None:
     [refusal] = refusals
     assert why in refusal.reason
     assert "package.json" in refusal.hint()
+
+
+def test_a_single_release_that_has_stood_a_year_is_enough(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    publish(root, "finished-util", "1.0.0", age_days=400)
+    with serve(root) as url:
+        [choice], refusals = _vetting(url, None).decide([Usage("finished-util", "finished-util", (".",), True)])
+    assert refusals == [] and choice.source == SOURCE_REGISTRY
 
 
 def test_deprecated_latest_is_refused(tmp_path: Path) -> None:

@@ -54,27 +54,32 @@ class Usage:
     required: bool = False  # named in a require() call (CommonJS)
 
 
-def _conditional(target: Any, conditions: Sequence[str]) -> str | None:
-    """The file a conditional exports target resolves to, as Node walks it (object order, first match)."""
+Resolved = tuple[str, tuple[str, ...]]  # (file, the conditions taken to reach it)
+
+
+def _conditional(target: Any, conditions: Sequence[str], via: tuple[str, ...] = ()) -> Resolved | None:
+    """The file a conditional exports target resolves to, as Node walks it (object order, first match), and
+    the conditions taken on the way."""
     if isinstance(target, str):
-        return target
+        return target, via
     if isinstance(target, list):
         for item in target:
-            found = _conditional(item, conditions)
+            found = _conditional(item, conditions, via)
             if found is not None:
                 return found
         return None
     if isinstance(target, dict):
         for key, value in target.items():
             if key in conditions:
-                found = _conditional(value, conditions)
+                found = _conditional(value, conditions, (*via, key))
                 if found is not None:
                     return found
     return None
 
 
-def _subpath_target(exports: Any, subpath: str, conditions: Sequence[str]) -> str | None:
-    """The file ``subpath`` ("." or "./x") resolves to through ``exports``; None when not exported."""
+def _subpath_target(exports: Any, subpath: str, conditions: Sequence[str]) -> Resolved | None:
+    """The file ``subpath`` ("." or "./x") resolves to through ``exports`` (with the conditions taken); None
+    when it is not exported."""
     is_map = isinstance(exports, dict) and any(str(k).startswith(".") for k in exports)
     if not is_map:  # sugar: the whole value is the target of "."
         return _conditional(exports, conditions) if subpath == "." else None
@@ -95,10 +100,12 @@ def _subpath_target(exports: Any, subpath: str, conditions: Sequence[str]) -> st
     return _conditional(exports[best[1]], conditions)
 
 
-def _is_esm(path: str, release: Release) -> bool:
+def _is_esm(path: str, via: tuple[str, ...], release: Release) -> bool:
+    if "require" in via:
+        return False  # a target named for require() is CommonJS (a nested package.json may say so)
     if path.endswith(".mjs"):
         return True
-    if path.endswith(".cjs") or path.endswith(".json") or path.endswith(".node"):
+    if path.endswith((".cjs", ".json", ".node")):
         return False
     return release.module_type == "module"
 
@@ -111,17 +118,19 @@ def misfits(release: Release, usage: Usage, node: Version | None) -> list[str]:
         why.append(f"needs Node {engines} (the sandbox has {node})")
     conditions = REQUIRE_CONDITIONS if usage.required else IMPORT_CONDITIONS
     for subpath in usage.subpaths or (".",):
+        via: tuple[str, ...] = ()
         if release.exports is not None:
-            target = _subpath_target(release.exports, subpath, conditions)
-            if target is None:
+            found = _subpath_target(release.exports, subpath, conditions)
+            if found is None:
                 how = "require" if usage.required else "import"
                 why.append(f"does not export {subpath!r} to {how}")
                 continue
+            target, via = found
         elif subpath == ".":
             target = release.main or "index.js"
         else:
             continue  # no exports map: every file is reachable; whether it exists is not in the facts
-        if usage.required and _is_esm(target, release):
+        if usage.required and _is_esm(target, via, release):
             why.append(f"is an ES module only ({subpath!r} -> {target}); this code require()s it")
     return why
 

@@ -27,7 +27,8 @@ from cloche.ecosystems.node.semver import Version
 
 MIN_RELEASES = 2
 MIN_HISTORY_DAYS = 14.0
-MAX_BACKOFF = 40
+SINGLE_RELEASE_DAYS = 365.0
+MAX_BACKOFF = 200  # releases examined (facts only, nothing installs); refused runs are reported compactly
 LOOKUP_THREADS = 8
 DAY = 86_400.0
 SOURCE_POPULAR = "popularity list"
@@ -137,10 +138,12 @@ class Vetting:
                 f"the popularity list are installed only after {self.min_age_days:g} days"
             )
         span = ((facts.last_published or facts.first_published) - facts.first_published) / DAY
-        if facts.release_count < MIN_RELEASES or span < MIN_HISTORY_DAYS:
+        history = facts.release_count >= MIN_RELEASES and span >= MIN_HISTORY_DAYS
+        if not history and age < SINGLE_RELEASE_DAYS:
             return (
                 f"{name!r} has too little history to vouch for it ({facts.release_count} release(s) over "
-                f"{span:.0f} days; at least {MIN_RELEASES} over {MIN_HISTORY_DAYS:g} days are needed)"
+                f"{span:.0f} days; at least {MIN_RELEASES} over {MIN_HISTORY_DAYS:g} days, or one that has stood "
+                f"for {SINGLE_RELEASE_DAYS:g} days, are needed)"
             )
         return None
 
