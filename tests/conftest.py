@@ -157,6 +157,14 @@ def offline_server(offline_wheels: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def cloche(registry_server: ServerProcess) -> Iterator[Client]:
+    """An SDK client on the test module's ``registry_server``: a server whose package registry is a local
+    stand-in (a module proxy, a Maven repository, ...) that the module defines."""
+    with registry_server.client() as c:
+        yield c
+
+
+@pytest.fixture
 def client(server: ServerProcess) -> Iterator[Client]:
     with server.client() as c:
         yield c

@@ -25,18 +25,12 @@ GREET += 'func main() { fmt.Println(greet.Hello("go")) }\n'
 
 
 @pytest.fixture(scope="module")
-def go_server() -> Iterator[ServerProcess]:
+def registry_server() -> Iterator[ServerProcess]:
     def env(root: Path) -> dict[str, str]:
         return {"CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}", "CLOCHE_GO_SUMDB": "off"}
 
     with running_server(env) as server:
         yield server
-
-
-@pytest.fixture
-def cloche(go_server: ServerProcess) -> Iterator[Client]:
-    with go_server.client() as client:
-        yield client
 
 
 def test_without_go_mod_builds_once_then_reuses_the_binary(cloche: Client) -> None:

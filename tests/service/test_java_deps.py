@@ -26,18 +26,12 @@ GREET += '    System.out.println(Greeter.hello("java"));\n  }\n}\n'
 
 
 @pytest.fixture(scope="module")
-def java_server() -> Iterator[ServerProcess]:
+def registry_server() -> Iterator[ServerProcess]:
     def env(root: Path) -> dict[str, str]:
         return {"CLOCHE_MAVEN_REPOSITORY": f"file://{standard_repository(root / 'maven')}"}
 
     with running_server(env) as server:
         yield server
-
-
-@pytest.fixture
-def cloche(java_server: ServerProcess) -> Iterator[Client]:
-    with java_server.client() as client:
-        yield client
 
 
 def test_multi_file_without_manifest_reruns_without_recompiling(cloche: Client) -> None:
