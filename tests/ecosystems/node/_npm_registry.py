@@ -129,6 +129,8 @@ def standard_registry(root: Path) -> Path:
     - ``one-shot``: a single release 200 days ago: too little history.
     - ``subpath-lib``: 2.0.0 (newest) exports only "."; 1.5.0 also exports "./extra".
     - ``esm-lib``: 3.0.0 (newest) is an ES module only; 2.1.0 ships CommonJS.
+    - ``moved-file-lib``: no exports map; 2.0.0 (newest) dropped ``legacy.js``, which 1.0.0 ships (the facts
+      cannot tell: only loading it in the install jail does).
     - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
       the install jail's proxy, the way binary and browser downloaders do.
     """
@@ -149,6 +151,9 @@ def standard_registry(root: Path) -> Path:
     publish(root, "esm-lib", "2.1.0", age_days=500, files=cjs)
     esm = {"index.js": "export default function greet() { return 'esm-lib 3.0.0 (esm)'; }\n"}
     publish(root, "esm-lib", "3.0.0", age_days=120, files=esm, manifest={"type": "module", "exports": "./index.js"})
+    legacy = {"index.js": "module.exports = 'main';\n", "legacy.js": "module.exports = 'legacy 1.0.0';\n"}
+    publish(root, "moved-file-lib", "1.0.0", age_days=700, files=legacy)
+    publish(root, "moved-file-lib", "2.0.0", age_days=300, files={"index.js": "module.exports = 'main 2';\n"})
     downloader = {"index.js": "module.exports = 'binary wrapper';\n", "install.js": DOWNLOADER}
     scripts = {"scripts": {"install": "node install.js"}, "hasInstallScript": True}
     for version, age in (("1.0.0", 300), ("1.1.0", 200)):

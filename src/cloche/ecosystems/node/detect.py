@@ -21,6 +21,7 @@ from typing import Any
 
 from cloche.ecosystems.common import find_up, fingerprint, join, present, read_text, sha256_text
 from cloche.ecosystems.node.lockfile import DEPENDENCY_FIELDS, ROOT_FIELDS, root_manifest
+from cloche.ecosystems.node.release_fit import Usage
 from cloche.ecosystems.node.scan import DATA, NodeScan, scan
 from cloche.ecosystems.node.vetting import Choice, Vetting
 from cloche.errors import InvalidRequest, Unsupported
@@ -47,6 +48,7 @@ class NodeDetection:
     requested: tuple[str, ...] = ()
     guessed: tuple[str, ...] = ()  # scan only: names installed because something vouches for them
     resolved: tuple[dict[str, str | None], ...] = ()  # scan only: per package, the release, source and reason
+    usages: tuple[Usage, ...] = ()  # scan only: how the code uses each installed package (checked after install)
     unlisted: tuple[dict[str, str | None], ...] = ()
     unresolved: tuple[dict[str, str | None], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -135,6 +137,7 @@ def _from_scan(found: NodeScan, vetting: Vetting) -> NodeDetection:
         requested=tuple(_requirement(c) for c in choices),
         guessed=tuple(c.package for c in choices),
         resolved=tuple(c.to_dict() for c in choices),
+        usages=tuple(u for u in found.usages if u.package in dependencies),
         unresolved=unresolved,
         warnings=found.warnings,
     )

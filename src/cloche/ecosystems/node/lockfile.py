@@ -60,6 +60,13 @@ def manifest_of(lock_text: str) -> str:
     return json.dumps(root_manifest(root), indent=2, sort_keys=True) + "\n"
 
 
+def top_level_version(lock_text: str, name: str) -> str | None:
+    """The version of ``name`` installed at the top of node_modules (what ``require(name)`` loads)."""
+    entry = json.loads(lock_text)["packages"].get(f"node_modules/{name}")
+    version = entry.get("version") if isinstance(entry, dict) else None
+    return version if isinstance(version, str) else None
+
+
 def runs_scripts(lock_text: str) -> bool:
     """True when a package in the lock has install scripts (npm records ``hasInstallScript``)."""
     packages = json.loads(lock_text)["packages"]

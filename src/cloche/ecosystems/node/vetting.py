@@ -160,6 +160,23 @@ class Vetting:
             return Choice(usage.package, usage.specifier, "*", SOURCE_POPULAR, f"{reason}; release fit not checked")
         return self._fit(usage, facts, SOURCE_POPULAR, reason)
 
+    def older_fit(self, usage: Usage, failed: str) -> str | None:
+        """The newest release older than ``failed`` (which installed but did not load) that fits by the facts."""
+        bound = Version.parse(failed)
+        if self.facts is None or bound is None:
+            return None
+        try:
+            facts = self.facts.packument(usage.package)
+        except RegistryUnavailable:
+            return None
+        for release in facts.releases[:MAX_BACKOFF]:
+            version = Version.parse(release.version)
+            if version is None or version >= bound or release.deprecated:
+                continue
+            if not misfits(release, usage, self.node):
+                return release.version
+        return None
+
     def _fit(self, usage: Usage, facts: PackageFacts, source: str, reason: str) -> Choice:
         newest = facts.release(facts.latest or "") or facts.releases[0]
         candidates = [r for r in facts.releases if Version.parse(r.version) <= Version.parse(newest.version)]  # type: ignore[operator]

@@ -1,0 +1,115 @@
+"""After an install: does each scanned specifier load, the way the script loads it? Run in the install jail.
+
+The registry's facts decide most releases before anything installs (release_fit.py), but not all: a
+package without an ``exports`` map may have dropped a file a subpath names, and a nested ``package.json``
+may make a folder an ES module. So each specifier is loaded once in the install jail where the environment
+was just built, ``require``d when the script requires it and ``import``ed otherwise, from the environment's
+folder. Only resolution failures count (``RESOLUTION_CODES``): a package that throws while loading (it
+wants a config file, a server) is installed as it should be; that is the script's business.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cloche.ecosystems.base import InstallJail, Lock
+from cloche.ecosystems.node.release_fit import Usage
+
+CHECK_TIMEOUT = 120.0
+MAX_REPAIRS = 3  # back-off steps after an install, across all packages
+RESOLUTION_CODES = frozenset(
+    {
+        "ERR_PACKAGE_PATH_NOT_EXPORTED",
+        "ERR_REQUIRE_ESM",
+        "ERR_REQUIRE_ASYNC_MODULE",
+        "MODULE_NOT_FOUND",
+        "ERR_MODULE_NOT_FOUND",
+        "ERR_UNSUPPORTED_DIR_IMPORT",
+        "ERR_UNKNOWN_FILE_EXTENSION",
+    }
+)
+
+# Loads every [specifier, required] of /work/checks.json from the current folder (the environment), then
+# writes the outcomes to a file: the modules' own output goes to stderr and cannot be mistaken for them.
+_CHECK_JS = r"""
+const fs = require('fs');
+const { createRequire } = require('module');
+const load = createRequire(process.cwd() + '/');
+const checks = JSON.parse(fs.readFileSync('/work/checks.json', 'utf8'));
+(async () => {
+  const out = [];
+  for (const [spec, required] of checks) {
+    try {
+      if (required) load(spec); else await import(spec);
+      out.push({ spec, ok: true });
+    } catch (e) {
+      const message = String((e && e.message) || e).split('\n')[0].slice(0, 300);
+      out.push({ spec, ok: false, code: (e && e.code) || null, message });
+    }
+  }
+  fs.writeFileSync('/tmp/cloche-checks.json', JSON.stringify(out));
+  process.exit(0);
+})();
+"""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    specifier: str
+    package: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RepairStep:
+    specifier: str  # what did not load
+    requirement: str  # the release tried instead ("name@-" when none fits)
+    detail: str  # the failure seen: "name@version: CODE: message"
+    tried: bool  # False: no older release fits by the facts, nothing was tried
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    lock: Lock  # the lock the environment ended with
+    failures: tuple[LoadFailure, ...]  # still not loading at the end (empty: every specifier loads)
+    steps: tuple[RepairStep, ...]
+
+
+def checks_of(usages: Sequence[Usage]) -> list[tuple[str, str, bool]]:
+    """(specifier, package, required) for every specifier the usages name."""
+    out = []
+    for usage in usages:
+        for subpath in usage.subpaths or (".",):
+            specifier = usage.package if subpath == "." else usage.package + subpath[1:]
+            out.append((specifier, usage.package, usage.required))
+    return out
+
+
+async def load_failures(jail: InstallJail, env_mount: str, usages: Sequence[Usage]) -> list[LoadFailure]:
+    """The specifiers that do not resolve in the environment built at ``env_mount`` (empty: all load)."""
+    checks = checks_of(usages)
+    if not checks:
+        return []
+    files = {"checks.json": json.dumps([[spec, required] for spec, _, required in checks]), "check.cjs": _CHECK_JS}
+    script = f'cd {env_mount} && node -e "$(cat /work/check.cjs)" >&2 && cat /tmp/cloche-checks.json'
+    result = await jail.run(["/bin/sh", "-c", script], files=files, timeout_seconds=CHECK_TIMEOUT)
+    if result.status != "succeeded":
+        return []  # the check itself could not run: nothing learned, nothing to repair
+    try:
+        outcomes = json.loads(result.stdout)
+    except ValueError:
+        return []
+    package_of = {spec: package for spec, package, _ in checks}
+    failures = []
+    for o in outcomes:
+        if not isinstance(o, dict) or o.get("ok") or o.get("code") not in RESOLUTION_CODES:
+            continue
+        spec, message = str(o.get("spec")), str(o.get("message", ""))
+        # "Cannot find module" counts only for the specifier itself, not for something the package loads.
+        if o["code"] in ("MODULE_NOT_FOUND", "ERR_MODULE_NOT_FOUND") and f"'{spec}'" not in message:
+            continue
+        failures.append(LoadFailure(spec, package_of.get(spec, spec), str(o["code"]), message))
+    return failures
