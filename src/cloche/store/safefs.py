@@ -6,6 +6,10 @@ two of our syscalls. Every open is therefore made relative to a directory fd wit
 and ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS``: the kernel refuses,
 atomically with the lookup, to leave the root or to traverse any link. Paths are checked by
 ``validate_relpath`` first, and every other call works on fds and single names (``*at``).
+
+Size: one module on purpose. Every function here serves that one invariant (host code never follows
+what the sandbox planted) with the same fd-walking primitives; split apart, a caller could reach a
+workspace through a path that skipped them.
 """
 
 from __future__ import annotations

@@ -3,31 +3,27 @@
 Only files reachable through imports are read (never the whole workspace), and only through
 ``safefs``, so a planted symlink is reported, not followed. Local modules are resolved the way
 ``python3 <entry>`` would with the entry's directory first on sys.path, then the workspace root
-and ``src/`` (which the runner may add). Parsing is pure: nothing is imported or executed.
+and ``src/`` (which the runner may add). Parsing is pure (``import_statements.py`` reads each file's
+imports): nothing is imported or executed.
 """
 
 from __future__ import annotations
 
 import ast
-import bisect
 import hashlib
 import posixpath
-import re
 import sys
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloche.ecosystems.python.import_statements import RawImport, collect_imports, fallback_imports
 from cloche.errors import ClocheError, TooLarge
 from cloche.store import safefs
 
 MAX_FILES = 5000
 MAX_FILE_BYTES = 2 * 1024 * 1024
-
-# Handlers that swallow a failed import make the guarded import optional.
-_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
-_DYNAMIC_IMPORTERS = frozenset({"import_module", "__import__"})
 
 
 def host_stdlib() -> frozenset[str]:
@@ -89,148 +85,8 @@ class ScanResult:
         return dict(sorted(out.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class _Raw:
-    module: str
-    names: tuple[str, ...]
-    level: int
-    line: int
-    optional: bool
-
-
 def _join(base: str, name: str) -> str:
     return f"{base}/{name}" if base else name
-
-
-def _catches_import_error(expr: ast.expr | None) -> bool:
-    if expr is None:  # bare except
-        return True
-    if isinstance(expr, ast.Tuple):
-        return any(_catches_import_error(e) for e in expr.elts)
-    if isinstance(expr, ast.Name):
-        return expr.id in _IMPORT_ERRORS
-    return isinstance(expr, ast.Attribute) and expr.attr in _IMPORT_ERRORS
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _suppresses_import_error(expr: ast.expr) -> bool:
-    """``with contextlib.suppress(ImportError):`` guards its body like try/except does."""
-    if not isinstance(expr, ast.Call) or expr.keywords:
-        return False
-    func = expr.func
-    named = (isinstance(func, ast.Name) and func.id == "suppress") or (
-        isinstance(func, ast.Attribute) and func.attr == "suppress"
-    )
-    return named and any(_catches_import_error(arg) for arg in expr.args)
-
-
-def _dynamic_import(call: ast.Call) -> str | None:
-    """The literal absolute module of ``importlib.import_module("x")`` / ``__import__("x")``."""
-    func = call.func
-    if isinstance(func, ast.Name):
-        if func.id not in _DYNAMIC_IMPORTERS:
-            return None
-    elif not (
-        isinstance(func, ast.Attribute)
-        and func.attr in _DYNAMIC_IMPORTERS
-        and isinstance(func.value, ast.Name)
-        and func.value.id == "importlib"
-    ):
-        return None
-    if not call.args or not isinstance(call.args[0], ast.Constant):
-        return None
-    name = call.args[0].value
-    if not isinstance(name, str) or not _dotted(name):
-        return None  # relative ('.x') or computed names cannot be resolved statically
-    return name
-
-
-_BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
-
-
-def collect_imports(tree: ast.Module, *, dynamic: bool = True, import_lines: Sequence[int] | None = None) -> list[_Raw]:
-    """Every import in ``tree`` with its optionality.
-
-    Only statement blocks are walked (imports are statements), iteratively so deep nesting cannot
-    recurse, and only blocks spanning one of ``import_lines`` (sorted lines containing 'import')
-    when given; expressions are searched for literal dynamic imports only when ``dynamic``.
-    """
-    out: list[_Raw] = []
-    stack: list[tuple[ast.AST, bool]] = [(stmt, False) for stmt in tree.body]
-    while stack:
-        node, opt = stack.pop()
-        if import_lines is not None and isinstance(node, ast.stmt):
-            at = bisect.bisect_left(import_lines, node.lineno)
-            if at == len(import_lines) or import_lines[at] > (node.end_lineno or node.lineno):
-                continue
-        if isinstance(node, ast.Import):
-            out.extend(_Raw(a.name, (), 0, node.lineno, opt) for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            names = tuple(a.name for a in node.names if a.name != "*")
-            out.append(_Raw(node.module or "", names, node.level, node.lineno, opt))
-        elif isinstance(node, ast.Try | ast.TryStar):
-            guarded = opt or any(_catches_import_error(h.type) for h in node.handlers)
-            # Handler bodies are fallbacks that only run when the guarded import failed.
-            stack.extend((n, guarded) for n in [*node.body, *node.handlers])
-            stack.extend((n, opt) for n in [*node.orelse, *node.finalbody])
-        elif isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend((n, True) for n in node.body)
-            stack.extend((n, opt) for n in node.orelse)
-        elif isinstance(node, ast.With | ast.AsyncWith) and any(
-            _suppresses_import_error(item.context_expr) for item in node.items
-        ):
-            stack.extend((n, True) for n in node.body)
-        else:
-            for field in _BLOCK_FIELDS:
-                block = getattr(node, field, None)
-                if isinstance(block, list):
-                    stack.extend((n, opt) for n in block)
-    if dynamic:
-        # Always optional: a computed import is a plugin or fallback more often than a dependency.
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and (name := _dynamic_import(node)) is not None:
-                out.append(_Raw(name, (), 0, node.lineno, True))
-    out.sort(key=lambda r: r.line)
-    return out
-
-
-_FALLBACK = re.compile(
-    r"^([ \t]*)(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)|import[ \t]+([^\n#;]*))",
-    re.MULTILINE,
-)
-
-
-def _fallback_imports(data: bytes) -> list[_Raw]:
-    """Imports of a file ``ast`` cannot parse, by regex; indented ones (inside some block whose
-    guard we cannot see) count as optional."""
-    text = data.decode("utf-8", errors="replace")
-    out: list[_Raw] = []
-    line, pos = 1, 0
-    for m in _FALLBACK.finditer(text):
-        indent, src, names, plain = m.groups()
-        line, pos = line + text.count("\n", pos, m.start()), m.start()
-        optional = bool(indent)
-        if plain is not None:
-            for item in plain.split(","):
-                module = item.split(" as ")[0].strip()
-                if _dotted(module):
-                    out.append(_Raw(module, (), 0, line, optional))
-            continue
-        level = len(src) - len(src.lstrip("."))
-        module = src[level:]
-        taken = tuple(n for n in (i.split(" as ")[0].strip() for i in names.strip("()").split(",")) if n.isidentifier())
-        if level or _dotted(module):
-            out.append(_Raw(module, taken, level, line, optional))
-    return out
-
-
-def _dotted(name: str) -> bool:
-    return bool(name) and all(part.isidentifier() for part in name.split("."))
 
 
 class _Scanner:
@@ -339,7 +195,7 @@ class _Scanner:
             for name in names:  # 'from pkg import sub' imports pkg/sub when it is a submodule
                 self._module_at(pkg, name)
 
-    def handle(self, rel: str, raw: _Raw) -> None:
+    def handle(self, rel: str, raw: RawImport) -> None:
         if raw.level:
             base = posixpath.dirname(rel)
             for _ in range(raw.level - 1):
@@ -376,10 +232,10 @@ class _Scanner:
         except SyntaxError as e:
             # Often just syntax newer than this host's parser: keep what the lines plainly say.
             self.error(rel, f"syntax error: {e.msg}; imports read line by line", e.lineno)
-            raws = _fallback_imports(data)
+            raws = fallback_imports(data)
         except (ValueError, RecursionError, MemoryError) as e:
             self.error(rel, f"cannot parse ({type(e).__name__}); imports read line by line")
-            raws = _fallback_imports(data)
+            raws = fallback_imports(data)
         for raw in raws:
             self.handle(rel, raw)
 
