@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard src tests bench scripts)
 
-.PHONY: run test lint typecheck unit bench clean setup
+.PHONY: run test lint typecheck unit bench bench-corpus clean setup
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The real-script corpora alone (bench/corpus/): import-clean rates beside pipreqs + uv and npm install.
+bench-corpus: setup
+	$(BIN)/python -m bench --only corpus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ SCENARIOS: dict[str, str] = {
     "shared": "bench.shared_env",
     "scan": "bench.import_scan",
     "node": "bench.node",
+    "corpus": "bench.corpus",
     "concurrency": "bench.concurrency",
     "footprint": "bench.footprint",
 }
@@ -40,6 +41,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=None, help="measured repetitions (default 5, quick 2)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up repetitions, discarded (default 1)")
     parser.add_argument("--full-seed", action="store_true", help="headline: run all 5 of the seed's execs per round")
+    parser.add_argument("--corpus-limit", type=int, default=None, help="corpus: entries per corpus (default all)")
+    parser.add_argument("--corpus-jobs", type=int, default=3, help="corpus: entries measured at a time (default 3)")
+    parser.add_argument(
+        "--corpus-budget", type=float, default=3600.0, help="corpus: seconds before remaining entries are skipped"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir and server data dirs")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reps = args.reps or (2 if args.quick else 5)
     names = args.only or list(SCENARIOS)
-    partial = bool(args.quick or args.only or args.reps)
+    partial = bool(args.quick or args.only or args.reps or args.corpus_limit)
     started = time.monotonic()
     meta = {
         "date": dt.date.today().isoformat(),
@@ -72,7 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "source_start": source_fingerprint(),
     }
-    bench = Bench(reps=reps, warmup=args.warmup, quick=args.quick, keep=args.keep, full_seed=args.full_seed)
+    bench = Bench(
+        reps=reps,
+        warmup=args.warmup,
+        quick=args.quick,
+        keep=args.keep,
+        full_seed=args.full_seed,
+        corpus_limit=args.corpus_limit or (30 if args.quick else None),
+        corpus_jobs=args.corpus_jobs,
+        corpus_budget=args.corpus_budget,
+        results_dir=args.out,
+    )
     log(f"scratch {bench.root}; scenarios {', '.join(names)}; {reps} reps + {args.warmup} warm-up")
     results: list[Scenario] = []
     try:

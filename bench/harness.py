@@ -438,6 +438,10 @@ class Bench:
     quick: bool = False
     keep: bool = False
     full_seed: bool = False
+    corpus_limit: int | None = None  # entries per corpus (None: all)
+    corpus_jobs: int = 3  # corpus entries measured at a time
+    corpus_budget: float = 3600.0  # seconds; corpus entries not started by then are reported as not measured
+    results_dir: Path = field(default_factory=lambda: REPO / "bench" / "results")
     root: Path = field(default_factory=lambda: traversable_dir("cloche-bench-"))
     shared: dict[str, Any] = field(default_factory=dict)
     servers: list[Server] = field(default_factory=list)

@@ -1,0 +1,182 @@
+"""The corpus's programs and verdicts: an entry's recorded imports as a runnable file, and what a run's output says.
+
+Pure functions (no server, no network), so the rules are tested on their own:
+
+- ``python_program`` / ``node_program``: a ``main.py`` or ``main.js``/``main.mjs`` that performs exactly the entry's
+  recorded imports, in their order, with the names of ``from x import a, b`` (or ``import {a, b} from 'x'``), and
+  the ``try`` guards the script had; nothing else.
+- ``verdict``: import-clean or not, and the failure's class, read from the exec's status, exit code, output and
+  install report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------- programs
+
+
+def python_program(entry: dict[str, Any]) -> str:
+    """``main.py`` for a Python entry: ``__future__`` imports first (Python requires it), then the rest in order."""
+    imports = entry["imports"]
+    ordered = [i for i in imports if i["module"] == "__future__"] + [i for i in imports if i["module"] != "__future__"]
+    lines = [f"# corpus entry {entry['id']}: its imports only"]
+    for item in ordered:
+        statement = (
+            f"import {item['module']}"
+            if item["names"] is None
+            else f"from {item['module']} import {', '.join(item['names'])}"
+        )
+        if item["guarded"]:
+            lines += ["try:", f"    {statement}", "except ImportError:", "    pass"]
+        else:
+            lines.append(statement)
+    return "\n".join(lines) + "\n"
+
+
+def node_filename(entry: dict[str, Any]) -> str:
+    return "main.mjs" if entry["module"] == "esm" else "main.js"
+
+
+def _esm_import(item: dict[str, Any], n: int) -> str:
+    spec = json.dumps(item["specifier"])
+    names = item["names"] or []
+    if not names:
+        return f"import {spec};"
+    if "*" in names:
+        return f"import * as _ns{n} from {spec};"
+    default = "default" in names
+    named = [f"{name} as _n{n}_{k}" for k, name in enumerate(x for x in names if x != "default")]
+    parts = ([f"_d{n}"] if default else []) + (["{ " + ", ".join(named) + " }"] if named else [])
+    return f"import {', '.join(parts)} from {spec};"
+
+
+def node_program(entry: dict[str, Any]) -> str:
+    """``main.js`` (CommonJS) or ``main.mjs`` (ES module) for a Node entry."""
+    esm = entry["module"] == "esm"
+    lines = [f"// corpus entry {entry['id']}: its imports only"]
+    if esm and any(i["form"] == "require" for i in entry["imports"]):
+        lines += ['import { createRequire } from "node:module";', "const require = createRequire(import.meta.url);"]
+    body: list[str] = []
+    for n, item in enumerate(entry["imports"]):
+        spec = json.dumps(item["specifier"])
+        if item["form"] in ("import", "export"):
+            lines.append(_esm_import(item, n))  # static imports are hoisted: they stay at the top
+            continue
+        if item["form"] == "dynamic":
+            statement = f"await import({spec});" if esm else f"import({spec}).catch((e) => {{ _fail(e); }});"
+        else:
+            statement = f"require({spec});"
+        body.append(f"try {{ {statement} }} catch {{}}" if item["guarded"] else statement)
+    if not esm and any(i["form"] == "dynamic" for i in entry["imports"]):
+        lines.append("function _fail(e) { console.error(e); process.exitCode = 1; }")
+    return "\n".join(lines + body) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+PY_NOT_FOUND = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
+PY_CANNOT_IMPORT = re.compile(r"ImportError: cannot import name '([^']+)' from '([^']+)'")
+PY_IMPORT_ERROR = re.compile(r"ImportError: (.+)")
+JS_NOT_FOUND = re.compile(r"Cannot find (?:module|package) '([^']+)'")
+JS_NOT_EXPORTED = re.compile(r"ERR_PACKAGE_PATH_NOT_EXPORTED[^\n]*?'([^']+)'|Package subpath '([^']+)'")
+JS_NO_EXPORT = re.compile(r"does not provide an export named '([^']+)'")
+JS_REQUIRE_ESM = re.compile(r"ERR_REQUIRE_ESM|require\(\) of ES Module")
+LAST_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", re.M)
+
+CLASSES = {
+    "unresolved": "no distribution vouched for the import: reported in unresolved_imports, nothing installed",
+    "not_found_after_install": "the import is missing although the install succeeded (wrong or missing distribution)",
+    "api_drift": "the installed release lacks an imported name or subpath (ImportError: cannot import name, "
+    "ERR_PACKAGE_PATH_NOT_EXPORTED, no such export)",
+    "esm_only": "an ES-module-only release required from CommonJS (ERR_REQUIRE_ESM)",
+    "import_error": "ImportError of another kind (a missing system library, an undeclared runtime dependency)",
+    "install_failed": "the install step failed",
+    "import_time_error": "the import raised something other than ImportError (needs a display, a config, ...)",
+    "timeout": "the exec ran out of time",
+    "error": "cloche or the harness failed (HTTP error, unexpected status)",
+}
+
+
+@dataclass
+class Verdict:
+    """An entry's outcome in one variant: clean, or the failure's class with the module concerned."""
+
+    clean: bool
+    failure: str | None = None
+    module: str | None = None
+    detail: str = ""
+    unresolved: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "failure": self.failure,
+            "module": self.module,
+            "detail": self.detail,
+            "unresolved": self.unresolved,
+            "requested": self.requested,
+        }
+
+
+def _last_error(output: str) -> str:
+    found = LAST_ERROR_LINE.findall(output)
+    if found:
+        return str(found[-1])[:300]
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _python_failure(output: str, unresolved: list[str]) -> tuple[str, str | None]:
+    if m := PY_NOT_FOUND.search(output):
+        module = m.group(1)
+        top = module.split(".")[0]
+        hit = any(u == module or u.split(".")[0] == top for u in unresolved)
+        return ("unresolved" if hit else "not_found_after_install"), module
+    if m := PY_CANNOT_IMPORT.search(output):
+        return "api_drift", f"{m.group(2)}.{m.group(1)}"
+    if PY_IMPORT_ERROR.search(output):
+        return "import_error", None
+    return "import_time_error", None
+
+
+def _node_failure(output: str, unresolved: list[str]) -> tuple[str, str | None]:
+    if m := JS_NOT_EXPORTED.search(output):
+        return "api_drift", m.group(1) or m.group(2)
+    if m := JS_NOT_FOUND.search(output):
+        module = m.group(1)
+        if module.startswith(("/", ".")):
+            return "not_found_after_install", module
+        package = "/".join(module.split("/")[:2]) if module.startswith("@") else module.split("/")[0]
+        return ("unresolved" if package in unresolved else "not_found_after_install"), module
+    if m := JS_NO_EXPORT.search(output):
+        return "api_drift", m.group(1)
+    if JS_REQUIRE_ESM.search(output):
+        return "esm_only", None
+    return "import_time_error", None
+
+
+def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
+    """Import-clean = the exec succeeded with exit 0 and no import failure in its output."""
+    output = result.get("output") or ""
+    install = result.get("install") or {}
+    unresolved = [u["module"] for u in result.get("unresolved_imports") or []]
+    base = {"unresolved": unresolved, "requested": list(install.get("requested") or [])}
+    status = result.get("status")
+    if status == "install_failed":
+        error = install.get("error") or output
+        return Verdict(False, "install_failed", None, _last_error(error), **base)
+    if status == "timed_out":
+        return Verdict(False, "timeout", None, "", **base)
+    markers = (PY_NOT_FOUND, PY_IMPORT_ERROR) if ecosystem == "python" else (JS_NOT_FOUND, JS_NOT_EXPORTED)
+    failed_import = any(m.search(output) for m in markers)
+    if status == "succeeded" and result.get("exit_code") == 0 and not failed_import:
+        return Verdict(True, **base)
+    if status not in ("succeeded", "failed"):
+        return Verdict(False, "error", None, f"status {status}: {_last_error(output)}", **base)
+    kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved)
+    return Verdict(False, kind, module, _last_error(output), **base)

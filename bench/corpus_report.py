@@ -1,0 +1,101 @@
+"""The corpus scenario's tallies and its page: rates per variant, failures grouped by class and module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.corpus_programs import CLASSES
+
+VARIANTS = {
+    "python": {"cloche": "cloche", "baseline": "pipreqs + uv"},
+    "node": {"cloche": "cloche", "baseline": "npm install of each package"},
+}
+
+
+def _rate(clean: int, measured: int) -> float:
+    return round(100.0 * clean / measured, 1) if measured else 0.0
+
+
+def failures_by_class(records: list[dict[str, Any]], variant: str) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        outcome = record.get(variant)
+        if outcome and not outcome["clean"]:
+            grouped[outcome["failure"]].append(
+                {"id": record["id"], "module": outcome["module"], "detail": outcome["detail"]}
+            )
+    return dict(sorted(grouped.items(), key=lambda kv: -len(kv[1])))
+
+
+def summarize(ecosystem: str, corpus: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    measured = [r for r in records if not r.get("not_measured")]
+    summary: dict[str, Any] = {
+        "ecosystem": ecosystem,
+        "entries": len(corpus["entries"]),
+        "repositories": len(corpus["repositories"]),
+        "measured": len(measured),
+    }
+    for variant in ("cloche", "baseline"):
+        clean = sum(1 for r in measured if r[variant]["clean"])
+        summary[f"{variant}_clean"] = clean
+        summary[f"{variant}_rate"] = _rate(clean, len(measured))
+        summary[f"{variant}_failures"] = failures_by_class(measured, variant)
+    summary["only_baseline_clean"] = [r["id"] for r in measured if r["baseline"]["clean"] and not r["cloche"]["clean"]]
+    summary["only_cloche_clean"] = [r["id"] for r in measured if r["cloche"]["clean"] and not r["baseline"]["clean"]]
+    return summary
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, timeout=10, text=True)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="minutes")
+    lines = [
+        f"# Corpus: real manifest-less scripts, {now}",
+        "",
+        f"cloche at commit {_commit()}. Corpora: `bench/corpus/` (imports of public scripts, built by "
+        "`scripts/gen_corpus.py`). Import-clean: the exec exits 0 with no import failure. Classes:",
+        "",
+        *[f"- `{name}`: {text}" for name, text in CLASSES.items()],
+        "",
+        "| Corpus | Scripts measured | Repositories | cloche | Baseline | Baseline import-clean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for eco, s in summaries.items():
+        lines.append(
+            f"| {eco} | {s['measured']} of {s['entries']} | {s['repositories']} | {s['cloche_rate']:.1f}% "
+            f"({s['cloche_clean']}) | {VARIANTS[eco]['baseline']} | {s['baseline_rate']:.1f}% ({s['baseline_clean']}) |"
+        )
+    for eco, s in summaries.items():
+        for variant, label in VARIANTS[eco].items():
+            failures = s[f"{variant}_failures"]
+            lines += ["", f"## {eco}: {label} failures ({sum(len(v) for v in failures.values())})", ""]
+            for kind, items in failures.items():
+                modules = Counter(i["module"] or "-" for i in items)
+                top = ", ".join(f"`{m}` x{n}" if n > 1 else f"`{m}`" for m, n in modules.most_common())
+                lines += [f"### {kind} ({len(items)}): {top}", ""]
+                lines += [
+                    f"- {i['id']}: {i['module'] or ''} {('- ' + i['detail']) if i['detail'] else ''}" for i in items
+                ]
+                lines.append("")
+        lines += [
+            f"Clean only with the baseline: {len(s['only_baseline_clean'])}; only with cloche: "
+            f"{len(s['only_cloche_clean'])}.",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(path: Path, summaries: dict[str, dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(summaries))
+    return path
