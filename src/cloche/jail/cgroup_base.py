@@ -22,17 +22,20 @@ Dirs = Mapping[str, Path]
 
 @dataclass(frozen=True)
 class CgroupLimits:
+    """What one run's group enforces: memory (RAM and swap together), processes and threads, CPU cores."""
+
     memory_bytes: int
     pids_max: int
     cpu_cores: float
 
     def __post_init__(self) -> None:
-        if self.memory_bytes <= 0:
-            raise InvalidRequest(f"memory_bytes must be positive, got {self.memory_bytes}")
-        if self.pids_max <= 0:
-            raise InvalidRequest(f"pids_max must be positive, got {self.pids_max}")
-        if not (math.isfinite(self.cpu_cores) and self.cpu_cores > 0):
-            raise InvalidRequest(f"cpu_cores must be a positive number, got {self.cpu_cores}")
+        for name, value in (
+            ("memory_bytes", self.memory_bytes),
+            ("pids_max", self.pids_max),
+            ("cpu_cores", self.cpu_cores),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidRequest(f"{name} must be a positive number, got {value}")
 
     @property
     def cpu_quota_us(self) -> int:
