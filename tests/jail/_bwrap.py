@@ -25,6 +25,15 @@ from cloche.jail.tools import stage_tools
 # Host uids nobody else on a test machine uses; each sandbox gets its own in production.
 SANDBOX_UID = 200123
 JAIL_PYTHON = "/usr/bin/python3"
+# Every process keeps forking forever, retrying when the kernel says no.
+FORK_BOMB = """
+import os, time
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.01)
+"""
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _bwrap import FORK_BOMB
 
 from cloche.api.state import cgroup_parent
 from cloche.jail.cgroups import Cgroups
@@ -183,15 +184,6 @@ def put(api: httpx.Client, sid: str, name: str, code: str) -> None:
 
 
 # --- processes and threads ---------------------------------------------------------------------------------
-
-FORK_BOMB = """
-import os, time
-while True:
-    try:
-        os.fork()
-    except OSError:
-        time.sleep(0.01)
-"""
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from _bwrap import python, require_jail, spawn_jailed, workspace
+from _bwrap import FORK_BOMB, python, require_jail, spawn_jailed, workspace
 
 from cloche.errors import InvalidRequest, JailUnavailable
 from cloche.jail.cgroup_base import CgroupLimits
@@ -162,16 +162,6 @@ for pid in children:
     assert (reason, int(count)) == ("EAGAIN", 16 - 3)
 
 
-BOMB = """
-import os, time
-while True:
-    try:
-        os.fork()
-    except OSError:
-        time.sleep(0.01)
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("freezer", [True, False], ids=["freezer", "no-freezer"])
 def test_fork_bomb_is_contained_and_killed(make_run: Callable[..., RunCgroup], spawn: Spawn, freezer: bool) -> None:
@@ -179,7 +169,7 @@ def test_fork_bomb_is_contained_and_killed(make_run: Callable[..., RunCgroup], s
     if not freezer and run.version == 2:
         pytest.skip("v2 kills through cgroup.kill, not the freezer")
     # Every process keeps forking forever, retrying when the kernel says no: the group stays full.
-    proc = spawn(python(BOMB), run)
+    proc = spawn(python(FORK_BOMB), run)
     assert _wait_for(lambda: len(run.pids()) >= 30), len(run.pids())
     time.sleep(0.5)
     assert len(run.pids()) <= 32

@@ -190,11 +190,11 @@ def test_v1_comounted_cpu_cpuacct_and_no_swap_accounting(tmp_path: Path, monkeyp
     assert run.oom_killed()
 
 
-def test_limits_are_validated() -> None:
+@pytest.mark.parametrize("memory_bytes, pids_max, cpu_cores", [(0, 1, 1.0), (1, 0, 1.0), (1, 1, float("nan"))])
+def test_limits_are_validated(memory_bytes: int, pids_max: int, cpu_cores: float) -> None:
     with pytest.raises(InvalidRequest):
-        CgroupLimits(memory_bytes=0, pids_max=1, cpu_cores=1)
-    with pytest.raises(InvalidRequest):
-        CgroupLimits(memory_bytes=1, pids_max=0, cpu_cores=1)
-    with pytest.raises(InvalidRequest):
-        CgroupLimits(memory_bytes=1, pids_max=1, cpu_cores=float("nan"))
+        CgroupLimits(memory_bytes=memory_bytes, pids_max=pids_max, cpu_cores=cpu_cores)
+
+
+def test_tiny_cpu_share_gets_the_kernels_smallest_quota() -> None:
     assert CgroupLimits(memory_bytes=1, pids_max=1, cpu_cores=0.001).cpu_quota_us == 1000

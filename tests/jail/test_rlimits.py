@@ -24,13 +24,10 @@ def ws() -> Iterator[Path]:
         yield path
 
 
-def test_invalid_limits_are_refused() -> None:
+@pytest.mark.parametrize("fsize_bytes, nofile, nproc", [(0, 64, 64), (1, 2, 64), (1, 64, 1)])
+def test_invalid_limits_are_refused(fsize_bytes: int, nofile: int, nproc: int) -> None:
     with pytest.raises(InvalidRequest):
-        Rlimits(fsize_bytes=0, nofile=64, nproc=64)
-    with pytest.raises(InvalidRequest):
-        Rlimits(fsize_bytes=1, nofile=2, nproc=64)
-    with pytest.raises(InvalidRequest):
-        Rlimits(fsize_bytes=1, nofile=64, nproc=1)
+        Rlimits(fsize_bytes=fsize_bytes, nofile=nofile, nproc=nproc)
 
 
 def test_limits_are_visible_and_hard_inside_the_jail(ws: Path) -> None:
