@@ -23,7 +23,7 @@ from cloche.jail.seccomp import seccomp_fd
 from cloche.jail.tools import stage_tools
 
 # Host uids nobody else on a test machine uses; each sandbox gets its own in production.
-SANDBOX_UID = 200123
+HOST_UID = 200123
 JAIL_PYTHON = "/usr/bin/python3"
 # Every process keeps forking forever, retrying when the kernel says no.
 FORK_BOMB = """
@@ -65,7 +65,7 @@ def require_jail() -> None:
 
 
 @contextmanager
-def workspace(uid: int = SANDBOX_UID) -> Iterator[Path]:
+def workspace(uid: int = HOST_UID) -> Iterator[Path]:
     """A directory the sandbox uid owns, outside pytest's root-only tmp tree (bwrap must reach it)."""
     path = Path(tempfile.mkdtemp(prefix="cloche-jail-test-", dir="/tmp"))
     try:
@@ -95,7 +95,7 @@ def spawn_jailed(
     ws: Path,
     *,
     seccomp: bool = True,
-    uid: int = SANDBOX_UID,
+    uid: int = HOST_UID,
     preexec: Callable[[], None] | None = None,
     jail: bool = True,
 ) -> subprocess.Popen[str]:
@@ -127,7 +127,7 @@ def run_jailed(
     ws: Path,
     *,
     seccomp: bool = True,
-    uid: int = SANDBOX_UID,
+    uid: int = HOST_UID,
     preexec: Callable[[], None] | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:

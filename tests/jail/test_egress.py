@@ -1,4 +1,4 @@
-"""The egress proxy and in-jail forwarder, exercised over real sockets on the host.
+"""The egress proxy (host) and the Python in-jail launcher, exercised over real sockets on the host.
 
 The proxy runs on an event loop in a background thread; tests are plain blocking socket clients,
 which is what pip/npm inside the jail look like from the proxy's side.
@@ -125,8 +125,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def forwarder(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], int]]:
-    """Start forwarder.py (as the jail would) against a socket; returns its TCP port."""
+def python_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], int]]:
+    """Start egress_launcher_jail.py (as the jail would) against a socket; returns its TCP port."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(sock: Path) -> int:
@@ -242,7 +242,7 @@ def test_address_refusal(address: str, reason: str | None) -> None:
     assert address_refusal(address) == reason
 
 
-def test_proxy_env_points_every_tool_at_the_forwarder() -> None:
+def test_proxy_env_points_every_tool_at_the_launcher() -> None:
     env = proxy_env(3128)
     for key in (
         "HTTPS_PROXY",
@@ -285,10 +285,10 @@ def test_start_replaces_a_stale_socket_but_not_a_file(loop: LoopThread, tmp_path
         loop.run(EgressProxy().start(regular, EgressPolicy.none()))
 
 
-def test_allowed_host_end_to_end_through_forwarder(
+def test_allowed_host_end_to_end_through_the_launcher(
     loop: LoopThread,
     make_proxy: ProxyFactory,
-    forwarder: Callable[[Path], int],
+    python_launcher: Callable[[Path], int],
     registry: int,
     tls_files: tuple[Path, Path],
 ) -> None:
@@ -298,7 +298,7 @@ def test_allowed_host_end_to_end_through_forwarder(
         resolver=fake_dns({"registry.test": ["127.0.0.1"]}),
         allow_private_for_tests=frozenset({"registry.test"}),
     )
-    port = forwarder(path)
+    port = python_launcher(path)
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     assert read_head(sock).startswith(b"HTTP/1.1 200 ")
@@ -320,7 +320,7 @@ def test_allowed_host_end_to_end_through_forwarder(
     assert loop.call(proxy.denied_hosts) == []
 
 
-def test_forwarder_exits_on_stdin_eof_and_sigterm(make_proxy: ProxyFactory) -> None:
+def test_python_launcher_exits_on_stdin_eof_and_sigterm(make_proxy: ProxyFactory) -> None:
     _, path = make_proxy([])
     for stop in ("stdin", "sigterm"):
         argv = [JAIL_PYTHON, str(LAUNCHER_PY_SOURCE), "--listen", f"127.0.0.1:{free_port()}"]
@@ -471,13 +471,15 @@ def test_trusted_networks_admit_a_non_public_gateway(
 
 
 @pytest.mark.network
-def test_real_pypi_through_proxy(loop: LoopThread, make_proxy: ProxyFactory, forwarder: Callable[[Path], int]) -> None:
+def test_real_pypi_through_proxy(
+    loop: LoopThread, make_proxy: ProxyFactory, python_launcher: Callable[[Path], int]
+) -> None:
     # Some build hosts answer DNS with a non-public, TLS-inspecting gateway; that is what the
     # operator's trusted_networks knob is for, so trust exactly those answers here.
     answers = {info[4][0] for info in socket.getaddrinfo("pypi.org", 443, type=socket.SOCK_STREAM)}
     trusted = [str(a) for a in answers if address_refusal(str(a)) is not None]
     proxy, path = make_proxy(["pypi.org"], trusted_networks=trusted)
-    port = forwarder(path)
+    port = python_launcher(path)
     verify = ssl.create_default_context()  # system store (honours SSL_CERT_FILE)
     with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=verify, trust_env=False) as client:
         reply = client.get("https://pypi.org/simple/six/", headers={"Accept": "text/html"})

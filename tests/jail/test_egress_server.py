@@ -1,6 +1,6 @@
 """Egress as a sandbox's code meets it: through a real server, the real jail and the real proxy.
 
-The jail's network namespace holds only a loopback. With the default policy the in-jail forwarder on
+The jail's network namespace holds only a loopback. With the default policy the in-jail launcher on
 127.0.0.1:3128 relays to the host proxy, which opens tunnels only to allowlisted registry names; with
 ``egress: []`` there is no proxy at all. Each test asserts the refusals, what ``egress_denied`` reports,
 and a clean host afterwards.
@@ -51,7 +51,7 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 # What a program in the jail tries. "via proxy" lines go the way every HTTP client does (HTTPS_PROXY);
-# "raw CONNECT" lines talk to the forwarder by hand; the rest try to get around the proxy altogether.
+# "raw CONNECT" lines talk to the launcher by hand; the rest try to get around the proxy altogether.
 ATTEMPTS = r"""
 import errno, json, os, socket, sys, urllib.error, urllib.request
 
@@ -157,9 +157,9 @@ import errno, json, os, socket
 out = {"proxy_env": sorted(k for k in os.environ if "proxy" in k.lower()), "run_cloche": os.path.exists("/run/cloche")}
 try:
     socket.create_connection(("127.0.0.1", 3128), timeout=5).close()
-    out["forwarder"] = "connected"
+    out["launcher"] = "connected"
 except OSError as exc:
-    out["forwarder"] = errno.errorcode.get(exc.errno, str(exc.errno))
+    out["launcher"] = errno.errorcode.get(exc.errno, str(exc.errno))
 try:
     socket.create_connection(("1.1.1.1", 443), timeout=5).close()
     out["direct"] = "connected"
@@ -172,7 +172,7 @@ print(json.dumps(out))
 def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Client) -> None:
     sid = create(api, language="python", egress=[])
     found, result = jail_python(api, sid, NO_PROXY)
-    assert found == {"proxy_env": [], "run_cloche": False, "forwarder": "ECONNREFUSED", "direct": "ENETUNREACH"}
+    assert found == {"proxy_env": [], "run_cloche": False, "launcher": "ECONNREFUSED", "direct": "ENETUNREACH"}
     assert result["egress_denied"] == []
     assert_clean(server, api, sid)
 
