@@ -26,7 +26,7 @@ import pytest
 
 from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, proxy_env
 from cloche.jail.egress_policy import EgressPolicy, address_refusal
-from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy
+from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy, ProxyLimits
 from tests_support import self_signed_certificate, tls_registry
 
 T = TypeVar("T")
@@ -399,7 +399,7 @@ def test_dns_and_upstream_failures_are_reported(loop: LoopThread, make_proxy: Pr
 
 
 def test_oversized_and_slow_heads_refused(loop: LoopThread, make_proxy: ProxyFactory) -> None:
-    proxy, path = make_proxy(["registry.test"], head_timeout=0.3)
+    proxy, path = make_proxy(["registry.test"], limits=ProxyLimits(head_timeout=0.3))
     padding = b"X-Pad: " + b"a" * 9000 + b"\r\n"
     status, sock = request(path, b"CONNECT registry.test:443 HTTP/1.1\r\n" + padding + b"\r\n")
     sock.close()
@@ -418,7 +418,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def test_connection_cap(loop: LoopThread, make_proxy: ProxyFactory) -> None:
-    proxy, path = make_proxy([], max_connections=2)
+    proxy, path = make_proxy([], limits=ProxyLimits(max_connections=2))
     held = []
     for _ in range(2):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -438,7 +438,7 @@ def test_connection_cap(loop: LoopThread, make_proxy: ProxyFactory) -> None:
 def test_idle_tunnel_is_closed(loop: LoopThread, make_proxy: ProxyFactory, echo_port: int) -> None:
     proxy, path = make_proxy(
         [f"echo.test:{echo_port}"],
-        idle_timeout=0.4,
+        limits=ProxyLimits(idle_timeout=0.4),
         resolver=fake_dns({"echo.test": ["127.0.0.1"]}),
         allow_private_for_tests=frozenset({"echo.test"}),
     )

@@ -79,6 +79,19 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()  # the peer stopped reading; do not wait on it
 
 
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Caps on one proxy: concurrent tunnels, seconds of silence before a tunnel closes, seconds to connect
+    upstream and to receive a request head, the head's size, and how many decisions are kept."""
+
+    max_connections: int = 64
+    idle_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    head_timeout: float = 10.0
+    max_head_bytes: int = 8192
+    max_decisions: int = 10_000
+
+
 class EgressProxy:
     """An allowlisting CONNECT proxy for one sandbox, listening on a unix socket.
 
@@ -94,25 +107,16 @@ class EgressProxy:
     def __init__(
         self,
         *,
-        max_connections: int = 64,
-        idle_timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        head_timeout: float = 10.0,
-        max_head_bytes: int = 8192,
-        max_decisions: int = 10_000,
+        limits: ProxyLimits | None = None,
         resolver: Resolver | None = None,
         trusted_networks: Sequence[str | IPNetwork] = (),
         allow_private_for_tests: frozenset[str] = frozenset(),
     ) -> None:
-        self._max_connections = max_connections
-        self._idle_timeout = idle_timeout
-        self._connect_timeout = connect_timeout
-        self._head_timeout = head_timeout
-        self._max_head_bytes = max_head_bytes
+        self._limits = limits or ProxyLimits()
         self._resolver: Resolver = resolver or _default_resolver
         self._trusted = tuple(ipaddress.ip_network(net) for net in trusted_networks)
         self._private_ok = frozenset(h for h in map(normalize_host, allow_private_for_tests) if h)
-        self._decisions: deque[EgressDecision] = deque(maxlen=max_decisions)
+        self._decisions: deque[EgressDecision] = deque(maxlen=self._limits.max_decisions)
         self._policy = EgressPolicy.none()
         self._server: asyncio.Server | None = None
         self._socket_path: Path | None = None
@@ -191,7 +195,7 @@ class EgressProxy:
         task = asyncio.current_task()
         assert task is not None
         try:
-            if len(self._tasks) >= self._max_connections:
+            if len(self._tasks) >= self._limits.max_connections:
                 self._decide("", 0, False, "too_many_connections")
                 await _respond(writer, 503, "too many concurrent egress connections")
                 return
@@ -249,9 +253,9 @@ class EgressProxy:
     async def _read_head(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         buf = bytearray()
         try:
-            async with asyncio.timeout(self._head_timeout):
+            async with asyncio.timeout(self._limits.head_timeout):
                 while (end := buf.find(b"\r\n\r\n")) < 0:
-                    if len(buf) > self._max_head_bytes:
+                    if len(buf) > self._limits.max_head_bytes:
                         break
                     chunk = await reader.read(4096)
                     if not chunk:
@@ -259,13 +263,13 @@ class EgressProxy:
                     buf += chunk
         except TimeoutError:
             raise _Refused(408, "head_timeout", "request head not received in time") from None
-        if end < 0 or end + 4 > self._max_head_bytes:
-            raise _Refused(431, "head_too_large", f"request head over {self._max_head_bytes} bytes")
+        if end < 0 or end + 4 > self._limits.max_head_bytes:
+            raise _Refused(431, "head_too_large", f"request head over {self._limits.max_head_bytes} bytes")
         return bytes(buf[:end]), bytes(buf[end + 4 :])
 
     async def _vetted_addresses(self, host: str, port: int) -> list[str]:
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self._limits.connect_timeout):
                 addresses = list(await self._resolver(host, port))
         except (OSError, TimeoutError) as exc:
             raise _Refused(502, "dns_failed", f"cannot resolve {host}: {exc}") from None
@@ -292,7 +296,7 @@ class EgressProxy:
     async def _connect(self, addresses: list[str], port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
         error: str = "no address"
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self._limits.connect_timeout):
                 for address in addresses:
                     try:
                         reader, writer = await asyncio.open_connection(address, port)
@@ -333,7 +337,7 @@ class EgressProxy:
         outcome = "closed"
         try:
             while pending and outcome == "closed":
-                remaining = last + self._idle_timeout - loop.time()
+                remaining = last + self._limits.idle_timeout - loop.time()
                 if remaining <= 0:
                     outcome = "idle_timeout"
                     break
