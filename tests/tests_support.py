@@ -29,6 +29,15 @@ def leftover_cgroups(server: Any) -> list[Path]:
     return Cgroups.detect(cgroup_parent(server.data_dir.resolve())).leftovers()
 
 
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (relative path -> text) under ``root``, creating folders; returns ``root``."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
 def run_command(api: Any, sid: str, command: str, default_timeout: float | None = None, **body: Any) -> dict[str, Any]:
     """Exec a shell command over HTTP and return the result JSON (any HTTP error fails the test)."""
     timeout = {"timeout_seconds": default_timeout} if default_timeout else {}

@@ -12,14 +12,7 @@ from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.detect import PythonDetection, Suggestion, UnresolvedImport, detect
 from cloche.ecosystems.python.importmap import ImportMap
 from cloche.errors import InvalidPath, InvalidRequest, Unsupported
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+from tests_support import write_tree
 
 
 def run(root: Path, entry: str = "main.py") -> PythonDetection:
@@ -30,7 +23,7 @@ def run(root: Path, entry: str = "main.py") -> PythonDetection:
 
 
 def test_requirements_lines(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "requirements.txt": "\ufeff# comment\n"
@@ -52,7 +45,7 @@ def test_requirements_lines(tmp_path: Path) -> None:
 
 
 def test_requirement_includes_are_relative_and_cycle_safe(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "requirements.txt": "-r reqs/a.txt\n-c reqs/pins.txt\nrequests\n",
@@ -108,7 +101,7 @@ def test_requirement_includes_are_relative_and_cycle_safe(tmp_path: Path) -> Non
 def test_requirement_refusals_name_file_and_line(
     tmp_path: Path, line: str, error: type[Exception], words: list[str]
 ) -> None:
-    write(tmp_path, {"requirements.txt": f"requests\n{line}\n", "main.py": "import requests\n"})
+    write_tree(tmp_path, {"requirements.txt": f"requests\n{line}\n", "main.py": "import requests\n"})
     with pytest.raises(error) as info:
         run(tmp_path)
     assert type(info.value) is error
@@ -117,25 +110,25 @@ def test_requirement_refusals_name_file_and_line(
 
 
 def test_refusal_in_an_included_file_names_that_file(tmp_path: Path) -> None:
-    write(tmp_path, {"requirements.txt": "-r sub/more.txt\n", "sub/more.txt": "ok\n\n-e ../lib\n"})
+    write_tree(tmp_path, {"requirements.txt": "-r sub/more.txt\n", "sub/more.txt": "ok\n\n-e ../lib\n"})
     with pytest.raises(Unsupported, match=r"sub/more\.txt:3"):
         manifests.parse_requirements(tmp_path, "requirements.txt")
 
 
 def test_symlinked_manifests_are_refused(tmp_path: Path) -> None:
-    write(tmp_path, {"real.txt": "requests\n", "main.py": "import requests\n"})
+    write_tree(tmp_path, {"real.txt": "requests\n", "main.py": "import requests\n"})
     os.symlink("real.txt", tmp_path / "requirements.txt")
     with pytest.raises(InvalidPath, match="symlink"):
         run(tmp_path)
     os.unlink(tmp_path / "requirements.txt")
-    write(tmp_path, {"requirements.txt": "-r linked.txt\n"})
+    write_tree(tmp_path, {"requirements.txt": "-r linked.txt\n"})
     os.symlink("real.txt", tmp_path / "linked.txt")
     with pytest.raises(InvalidPath, match=r"linked\.txt"):
         run(tmp_path)
 
 
 def test_symlinked_pyproject_is_refused(tmp_path: Path) -> None:
-    write(tmp_path, {"elsewhere.toml": "[project]\ndependencies = []\n", "main.py": ""})
+    write_tree(tmp_path, {"elsewhere.toml": "[project]\ndependencies = []\n", "main.py": ""})
     os.symlink("elsewhere.toml", tmp_path / "pyproject.toml")
     with pytest.raises(InvalidPath, match=r"pyproject\.toml is a symlink"):
         run(tmp_path)
@@ -179,7 +172,7 @@ def test_bad_poetry_constraints(constraint: str, error: type[Exception]) -> None
 
 
 def test_poetry_tables(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "pyproject.toml": "[tool.poetry.dependencies]\n"
@@ -203,28 +196,28 @@ def test_poetry_tables(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["path", "url", "git", "source"])
 def test_poetry_non_registry_sources_are_refused(tmp_path: Path, key: str) -> None:
-    write(tmp_path, {"pyproject.toml": f'[tool.poetry.dependencies]\nrequests = "^2"\nmine = {{{key} = "x"}}\n'})
+    write_tree(tmp_path, {"pyproject.toml": f'[tool.poetry.dependencies]\nrequests = "^2"\nmine = {{{key} = "x"}}\n'})
     with pytest.raises(Unsupported, match=rf"pyproject\.toml:3: .*'mine' uses '{key}'.*official registry"):
         manifests.parse_pyproject(tmp_path, "pyproject.toml")
 
 
 def test_pep621_errors_name_the_line(tmp_path: Path) -> None:
-    write(tmp_path, {"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n  "ok",\n  "not valid!",\n]\n'})
+    write_tree(tmp_path, {"pyproject.toml": '[project]\nname = "x"\ndependencies = [\n  "ok",\n  "not valid!",\n]\n'})
     with pytest.raises(InvalidRequest, match=r"pyproject\.toml:5: 'not valid!'"):
         manifests.parse_pyproject(tmp_path, "pyproject.toml")
-    write(tmp_path, {"pyproject.toml": '[project]\ndependencies = ["x @ https://e.com/x.whl"]\n'})
+    write_tree(tmp_path, {"pyproject.toml": '[project]\ndependencies = ["x @ https://e.com/x.whl"]\n'})
     with pytest.raises(Unsupported, match="URL"):
         manifests.parse_pyproject(tmp_path, "pyproject.toml")
-    write(tmp_path, {"pyproject.toml": "[project\n"})
+    write_tree(tmp_path, {"pyproject.toml": "[project\n"})
     with pytest.raises(InvalidRequest, match="not valid TOML"):
         manifests.parse_pyproject(tmp_path, "pyproject.toml")
-    write(tmp_path, {"pyproject.toml": '[project]\nrequires-python = "3.11+"\ndependencies = []\n'})
+    write_tree(tmp_path, {"pyproject.toml": '[project]\nrequires-python = "3.11+"\ndependencies = []\n'})
     with pytest.raises(InvalidRequest, match=r"pyproject\.toml:2: '3\.11\+'"):
         manifests.parse_pyproject(tmp_path, "pyproject.toml")
 
 
 def test_pyproject_without_dependencies_falls_through(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "pyproject.toml": '[project]\nname = "x"\ndynamic = ["dependencies"]\n\n[tool.ruff]\nline-length = 100\n',
@@ -238,15 +231,17 @@ def test_pyproject_without_dependencies_falls_through(tmp_path: Path) -> None:
 
 
 def test_src_layout_found_by_listing_when_the_name_differs(tmp_path: Path) -> None:
-    write(tmp_path, {"pyproject.toml": '[project]\nname = "dist-name"\ndependencies = []\n'})
+    write_tree(tmp_path, {"pyproject.toml": '[project]\nname = "dist-name"\ndependencies = []\n'})
     (tmp_path / "src").mkdir()
     assert manifests.parse_pyproject(tmp_path, "pyproject.toml").src_dir is None
-    write(tmp_path, {"src/other_pkg/__init__.py": "", "src/other_pkg/mod.py": ""})
+    write_tree(tmp_path, {"src/other_pkg/__init__.py": "", "src/other_pkg/mod.py": ""})
     assert manifests.parse_pyproject(tmp_path, "pyproject.toml").src_dir == "src"
 
 
 def test_empty_declared_dependencies_still_win_and_suggest(tmp_path: Path) -> None:
-    write(tmp_path, {"pyproject.toml": "[project]\ndependencies = []\n", "main.py": "import yaml\nimport zzq_nope\n"})
+    write_tree(
+        tmp_path, {"pyproject.toml": "[project]\ndependencies = []\n", "main.py": "import yaml\nimport zzq_nope\n"}
+    )
     found = run(tmp_path)
     assert found.source == "pyproject.toml"
     assert found.requirements == ()
@@ -258,7 +253,7 @@ def test_empty_declared_dependencies_still_win_and_suggest(tmp_path: Path) -> No
 
 
 def test_search_order_and_walk_up(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "app/job/main.py": "import requests\n",
@@ -267,10 +262,10 @@ def test_search_order_and_walk_up(tmp_path: Path) -> None:
         },
     )
     assert run(tmp_path, "app/job/main.py").manifest == "app/requirements.txt"
-    write(tmp_path, {"pyproject.toml": '[project]\ndependencies = ["requests==3"]\n'})
+    write_tree(tmp_path, {"pyproject.toml": '[project]\ndependencies = ["requests==3"]\n'})
     found = run(tmp_path, "app/job/main.py")  # any pyproject with dependencies beats requirements.txt
     assert (found.source, found.manifest, found.requirements) == ("pyproject.toml", "pyproject.toml", ("requests==3",))
-    write(tmp_path, {"app/job/main.py": "# /// script\n# dependencies = ['requests==4']\n# ///\n"})
+    write_tree(tmp_path, {"app/job/main.py": "# /// script\n# dependencies = ['requests==4']\n# ///\n"})
     assert run(tmp_path, "app/job/main.py").source == "pyproject.toml"  # manifests beat inline blocks
 
 
@@ -319,11 +314,13 @@ def test_inline_errors(tmp_path: Path) -> None:
 
 
 def test_inline_unlisted_and_scan_unresolved(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "# /// script\n# dependencies = ['pyyaml']\n# ///\nimport yaml\nimport requests\n"})
+    write_tree(
+        tmp_path, {"main.py": "# /// script\n# dependencies = ['pyyaml']\n# ///\nimport yaml\nimport requests\n"}
+    )
     found = run(tmp_path)
     assert found.source == "inline"
     assert found.unlisted == (Suggestion("requests", "requests"),)
-    write(tmp_path, {"main.py": "import zzq_nope.sub\n"})
+    write_tree(tmp_path, {"main.py": "import zzq_nope.sub\n"})
     found = run(tmp_path)
     assert found.source == "scan"
     assert found.unresolved == (UnresolvedImport("zzq_nope.sub", found.unresolved[0].hint),)
@@ -334,30 +331,30 @@ def test_inline_unlisted_and_scan_unresolved(tmp_path: Path) -> None:
 
 
 def test_manifest_fingerprint_ignores_unrelated_files_and_follows_the_manifest(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {"requirements.txt": "-r base.txt\n", "base.txt": "requests\n", "main.py": "import requests\n"},
     )
     before = run(tmp_path)
     assert [path for path, _ in before.inputs] == ["base.txt", "requirements.txt"]
-    write(tmp_path, {"notes.md": "x", "main.py": "import requests\nprint(1)\n", "other/requirements.txt": "x\n"})
+    write_tree(tmp_path, {"notes.md": "x", "main.py": "import requests\nprint(1)\n", "other/requirements.txt": "x\n"})
     assert run(tmp_path).fingerprint == before.fingerprint
-    write(tmp_path, {"base.txt": "requests\n# a comment\n"})
+    write_tree(tmp_path, {"base.txt": "requests\n# a comment\n"})
     assert run(tmp_path).fingerprint != before.fingerprint  # an included file changed
 
 
 def test_inline_fingerprint_covers_only_the_block(tmp_path: Path) -> None:
     block = "# /// script\n# dependencies = ['requests']\n# ///\n"
-    write(tmp_path, {"main.py": block + "import requests\n"})
+    write_tree(tmp_path, {"main.py": block + "import requests\n"})
     before = run(tmp_path)
-    write(tmp_path, {"main.py": block + "import requests\nprint('changed code')\n"})
+    write_tree(tmp_path, {"main.py": block + "import requests\nprint('changed code')\n"})
     assert run(tmp_path).fingerprint == before.fingerprint
-    write(tmp_path, {"main.py": block.replace("'requests'", "'requests<3'") + "import requests\n"})
+    write_tree(tmp_path, {"main.py": block.replace("'requests'", "'requests<3'") + "import requests\n"})
     assert run(tmp_path).fingerprint != before.fingerprint
 
 
 def test_fingerprint_is_deterministic_and_versioned(tmp_path: Path) -> None:
-    write(tmp_path, {"requirements.txt": "requests\n", "main.py": ""})
+    write_tree(tmp_path, {"requirements.txt": "requests\n", "main.py": ""})
     first, second = run(tmp_path), run(tmp_path)
     assert first == second and first.fingerprint == second.fingerprint
     assert len(first.fingerprint) == 64
@@ -365,7 +362,7 @@ def test_fingerprint_is_deterministic_and_versioned(tmp_path: Path) -> None:
 
 
 def test_nested_project_src_layout_is_searched_and_reported(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "app/pyproject.toml": '[project]\nname = "svc"\ndependencies = ["requests"]\n',

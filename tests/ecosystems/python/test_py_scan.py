@@ -13,16 +13,9 @@ from cloche.ecosystems.python.detect import detect
 from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.scan import ScanResult, host_stdlib, scan_imports
 from cloche.errors import FileNotFound, InvalidPath
+from tests_support import write_tree
 
 STDLIB = host_stdlib()
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def scan(root: Path, entry: str = "main.py", **kwargs: int) -> ScanResult:
@@ -35,7 +28,7 @@ def test_host_stdlib_includes_future_and_common_modules() -> None:
 
 
 def test_dotted_names_lines_and_files(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import os\n\nimport google.cloud.storage\nfrom google.cloud import bigquery\n"})
+    write_tree(tmp_path, {"main.py": "import os\n\nimport google.cloud.storage\nfrom google.cloud import bigquery\n"})
     result = scan(tmp_path)
     assert [(r.module, r.names, r.file, r.line) for r in result.imports] == [
         ("google.cloud.storage", (), "main.py", 3),
@@ -46,13 +39,13 @@ def test_dotted_names_lines_and_files(tmp_path: Path) -> None:
 
 
 def test_stdlib_is_the_targets_not_the_hosts(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import tomllib\nimport json\n"})
+    write_tree(tmp_path, {"main.py": "import tomllib\nimport json\n"})
     older = frozenset(STDLIB - {"tomllib"})
     assert list(scan_imports(tmp_path, "main.py", stdlib=older).modules()) == ["tomllib"]
 
 
 def test_only_reachable_local_files_are_read(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "main.py": "import helpers\nfrom pkg import sub\nimport pkg.deep.leaf\n",
@@ -78,7 +71,7 @@ def test_only_reachable_local_files_are_read(tmp_path: Path) -> None:
 
 
 def test_entry_directory_comes_first_then_root_then_src(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "app/main.py": "import util\nimport shared\nimport lib\n",
@@ -94,12 +87,12 @@ def test_entry_directory_comes_first_then_root_then_src(tmp_path: Path) -> None:
 
 
 def test_local_module_shadowing_stdlib_is_scanned(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import random\n", "random.py": "import requests\n"})
+    write_tree(tmp_path, {"main.py": "import random\n", "random.py": "import requests\n"})
     assert list(scan(tmp_path).modules()) == ["requests"]
 
 
 def test_namespace_directories(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "main.py": "import utils.text\nfrom helpers import fmt\nimport tools\nimport yaml\n",
@@ -131,7 +124,7 @@ def test_namespace_directories(tmp_path: Path) -> None:
     ],
 )
 def test_optional_imports(tmp_path: Path, source: str) -> None:
-    write(tmp_path, {"main.py": source})
+    write_tree(tmp_path, {"main.py": source})
     result = scan(tmp_path)
     assert result.imports and all(ref.optional for ref in result.imports)
 
@@ -148,24 +141,26 @@ def test_optional_imports(tmp_path: Path, source: str) -> None:
     ],
 )
 def test_required_imports(tmp_path: Path, source: str) -> None:
-    write(tmp_path, {"main.py": source})
+    write_tree(tmp_path, {"main.py": source})
     result = scan(tmp_path)
     assert result.modules() == {"foo": False}
 
 
 def test_required_wins_over_optional(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "try:\n    import foo\nexcept ImportError:\n    pass\nimport foo.bar\nimport foo\n"})
+    write_tree(
+        tmp_path, {"main.py": "try:\n    import foo\nexcept ImportError:\n    pass\nimport foo.bar\nimport foo\n"}
+    )
     assert scan(tmp_path).modules() == {"foo": False, "foo.bar": False}
 
 
 @pytest.mark.parametrize("call", ["importlib.import_module(name)", "importlib.import_module('.x', 'p')", "f('x')"])
 def test_dynamic_imports_need_an_absolute_literal(tmp_path: Path, call: str) -> None:
-    write(tmp_path, {"main.py": f"import importlib\n{call}\n"})
+    write_tree(tmp_path, {"main.py": f"import importlib\n{call}\n"})
     assert scan(tmp_path).imports == ()
 
 
 def test_syntax_error_is_recorded_and_the_scan_continues(tmp_path: Path) -> None:
-    write(
+    write_tree(
         tmp_path,
         {
             "main.py": "import broken\nimport good\n",
@@ -181,14 +176,14 @@ def test_syntax_error_is_recorded_and_the_scan_continues(tmp_path: Path) -> None
 
 
 def test_syntax_error_in_the_entry_does_not_crash(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import requests\nfrom bs4 import (\n    BeautifulSoup,\n)\nx = = 1\n"})
+    write_tree(tmp_path, {"main.py": "import requests\nfrom bs4 import (\n    BeautifulSoup,\n)\nx = = 1\n"})
     result = scan(tmp_path)
     assert result.errors and result.errors[0].file == "main.py"
     assert result.modules() == {"bs4.BeautifulSoup": False, "requests": False}
 
 
 def test_unparseable_nesting_does_not_crash(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import requests\nx = " + "(" * 5000 + ")" * 5000 + "\n"})
+    write_tree(tmp_path, {"main.py": "import requests\nx = " + "(" * 5000 + ")" * 5000 + "\n"})
     result = scan(tmp_path)
     assert result.errors
     assert list(result.modules()) == ["requests"]
@@ -202,15 +197,15 @@ def test_encoding_cookie_is_honoured(tmp_path: Path) -> None:
 def test_missing_or_symlinked_entry_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFound):
         scan(tmp_path)
-    write(tmp_path, {"real.py": "import requests\n"})
+    write_tree(tmp_path, {"real.py": "import requests\n"})
     os.symlink("real.py", tmp_path / "main.py")
     with pytest.raises(InvalidPath):
         scan(tmp_path)
 
 
 def test_symlinked_local_modules_are_local_but_never_read(tmp_path: Path) -> None:
-    outside = write(tmp_path / "outside", {"evil.py": "import numpy\n", "pkg/__init__.py": "import numpy\n"})
-    ws = write(tmp_path / "ws", {"main.py": "import evil\nimport pkg\nimport linked\n", "real/x.py": ""})
+    outside = write_tree(tmp_path / "outside", {"evil.py": "import numpy\n", "pkg/__init__.py": "import numpy\n"})
+    ws = write_tree(tmp_path / "ws", {"main.py": "import evil\nimport pkg\nimport linked\n", "real/x.py": ""})
     os.symlink(outside / "evil.py", ws / "evil.py")
     os.symlink(outside / "pkg", ws / "pkg")
     os.symlink("real", ws / "linked")
@@ -223,7 +218,7 @@ def test_symlinked_local_modules_are_local_but_never_read(tmp_path: Path) -> Non
 def test_file_limit_truncates(tmp_path: Path) -> None:
     files = {"main.py": "".join(f"import m{i}\n" for i in range(20))}
     files.update({f"m{i}.py": "import requests\n" for i in range(20)})
-    write(tmp_path, files)
+    write_tree(tmp_path, files)
     result = scan(tmp_path, max_files=5)
     assert result.truncated
     assert len(result.files) == 5
@@ -231,7 +226,7 @@ def test_file_limit_truncates(tmp_path: Path) -> None:
 
 
 def test_size_limit_skips_large_local_files(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import big\nimport yaml\n", "big.py": "import requests\n" + "#" * 5000})
+    write_tree(tmp_path, {"main.py": "import big\nimport yaml\n", "big.py": "import requests\n" + "#" * 5000})
     result = scan(tmp_path, max_file_bytes=1000)
     assert list(result.modules()) == ["yaml"]
     assert [e.file for e in result.errors] == ["big.py"]
@@ -245,7 +240,7 @@ def test_thousand_files_scan_quickly(tmp_path: Path) -> None:
         children = "".join(f"from app import m{j}\n" for j in (2 * i + 1, 2 * i + 2) if j < n)
         body = "".join(f"def f{k}(x):\n    return len(str(x)) + {k}\n\n" for k in range(10))
         files[f"app/m{i}.py"] = f"import os\nimport requests\n{children}\n{body}"
-    write(tmp_path, files)
+    write_tree(tmp_path, files)
     start = time.perf_counter()
     result = scan(tmp_path)
     elapsed = time.perf_counter() - start
@@ -262,29 +257,29 @@ def fingerprint(root: Path, entry: str = "main.py") -> str:
 
 
 def test_scan_fingerprint_ignores_unrelated_files(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import requests\nimport helpers\n", "helpers.py": "import yaml\n"})
+    write_tree(tmp_path, {"main.py": "import requests\nimport helpers\n", "helpers.py": "import yaml\n"})
     before = fingerprint(tmp_path)
-    write(tmp_path, {"notes.txt": "hello", "other.py": "import numpy\n", "data/x.csv": "1,2\n"})
+    write_tree(tmp_path, {"notes.txt": "hello", "other.py": "import numpy\n", "data/x.csv": "1,2\n"})
     assert fingerprint(tmp_path) == before
 
 
 def test_scan_fingerprint_follows_the_import_set(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "import requests\nimport helpers\n", "helpers.py": "import yaml\n"})
+    write_tree(tmp_path, {"main.py": "import requests\nimport helpers\n", "helpers.py": "import yaml\n"})
     before = fingerprint(tmp_path)
-    write(tmp_path, {"helpers.py": "import yaml\nimport bs4\n"})
+    write_tree(tmp_path, {"helpers.py": "import yaml\nimport bs4\n"})
     changed = fingerprint(tmp_path)
     assert changed != before
-    write(tmp_path, {"helpers.py": "import yaml\n"})
+    write_tree(tmp_path, {"helpers.py": "import yaml\n"})
     assert fingerprint(tmp_path) == before
 
 
 def test_main_module_and_future_are_never_third_party(tmp_path: Path) -> None:
-    write(tmp_path, {"main.py": "from __future__ import annotations\nimport __main__\n"})
+    write_tree(tmp_path, {"main.py": "from __future__ import annotations\nimport __main__\n"})
     assert scan(tmp_path).imports == ()
 
 
 def test_oversized_entry_is_reported_not_fatal_for_detection(tmp_path: Path) -> None:
-    write(tmp_path, {"requirements.txt": "requests\n", "main.py": "import yaml\n" + "#" * (3 << 20)})
+    write_tree(tmp_path, {"requirements.txt": "requests\n", "main.py": "import yaml\n" + "#" * (3 << 20)})
     found = detect(tmp_path, "main.py", importmap=ImportMap.load())
     assert found.requirements == ("requests",)
     assert found.warnings and "larger than" in found.warnings[0]
