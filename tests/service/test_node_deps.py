@@ -179,6 +179,14 @@ def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) ->
         assert "npm error" not in error and "    at " not in error
 
 
+def test_native_addon_builds_against_the_installed_node_headers(local_npm: Client) -> None:
+    with local_npm.create() as box:
+        box.write("main.js", "console.log(require('native-addon').answer());\n")
+        result = box.exec(filename="main.js", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "42\n"
+
+
 WELL_KNOWN = ("@octokit/rest", "ioredis", "pg", "@slack/bolt", "koa-router", "zod", "@aws-sdk/client-s3", "mongoose")
 
 

@@ -131,6 +131,7 @@ def standard_registry(root: Path) -> Path:
     - ``esm-lib``: 3.0.0 (newest) is an ES module only; 2.1.0 ships CommonJS.
     - ``moved-file-lib``: no exports map; 2.0.0 (newest) dropped ``legacy.js``, which 1.0.0 ships (the facts
       cannot tell: only loading it in the install jail does).
+    - ``native-addon``: a C addon built by node-gyp at install time (no prebuilt binary to download).
     - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
       the install jail's proxy, the way binary and browser downloaders do.
     """
@@ -154,12 +155,37 @@ def standard_registry(root: Path) -> Path:
     legacy = {"index.js": "module.exports = 'main';\n", "legacy.js": "module.exports = 'legacy 1.0.0';\n"}
     publish(root, "moved-file-lib", "1.0.0", age_days=700, files=legacy)
     publish(root, "moved-file-lib", "2.0.0", age_days=300, files={"index.js": "module.exports = 'main 2';\n"})
+    addon = {
+        "binding.gyp": '{"targets": [{"target_name": "addon", "sources": ["addon.c"]}]}',
+        "addon.c": ADDON_C,
+        "index.js": "module.exports = require('./build/Release/addon.node');\n",
+    }
+    for version, age in (("1.0.0", 300), ("1.1.0", 200)):
+        native = {"scripts": {"install": "node-gyp rebuild"}, "gypfile": True}
+        publish(root, "native-addon", version, age_days=age, files=addon, manifest=native)
     downloader = {"index.js": "module.exports = 'binary wrapper';\n", "install.js": DOWNLOADER}
     scripts = {"scripts": {"install": "node install.js"}, "hasInstallScript": True}
     for version, age in (("1.0.0", 300), ("1.1.0", 200)):
         publish(root, "downloads-binary", version, age_days=age, files=downloader, manifest=scripts)
     return root
 
+
+ADDON_C = """
+#include <node_api.h>
+
+static napi_value answer(napi_env env, napi_callback_info info) {
+  napi_value result;
+  napi_create_int32(env, 42, &result);
+  return result;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "answer", NAPI_AUTO_LENGTH, answer, NULL, &fn);
+  napi_set_named_property(env, exports, "answer", fn);
+  return exports;
+}
+"""
 
 # CONNECT through https_proxy to a host no install jail may reach, then fail the way downloaders do.
 DOWNLOADER = """

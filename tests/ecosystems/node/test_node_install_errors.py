@@ -38,3 +38,18 @@ def test_without_an_alternative_the_advice_is_general() -> None:
 
 def test_failures_that_reached_nothing_outside_are_left_to_npm() -> None:
     assert outside_world(PUPPETEER, [], frozenset) is None
+
+
+def test_warnings_and_progress_are_not_the_scripts_message() -> None:
+    output = (
+        "npm error code 1\nnpm error path /opt/cloche/env/node/node_modules/some-addon\n"
+        "npm error command failed\nnpm error command sh -c prebuild-install || node-gyp rebuild\n"
+        "npm error (node:45) [UNDICI-EHPA] Warning: EnvHttpProxyAgent is experimental\n"
+        "npm error prebuild-install warn install Request failed\n"
+        "npm error gyp info using node-gyp@10.1.0\n"
+        "npm error gyp ERR! stack Error: connect to https://github.com/x/some-addon/releases/v1.tar.gz refused\n"
+    )
+    message = outside_world(output, ["github.com:443"], frozenset)
+    assert message is not None
+    assert "The script said: gyp ERR! stack Error: connect to" in message
+    assert "https://github.com/x/some-addon/releases/v1.tar.gz" in message

@@ -111,6 +111,9 @@ class NodeEcosystem(Ecosystem):
             "npm_config_loglevel": "error",
             "npm_config_logs_dir": "/tmp/npm-logs",
             "npm_config_progress": "false",
+            # node-gyp builds native addons against the installed Node's own headers (/usr/include/node)
+            # instead of downloading them from nodejs.org, which install jails cannot reach.
+            "npm_config_nodedir": NODE_HEADER.parent.parent.parent.as_posix(),
             # npm bundles its own roots; installers also trust the host's store, so registries behind a
             # TLS-inspecting gateway work like uv's. (Not set for runs: parsing the whole store costs every node
             # start ~70 ms; a sandbox behind a TLS-intercepting proxy sets it in its env.)

@@ -19,15 +19,17 @@ _URL = re.compile(r"https?://[^\s'\"<>)\]]+")
 _NPM_PREFIX = re.compile(r"^npm error ?")
 
 
+_NOISE = ("code ", "path ", "command ", "at ", "A complete log", "gyp info", "gyp http", "(node:", "prebuild-install")
+
+
 def _first_error_line(output: str) -> str | None:
-    """The script's own message: the first line after npm's header that is not a stack frame."""
+    """The script's own message: the first line after npm's header that says "error" and is not a stack
+    frame, npm's header, a warning or a progress line; else the first line that is none of those."""
     lines = [_NPM_PREFIX.sub("", line).strip() for line in output.splitlines() if line.startswith("npm error")]
-    for line in lines:
-        if not line or line.startswith(("code ", "path ", "command ", "at ", "A complete log")) or line == "}":
-            continue
-        if line != "command failed":
-            return line[:300]
-    return None
+    lines = [line for line in lines if line and not line.startswith(_NOISE) and line not in ("}", "command failed")]
+    erring = [line for line in lines if "err" in line.lower()]
+    chosen = erring or lines
+    return chosen[0][:300] if chosen else None
 
 
 def _fetched(output: str, denied: Sequence[str]) -> list[str]:
