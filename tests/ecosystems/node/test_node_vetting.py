@@ -190,3 +190,22 @@ def test_facts_are_cached_and_used_stale_when_the_registry_is_away(tmp_path: Pat
         stored = json.loads(entry.read_text())
         entry.write_text(json.dumps({**stored, "fetched": 0}))  # fetched in 1970: long past its TTL
     assert RegistryFacts(url, cache).packument("old-helper").release_count == 3
+
+
+def test_registry_unreachable_refuses_off_list_names_and_installs_listed_ones_unchecked() -> None:
+    from conftest import free_port
+
+    vetting = _vetting(f"http://127.0.0.1:{free_port()}/", None, frozenset({"listed"}))
+    choices, refusals = vetting.decide([Usage("listed", "listed", (".",), True), Usage("other", "other", (".",), True)])
+    assert [(c.package, c.requirement) for c in choices] == [("listed", "*")]
+    assert "release fit not checked" in choices[0].reason
+    assert [r.package for r in refusals] == ["other"] and "could not be asked" in refusals[0].reason
+
+
+def test_prerelease_only_package_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    publish(root, "beta-only", "1.0.0-beta.1", age_days=500)
+    publish(root, "beta-only", "1.0.0-beta.2", age_days=400)
+    with serve(root) as url:
+        _, [refusal] = _vetting(url, None).decide([Usage("beta-only", "beta-only", (".",), True)])
+    assert "only prereleases" in refusal.reason

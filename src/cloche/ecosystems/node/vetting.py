@@ -123,8 +123,10 @@ class Vetting:
         name = facts.name
         if not facts.found:
             return f"the npm registry has no package named {name!r}"
-        if facts.unpublished or not facts.releases:
+        if facts.unpublished:
             return f"{name!r} was unpublished from the npm registry"
+        if not facts.releases:
+            return f"{name!r} has no stable release (only prereleases)"
         latest = facts.release(facts.latest or "") or facts.releases[0]
         if latest.deprecated:
             return f"{name}@{latest.version} is deprecated: {latest.deprecated.strip()[:200]}"
@@ -178,6 +180,8 @@ class Vetting:
         return None
 
     def _fit(self, usage: Usage, facts: PackageFacts, source: str, reason: str) -> Choice:
+        if not facts.releases:  # prereleases only: npm's choice stands
+            return Choice(usage.package, usage.specifier, "*", source, reason)
         newest = facts.release(facts.latest or "") or facts.releases[0]
         candidates = [r for r in facts.releases if Version.parse(r.version) <= Version.parse(newest.version)]  # type: ignore[operator]
         tried: dict[str, list[str]] = {}
