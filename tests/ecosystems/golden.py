@@ -1,6 +1,6 @@
-"""Golden detection cases shared by the Node, Go and Java suites.
+"""Golden detection cases for Node, Go and Java: ``test_detect_golden.py`` runs every case of each.
 
-Each ``fixtures/<case>/workspace`` is detected and compared with ``fixtures/<case>/expected.json`` (the
+Each ``<language>/fixtures/<case>/workspace`` is detected and compared with ``fixtures/<case>/expected.json`` (the
 detection's ``to_dict()``, or the error). ``case.json`` may set ``entry``. Rewrite expectations after an
 intended change with ``UPDATE_GOLDEN=1 pytest tests/ecosystems/<language>`` and review the diff.
 """
