@@ -16,7 +16,7 @@ from cloche.ecosystems.common import strip_comments
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import popular
 from cloche.ecosystems.node.ecosystem import NodeEcosystem
-from cloche.ecosystems.node.scan import DATA, builtins, package_of, specifiers
+from cloche.ecosystems.node.scan import DATA, builtins, imported_names, package_of, specifiers
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -151,3 +151,11 @@ def test_installed_license_fills_the_gap(tmp_path: Path) -> None:
 def test_abi_names_the_module_version() -> None:
     abi = NodeEcosystem().abi()
     assert abi.startswith("node-") and abi.endswith("-linux-x64")
+
+
+def test_imported_names_per_specifier() -> None:
+    code = (
+        "import a, { b, c as d, default as e } from 'x';\nimport * as ns from \"y\";\nexport { f } from 'z/sub';\n"
+        "export * from 'w';\nimport type { T } from 't';\nimport 'side';\nconst s = \"import q from 'nope'\";\n"
+    )
+    assert imported_names(code) == {"x": {"default", "b", "c"}, "y": {"*"}, "z/sub": {"f"}, "w": {"*"}, "t": set()}

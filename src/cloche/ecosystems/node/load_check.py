@@ -18,6 +18,7 @@ from cloche.ecosystems.base import InstallJail, Lock
 from cloche.ecosystems.node.release_fit import Usage
 
 CHECK_TIMEOUT = 120.0
+MISSING_EXPORT = "ERR_MISSING_EXPORT"  # ours: a name a static import asks for is not in the module's namespace
 MAX_REPAIRS = 3  # back-off steps after an install, across all packages
 RESOLUTION_CODES = frozenset(
     {
@@ -28,11 +29,12 @@ RESOLUTION_CODES = frozenset(
         "ERR_MODULE_NOT_FOUND",
         "ERR_UNSUPPORTED_DIR_IMPORT",
         "ERR_UNKNOWN_FILE_EXTENSION",
+        MISSING_EXPORT,
     }
 )
 
-# Loads every [specifier, required] of /work/checks.json from the current folder (the environment), then
-# writes the outcomes to a file: the modules' own output goes to stderr and cannot be mistaken for them.
+# Loads every [specifier, required, names] of /work/checks.json from the current folder (the environment),
+# then writes the outcomes to a file: the modules' own output goes to stderr and cannot be mistaken for them.
 _CHECK_JS = r"""
 const fs = require('fs');
 const { createRequire } = require('module');
@@ -40,9 +42,19 @@ const load = createRequire(process.cwd() + '/');
 const checks = JSON.parse(fs.readFileSync('/work/checks.json', 'utf8'));
 (async () => {
   const out = [];
-  for (const [spec, required] of checks) {
+  for (const [spec, required, names] of checks) {
     try {
-      if (required) load(spec); else await import(spec);
+      if (required) {
+        load(spec);
+      } else {
+        const ns = await import(spec);
+        const missing = names.filter((name) => !(name in ns));
+        if (missing.length) {
+          const message = `The requested module '${spec}' does not provide an export named '${missing[0]}'`;
+          out.push({ spec, ok: false, code: 'ERR_MISSING_EXPORT', message });
+          continue;
+        }
+      }
       out.push({ spec, ok: true });
     } catch (e) {
       const message = String((e && e.message) || e).split('\n')[0].slice(0, 300);
@@ -78,13 +90,14 @@ class LoadReport:
     steps: tuple[RepairStep, ...]
 
 
-def checks_of(usages: Sequence[Usage]) -> list[tuple[str, str, bool]]:
-    """(specifier, package, required) for every specifier the usages name."""
+def checks_of(usages: Sequence[Usage]) -> list[tuple[str, str, bool, list[str]]]:
+    """(specifier, package, required, names imported) for every specifier the usages name."""
     out = []
     for usage in usages:
         for subpath in usage.subpaths or (".",):
             specifier = usage.package if subpath == "." else usage.package + subpath[1:]
-            out.append((specifier, usage.package, usage.required))
+            names = sorted(name for sub, name in usage.names if sub == subpath)
+            out.append((specifier, usage.package, usage.required, names))
     return out
 
 
@@ -93,7 +106,7 @@ async def load_failures(jail: InstallJail, env_mount: str, usages: Sequence[Usag
     checks = checks_of(usages)
     if not checks:
         return []
-    files = {"checks.json": json.dumps([[spec, required] for spec, _, required in checks]), "check.cjs": _CHECK_JS}
+    files = {"checks.json": json.dumps([[spec, req, names] for spec, _, req, names in checks]), "check.cjs": _CHECK_JS}
     script = f'cd {env_mount} && node -e "$(cat /work/check.cjs)" >&2 && cat /tmp/cloche-checks.json'
     result = await jail.run(["/bin/sh", "-c", script], files=files, timeout_seconds=CHECK_TIMEOUT)
     if result.status != "succeeded":
@@ -102,7 +115,7 @@ async def load_failures(jail: InstallJail, env_mount: str, usages: Sequence[Usag
         outcomes = json.loads(result.stdout)
     except ValueError:
         return []
-    package_of = {spec: package for spec, package, _ in checks}
+    package_of = {spec: package for spec, package, _, _ in checks}
     failures = []
     for o in outcomes:
         if not isinstance(o, dict) or o.get("ok") or o.get("code") not in RESOLUTION_CODES:

@@ -52,6 +52,7 @@ class Usage:
     specifier: str  # the first specifier naming it, as written
     subpaths: tuple[str, ...] = ()  # "./fp" for "lodash/fp"; the package itself is "."
     required: bool = False  # named in a require() call (CommonJS)
+    names: tuple[tuple[str, str], ...] = ()  # (subpath, export name) static imports ask for ("default", "x")
 
 
 Resolved = tuple[str, tuple[str, ...]]  # (file, the conditions taken to reach it)

@@ -37,6 +37,8 @@ _PATTERNS = (
     re.compile(r"\b(?:import|export)\s[^'\"`;()]*?\bfrom\s*" + _Q),
 )
 _NAME = re.compile(r"^(@[A-Za-z0-9][A-Za-z0-9._~-]*/)?[A-Za-z0-9][A-Za-z0-9._~-]*$")
+_CLAUSE = re.compile(r"\b(import|export)\s+([^'\"`;()]*?)\s*\bfrom\s*(['\"`])([^'\"`\n\\]+)\3")
+_IDENT = re.compile(r"^[A-Za-z_$][\w$]*$")
 
 
 @cache
@@ -77,6 +79,40 @@ def specifiers(text: str) -> list[tuple[str, int, bool]]:
         for m in pattern.finditer(masked):
             found[(m.start(2), code[m.start(2) : m.end(2)])] = index == 0
     return [(spec, code.count("\n", 0, pos) + 1, found[(pos, spec)]) for pos, spec in sorted(found)]
+
+
+def _clause_names(keyword: str, clause: str) -> set[str]:
+    """The export names an ``import``/``export ... from`` clause asks for ("default", "x", or "*")."""
+    clause = clause.strip()
+    if clause.startswith("type ") or clause.startswith("typeof "):
+        return set()  # TypeScript declarations: nothing is loaded
+    names: set[str] = set()
+    inner = ""
+    if "{" in clause:
+        head, _, rest = clause.partition("{")
+        inner, _, _ = rest.partition("}")
+        clause = head
+    for part in (p.strip() for p in clause.split(",")):
+        if part.startswith("*"):
+            names.add("*")
+        elif _IDENT.match(part) and keyword == "import":
+            names.add("default")
+    for item in (p.strip() for p in inner.split(",")):
+        name = item.split(" as ")[0].strip().removeprefix("type ").strip()
+        if _IDENT.match(name) or name == "default":
+            names.add(name)
+    return names
+
+
+def imported_names(text: str) -> dict[str, set[str]]:
+    """Per specifier, the names static ``import``/``export ... from`` statements ask it for."""
+    code = strip_comments(text)
+    masked = strip_comments(text, mask_strings=True)
+    found: dict[str, set[str]] = {}
+    for m in _CLAUSE.finditer(masked):
+        spec = code[m.start(4) : m.end(4)]
+        found.setdefault(spec, set()).update(_clause_names(m.group(1), code[m.start(2) : m.end(2)]))
+    return found
 
 
 def package_of(specifier: str) -> str | None:
@@ -123,6 +159,7 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
     packages: dict[str, Specifier] = {}
     subpaths: dict[str, dict[str, None]] = {}
     required: set[str] = set()
+    named: dict[str, set[tuple[str, str]]] = {}
     warnings: list[str] = []
     read: list[str] = []
     while queue:
@@ -140,7 +177,9 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
         read.append(rel)
         if rel.endswith(".json"):
             continue
-        for spec, line, by_require in specifiers(data.decode("utf-8", errors="replace")):
+        text = data.decode("utf-8", errors="replace")
+        names = imported_names(text)
+        for spec, line, by_require in specifiers(text):
             if spec.startswith((".", "/")):
                 local = _local(root, rel, spec)
                 if local is not None and local not in seen:
@@ -154,10 +193,13 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
             if name is None:
                 continue
             packages.setdefault(name, Specifier(name, spec, rel, line))
-            subpaths.setdefault(name, {})[subpath_of(spec, name)] = None
+            subpath = subpath_of(spec, name)
+            subpaths.setdefault(name, {})[subpath] = None
+            named.setdefault(name, set()).update((subpath, n) for n in names.get(spec, ()) if n != "*")
             if by_require:
                 required.add(name)
     usages = tuple(
-        Usage(name, first.specifier, tuple(subpaths[name]), name in required) for name, first in packages.items()
+        Usage(name, first.specifier, tuple(subpaths[name]), name in required, tuple(sorted(named.get(name, ()))))
+        for name, first in packages.items()
     )
     return NodeScan(tuple(packages.values()), tuple(read), tuple(warnings), usages)
