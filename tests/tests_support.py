@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +38,15 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+def zip_of(members: Mapping[str, bytes | str]) -> bytes:
+    """A zip archive (deflated) of ``members``: name -> content."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def run_command(api: Any, sid: str, command: str, default_timeout: float | None = None, **body: Any) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import zipfile
 
 import httpx
 import pytest
+
+from tests_support import zip_of
 
 
 @pytest.fixture
@@ -73,11 +74,8 @@ def test_hostile_folder_is_refused(http: httpx.Client, sid: str) -> None:
 
 
 def test_zip_and_tar_keep_structure(http: httpx.Client, sid: str) -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("app/main.py", "print('zip')\n")
-        zf.writestr("app/lib/util.py", "X = 1\n")
-    response = http.post(f"/v1/sandboxes/{sid}/upload", files={"file": ("a.zip", buffer.getvalue())})
+    archive = zip_of({"app/main.py": "print('zip')\n", "app/lib/util.py": "X = 1\n"})
+    response = http.post(f"/v1/sandboxes/{sid}/upload", files={"file": ("a.zip", archive)})
     assert response.status_code == 201, response.text
     tar_buffer = io.BytesIO()
     with tarfile.open(fileobj=tar_buffer, mode="w:gz") as tf:
@@ -93,11 +91,8 @@ def test_zip_and_tar_keep_structure(http: httpx.Client, sid: str) -> None:
 
 
 def test_zip_slip_writes_nothing(http: httpx.Client, sid: str) -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("fine.txt", "ok")
-        zf.writestr("a/../../x", "pwned")
-    response = http.post(f"/v1/sandboxes/{sid}/upload", files={"file": ("evil.zip", buffer.getvalue())})
+    archive = zip_of({"fine.txt": "ok", "a/../../x": "pwned"})
+    response = http.post(f"/v1/sandboxes/{sid}/upload", files={"file": ("evil.zip", archive)})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_archive"
     names = [f["path"] for f in http.get(f"/v1/sandboxes/{sid}/files").json()["files"]]

@@ -6,9 +6,7 @@ this file does not know how to call fails the test until it is taught (a body ex
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import ServerProcess, running_server
+from tests_support import zip_of
 
 # Bare keys sharing a long prefix: their tenants must still differ. Letters outside hex and words no log line
 # holds, so any 6-character piece found written down is key material.
@@ -52,17 +51,10 @@ def api(server: ServerProcess, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {key}"})
 
 
-def _zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("b.txt", "from an archive\n")
-    return buffer.getvalue()
-
-
 def _request_options(operation: dict[str, Any]) -> dict[str, Any]:
     content = operation.get("requestBody", {}).get("content", {})
     if "multipart/form-data" in content:
-        return {"files": {"file": ("b.zip", _zip())}}
+        return {"files": {"file": ("b.zip", zip_of({"b.txt": "from an archive\n"}))}}
     if "application/json" in content:
         schema = content["application/json"]["schema"]
         refs = re.findall(r"#/components/schemas/(\w+)", str(schema))

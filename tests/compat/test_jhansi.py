@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import httpx
 import pytest
 
 from cloche.api.compat_jhansi import translate
-from conftest import ServerProcess, running_server, traversable_dir
+from conftest import ServerProcess, running_server
+from tests_support import zip_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_wheel, standard_wheels
@@ -142,16 +142,6 @@ def events(
 
 def output(found: list[tuple[str, dict[str, object]]]) -> list[object]:
     return [payload["data"] for kind, payload in found if kind == "output"]
-
-
-def zip_of(files: dict[str, str]) -> bytes:
-    path = traversable_dir() / "p.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    data = path.read_bytes()
-    shutil.rmtree(path.parent)
-    return data
 
 
 # the wire format, raw

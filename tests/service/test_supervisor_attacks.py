@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from conftest import ServerProcess, traversable_dir
-from tests_support import assert_clean, run_command
+from tests_support import assert_clean, run_command, zip_of
 
 Result = dict[str, Any]
 CANARY = b"host canary: never readable or writable through a sandbox\n"
@@ -97,14 +97,6 @@ def listing(api: httpx.Client, sid: str, path: str = "") -> dict[str, Result]:
     response = api.get(f"/v1/sandboxes/{sid}/files", params={"path": path})
     assert response.status_code == 200, response.text
     return {entry["path"]: entry for entry in response.json()["files"]}
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def upload_archive(api: httpx.Client, sid: str, data: bytes, folder: str = "") -> httpx.Response:
