@@ -132,8 +132,14 @@ def measure_entry(client: Client, ecosystem: str, entry: dict[str, Any]) -> dict
     return record
 
 
+def _mark(variant: str, outcome: dict[str, Any]) -> str:
+    if outcome["clean"]:
+        return f"{variant}=ok"
+    return f"{variant}={outcome['failure']}" + (f"({outcome['module']})" if outcome["module"] else "")
+
+
 def measure_corpus(
-    server: Server, ecosystem: str, entries: list[dict[str, Any]], jobs: int, deadline: float
+    server: Server, ecosystem: str, entries: list[dict[str, Any]], jobs: int, deadline: float, progress: Path
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any] | None] = [None] * len(entries)
     done = iter(range(1, len(entries) + 1))
@@ -150,7 +156,9 @@ def measure_corpus(
         records[index] = record
         with lock:
             n = next(done)
-        marks = " ".join(f"{v}={'ok' if record[v]['clean'] else record[v]['failure']}" for v in ("cloche", "baseline"))
+            with progress.open("a") as out:  # readable while the run goes on
+                out.write(json.dumps({"ecosystem": ecosystem, **record}) + "\n")
+        marks = " ".join(_mark(variant, record[variant]) for variant in ("cloche", "baseline"))
         log(f"  corpus {ecosystem} {n}/{len(entries)} {entry['id']}: {marks}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -165,14 +173,21 @@ def measure_corpus(
 def run(bench: Bench) -> Scenario:
     scenario = Scenario("corpus", "Real manifest-less scripts: import-clean rate, cloche vs by-hand baselines", __doc__)
     server = bench.start_server("corpus")
-    deadline = time.monotonic() + bench.corpus_budget
+    corpora = {ecosystem: load(ecosystem) for ecosystem in ("python", "node")}
+    queues = {eco: round_robin(c["entries"])[: bench.corpus_limit or None] for eco, c in corpora.items()}
+    budget_end = time.monotonic() + bench.corpus_budget
+    progress = bench.scratch("corpus") / "records.jsonl"
+    log(f"corpus: each entry's record is appended to {progress} as it is measured")
     summaries: dict[str, dict[str, Any]] = {}
     try:
-        for ecosystem in ("python", "node"):
-            corpus = load(ecosystem)
-            entries = round_robin(corpus["entries"])[: bench.corpus_limit or None]
+        for ecosystem, corpus in corpora.items():
+            entries = queues[ecosystem]
+            # Each corpus gets a share of what is left of the budget in proportion to its size, so an exhausted
+            # budget still measures both.
+            left = sum(len(queues[e]) for e in list(corpora)[list(corpora).index(ecosystem) :])
+            deadline = time.monotonic() + (budget_end - time.monotonic()) * len(entries) / max(left, 1)
             log(f"corpus {ecosystem}: {len(entries)} entries, {bench.corpus_jobs} at a time")
-            records = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline)
+            records = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline, progress)
             summary = summarize(ecosystem, corpus, records)
             summaries[ecosystem] = summary
             scenario.extra[ecosystem] = {"summary": summary, "entries": records}

@@ -90,6 +90,8 @@ LAST_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", r
 CLASSES = {
     "unresolved": "no distribution vouched for the import: reported in unresolved_imports, nothing installed",
     "not_found_after_install": "the import is missing although the install succeeded (wrong or missing distribution)",
+    "missing_submodule": "the package imports but a submodule is missing: removed in the installed release (API "
+    "drift), or a namespace package whose distribution was not installed",
     "api_drift": "the installed release lacks an imported name or subpath (ImportError: cannot import name, "
     "ERR_PACKAGE_PATH_NOT_EXPORTED, no such export)",
     "esm_only": "an ES-module-only release required from CommonJS (ERR_REQUIRE_ESM)",
@@ -135,8 +137,9 @@ def _python_failure(output: str, unresolved: list[str]) -> tuple[str, str | None
     if m := PY_NOT_FOUND.search(output):
         module = m.group(1)
         top = module.split(".")[0]
-        hit = any(u == module or u.split(".")[0] == top for u in unresolved)
-        return ("unresolved" if hit else "not_found_after_install"), module
+        if any(u == module or u.split(".")[0] == top for u in unresolved):
+            return "unresolved", module
+        return ("missing_submodule" if "." in module else "not_found_after_install"), module
     if m := PY_CANNOT_IMPORT.search(output):
         return "api_drift", f"{m.group(2)}.{m.group(1)}"
     if PY_IMPORT_ERROR.search(output):

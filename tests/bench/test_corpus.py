@@ -198,12 +198,8 @@ def _result(status: str, exit_code: int | None, output: str, unresolved: list[st
     [
         ("python", _result("succeeded", 0, ""), None, None),
         ("python", _result("failed", 1, "ModuleNotFoundError: No module named 'zq'", ["zq"]), "unresolved", "zq"),
-        (
-            "python",
-            _result("failed", 1, "ModuleNotFoundError: No module named 'a.b'"),
-            "not_found_after_install",
-            "a.b",
-        ),
+        ("python", _result("failed", 1, "ModuleNotFoundError: No module named 'ab'"), "not_found_after_install", "ab"),
+        ("python", _result("failed", 1, "ModuleNotFoundError: No module named 'a.b'"), "missing_submodule", "a.b"),
         ("python", _result("failed", 1, "ImportError: cannot import name 'x' from 'm' (/p)"), "api_drift", "m.x"),
         ("python", _result("failed", 1, "ImportError: libGL.so.1: cannot open shared object"), "import_error", None),
         ("python", _result("failed", 1, "KeyError: 'DISPLAY'"), "import_time_error", None),
