@@ -161,6 +161,26 @@ class ResolvedImport(BaseModel):
     reason: str | None = Field(None, description="Why, in words: the facts behind the choice, any back-off.")
 
 
+class RecoveryStep(BaseModel):
+    action: Literal["next_provider", "runtime_need", "version_backoff", "extra"] = Field(
+        description="next_provider: the chosen project did not ship the module, the next by download rank was "
+        "tried; runtime_need: a package imports something it does not declare; version_backoff: the newest "
+        "release lacks an imported name; extra: the package's error asked for it."
+    )
+    module: str = Field(description="The import that failed.")
+    requirement: str = Field(description="What was installed for it (a requirement).")
+    outcome: Literal["fixed", "failed", "not_installable"] = Field(
+        description="fixed: the import then imported; failed: it still did not; not_installable: no lock or build."
+    )
+    detail: str = Field("", description="Why this step, and the error that remained.")
+
+
+class ImportFailure(BaseModel):
+    module: str = Field(description="An import of the entry that still fails in the environment.")
+    error: str = Field(description="The error the check saw.")
+    names: list[str] = Field(default_factory=list, description="Names 'from module import ...' lacked.")
+
+
 class InstallReport(BaseModel):
     source: str = Field(
         description="Where the needs came from: pyproject.toml, requirements.txt, inline, scan, package.json, ..."
@@ -175,6 +195,18 @@ class InstallReport(BaseModel):
     duration_ms: int = Field(0, description="Time spent detecting and installing.")
     environment: str | None = Field(None, description="Environment store key the run used.")
     error: str | None = Field(None, description="The installer's error when the install failed.")
+    verified: bool | None = Field(
+        None,
+        description="Whether this exec's new environment imports everything the entry needs: true (sealed and "
+        "reused from now on), false (import_failures; the run used it, but it was neither sealed nor bound), "
+        "null (no environment was built and checked by this exec).",
+    )
+    recovery: list[RecoveryStep] = Field(
+        default_factory=list, description="Each step taken to repair imports that failed the check, in order."
+    )
+    import_failures: list[ImportFailure] = Field(
+        default_factory=list, description="Imports still failing after recovery (verified: false)."
+    )
 
 
 class ImportSuggestion(BaseModel):

@@ -29,3 +29,20 @@ def test_scan_installs_real_packages_once(client: Client) -> None:
         assert second.install is not None
         assert second.install.installed == [] and second.install.reused_environment
         assert second.install.duration_ms < 1000  # no resolver, no network: a fingerprint check and a lookup
+
+
+def test_api_drift_backs_off_to_the_release_with_the_name(client: Client) -> None:
+    """Werkzeug 3 removed ``werkzeug.urls.url_quote`` (what broke Flask 2.2): the newest release fails the check,
+    and the newest release of the previous series, which has it, is installed and sealed."""
+    with client.create() as box:
+        box.write("main.py", "from werkzeug.urls import url_quote\nprint(url_quote('a b'))\n")
+        result = box.exec(filename="main.py", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "a%20b\n"
+        install = result.install
+        assert install is not None and install.verified is True
+        [step] = install.recovery
+        assert (step.action, step.module, step.outcome) == ("version_backoff", "werkzeug.urls", "fixed")
+        assert step.requirement == "werkzeug<3"
+        [werkzeug] = [p for p in install.installed if p.name.lower() == "werkzeug"]
+        assert werkzeug.version.startswith("2.")

@@ -5,6 +5,7 @@ The service runs one pipeline for every language (see docs/dependencies.md)::
     detect(workspace, entry) -> Detection          pure: reads workspace files only (through safefs)
     resolve(detection, jail) -> Lock               exact versions (+ hashes), in the *install* jail
     build(lock, jail) -> list[Component]           fills a fresh environment, in the *install* jail
+    verify(detection, lock, jail) -> Verification  optional: do the entry's imports import? repair, report
     inventory(environment, lock) -> [Component]    what a built environment holds (SBOM, install report)
     exec_env(environment, detection) -> ExecEnv    mounts + variables that make the environment visible
     command(entry, args) -> argv                   how to run an entry file
@@ -154,8 +155,10 @@ class InstallJail(Protocol):
         files: Mapping[str, str] | None = None,
         shared_cache: bool = True,
         timeout_seconds: float | None = None,
+        build_readonly: bool = False,
     ) -> RunResult:
-        """``files`` are written into ``INSTALL_INPUTS`` (read-only in the jail) before the run."""
+        """``files`` are written into ``INSTALL_INPUTS`` (read-only in the jail) before the run;
+        ``build_readonly`` mounts the directory being built read-only (a run that imports what was built)."""
         ...
 
 
@@ -166,6 +169,7 @@ class InstallRunOptions(TypedDict, total=False):
     files: Mapping[str, str] | None
     shared_cache: bool
     timeout_seconds: float | None
+    build_readonly: bool
 
 
 class Quirk(enum.Enum):
@@ -188,6 +192,41 @@ class Companion(abc.ABC):
     async def build(self, jail: InstallJail) -> bool:
         """Fill ``jail.build_mount``; the environment is mounted read-only at its ``env_mount``.
         False: nothing worth keeping was built."""
+
+
+@dataclass(frozen=True)
+class RecoveryStep:
+    """One step of repairing an environment whose imports failed the verification."""
+
+    action: str  # "next_provider", "runtime_need", "version_backoff", "extra"
+    module: str  # the import that failed
+    requirement: str  # what was tried for it: a requirement added or put in place of another
+    outcome: str  # "fixed", "failed" (the import still fails), "not_installable" (no lock or build)
+    detail: str = ""  # why this step: the error seen, the data that vouched for it
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """An import that failed the verification (``names``: what ``from module import ...`` lacked)."""
+
+    module: str
+    error: str
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of verifying a built environment: the lock it ended with (what the build directory now
+    holds), the imports still failing (none: it may be sealed), and every recovery step tried on the way."""
+
+    lock: Lock
+    checked: int  # how many imports were checked
+    failures: tuple[ImportFailure, ...] = ()
+    steps: tuple[RecoveryStep, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 class Ecosystem(abc.ABC):
@@ -249,6 +288,12 @@ class Ecosystem(abc.ABC):
     def installer_env(self) -> Mapping[str, str]:
         """Optional: variables every install jail run gets (cache locations, registry, trust store)."""
         return {}
+
+    async def verify(self, detection: Detection, lock: Lock, jail: InstallJail) -> Verification | None:
+        """Optional: check, in the install jail where ``lock`` was just built, that what ``detection`` says the
+        entry imports does import; repair what it can (rebuilding in the same jail) and report each step.
+        None: this ecosystem does not verify, and the environment is sealed as built."""
+        return None
 
     def needs_environment(self, detection: Detection) -> bool:
         return detection.needs_packages or Quirk.ENVIRONMENT_WITHOUT_PACKAGES in self.quirks

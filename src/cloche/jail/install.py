@@ -82,6 +82,7 @@ class InstallSession:
         files: Mapping[str, str] | None = None,
         shared_cache: bool = True,
         timeout_seconds: float | None = None,
+        build_readonly: bool = False,
     ) -> RunResult:
         inputs = self.work / "in"
         for name, content in (files or {}).items():
@@ -94,7 +95,7 @@ class InstallSession:
         cache = self.shared_cache if shared_cache else self.private_cache
         mounts.append(Mount("bind", INSTALL_CACHE, cache))
         if self.build_dir is not None:
-            mounts.append(Mount("bind", self.build_mount, self.build_dir))
+            mounts.append(Mount("ro-bind" if build_readonly else "bind", self.build_mount, self.build_dir))
         mounts += self.ecosystem.install_mounts
         mounts += self.extra_mounts
         profile = JailProfile(

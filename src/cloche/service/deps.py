@@ -7,6 +7,7 @@ sandbox and its environment is in the store, no resolver runs and nothing touche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
@@ -17,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock
+from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Verification
 from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
-from cloche.models import InstalledPackage, InstallReport, ResolvedImport
+from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.store import safefs
@@ -31,8 +32,37 @@ from cloche.store.metadata import EnvBinding, MetadataStore
 
 log = logging.getLogger("cloche.deps")
 MEMO_SIZE = 256
+UNVERIFIED_SUFFIX = "-unverified"
 
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Built:
+    """A build's outcome: the lock the environment holds (recovery may have changed it), its store key, and
+    the verification (None: the ecosystem does not verify)."""
+
+    lock: Lock
+    key: str
+    verification: Verification | None
+
+
+def unverified_key(key: str) -> str:
+    """Where an environment that failed verification is kept for the run that built it: never bound, never
+    found by its lock's key, collected like any unreferenced entry."""
+    return key + UNVERIFIED_SUFFIX
+
+
+def _verification_report(verification: Verification | None) -> dict[str, Any]:
+    if verification is None:
+        return {}
+    return {
+        "verified": verification.ok,
+        "recovery": [RecoveryStep.model_validate(dataclasses.asdict(s)) for s in verification.steps],
+        "import_failures": [
+            ImportFailure(module=f.module, error=f.error, names=list(f.names)) for f in verification.failures
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -59,7 +89,7 @@ class DependencyService:
         self.jails = jails
         self.denied_licenses = denied_licenses
         self.metrics = metrics or Metrics()
-        self._builds: dict[str, asyncio.Future[None]] = {}  # single flight per environment key
+        self._builds: dict[str, asyncio.Future[Built]] = {}  # single flight per environment key
         self.background: set[asyncio.Task[None]] = set()  # companion builds running off the exec's path
         # Last detection per (sandbox, ecosystem, entry), keyed by a stat signature of the workspace: an
         # unchanged workspace needs no re-scan.
@@ -98,13 +128,16 @@ class DependencyService:
         if not ecosystem.needs_environment(detection):
             return Prepared(record())
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
+        verification: Verification | None = None
         try:
             if binding and binding.fingerprint == detection.fingerprint and self.envs.get(binding.env_key):
                 lock = Lock(binding.lock, tuple(Component.from_dict(c) for c in binding.components))
                 key, reused = binding.env_key, True
             else:
                 with self.metrics.install_duration.time():
-                    lock, key, reused = await self._install(sandbox_id, ecosystem, detection, binding, progress)
+                    lock, key, reused, verification = await self._install(
+                        sandbox_id, ecosystem, detection, binding, progress
+                    )
                 if progress is not None:
                     packages = [c.name for c in lock.components]
                     await progress({"phase": "installed", "packages": packages, "reused": reused})
@@ -119,7 +152,8 @@ class DependencyService:
             previous = {(c["name"], c["version"]) for c in binding.components} if binding else set()
             fresh = [c for c in lock.components if (c.name, c.version) not in previous]
         installed = [InstalledPackage(name=c.name, version=c.version) for c in fresh]
-        done = record(lock, key, installed=installed, reused_environment=reused, environment=key)
+        checked = _verification_report(verification)
+        done = record(lock, key, installed=installed, reused_environment=reused, environment=key, **checked)
         return Prepared(done, ecosystem.exec_env(stored.path, detection))
 
     async def _install(
@@ -129,24 +163,32 @@ class DependencyService:
         detection: Detection,
         binding: EnvBinding | None,
         progress: Progress | None,
-    ) -> tuple[Lock, str, bool]:
+    ) -> tuple[Lock, str, bool, Verification | None]:
+        """Resolve (or recall) the lock, find or build its environment, and bind it when it is verified."""
         if progress is not None:
             await progress({"phase": "resolving", "requested": list(detection.requested)})
+        memo = (ecosystem.name, ecosystem.abi(), detection.fingerprint)
         lock = self._recent_lock(ecosystem, detection)
         if lock is None:
             async with self.jails.session(ecosystem) as jail:
                 lock = await ecosystem.resolve(detection, jail)
-            self._resolutions[(ecosystem.name, ecosystem.abi(), detection.fingerprint)] = (time.monotonic(), lock)
         key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
         reused = self.envs.get(key) is not None
+        verification = None
         if not reused:
             if progress is not None:
                 await progress({"phase": "installing", "packages": [f"{c.name}=={c.version}" for c in lock.components]})
-            await self._build_once(key, ecosystem, lock)
+            built = await self._build_once(key, ecosystem, detection, lock)
+            lock, key, verification = built.lock, built.key, built.verification
         stored = self.envs.get(key)
         assert stored is not None
         components = ecosystem.inventory(stored.path, lock, detection.source)
         self._check_licenses(components)
+        if verification is not None and not verification.ok:
+            # Run with the best environment found, but neither remember nor bind it: the next exec tries again.
+            log.warning("environment not verified", extra={"ecosystem": ecosystem.name, "environment": key})
+            return Lock(lock.text, tuple(components)), key, reused, verification
+        self._resolutions[memo] = (time.monotonic(), lock)
         self.store.set_binding(
             EnvBinding(
                 sandbox_id=sandbox_id,
@@ -163,32 +205,48 @@ class DependencyService:
             "environment bound",
             extra={"ecosystem": ecosystem.name, "environment": key, "store_hit": reused, "packages": packages},
         )
-        return Lock(lock.text, tuple(components)), key, reused
+        return Lock(lock.text, tuple(components)), key, reused, verification
 
-    async def _build_once(self, key: str, ecosystem: Ecosystem, lock: Lock) -> None:
-        """Build ``key`` unless another exec is already building it; then wait for that build."""
+    async def _build_once(self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
+        """Build ``key`` unless another exec is already building it; then take that build's outcome."""
         pending = self._builds.get(key)
         if pending is not None:
-            await asyncio.shield(pending)
-            if self.envs.get(key) is None:
-                raise InstallFailed("a concurrent install of the same environment failed; run again")
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            try:
+                return await asyncio.shield(pending)
+            except Exception as exc:
+                raise InstallFailed("a concurrent install of the same environment failed; run again") from exc
+        future: asyncio.Future[Built] = asyncio.get_running_loop().create_future()
         self._builds[key] = future
         try:
-            async with self.jails.session(ecosystem, build=True) as jail:
-                await ecosystem.build(lock, jail)
-                assert jail.build_dir is not None
-                stored = self.envs.put(key, jail.build_dir, {"ecosystem": ecosystem.name, "lock": lock.text})
-                self.metrics.store_changed()
-            future.set_result(None)
-            self._start_companion(key, ecosystem, stored.path)
+            built = await self._build(ecosystem, detection, lock)
+            future.set_result(built)
+            return built
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))
-            future.exception()  # mark retrieved: waiters re-check the store instead
+            future.exception()  # mark retrieved: waiters report the failure themselves
             raise
         finally:
             self._builds.pop(key, None)
+
+    async def _build(self, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
+        """Build, verify (the ecosystem may repair the environment, ending with another lock), then seal: under
+        the lock's key when verified, else apart, where no lookup by lock finds it."""
+        async with self.jails.session(ecosystem, build=True) as jail:
+            await ecosystem.build(lock, jail)
+            verification = await ecosystem.verify(detection, lock, jail)
+            if verification is not None:
+                lock = verification.lock
+            key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
+            sealed = verification is None or verification.ok
+            if not sealed:
+                key = unverified_key(key)
+            assert jail.build_dir is not None
+            meta = {"ecosystem": ecosystem.name, "lock": lock.text, "verified": sealed}
+            stored = self.envs.put(key, jail.build_dir, meta)
+            self.metrics.store_changed()
+        if sealed:
+            self._start_companion(key, ecosystem, stored.path)
+        return Built(lock, key, verification)
 
     def _check_licenses(self, components: list[Component]) -> None:
         """Refuse the install when a package's license is on the server's deny list (before it is bound)."""

@@ -221,8 +221,12 @@ class ExecService:
 
 
 def _install_lines(record: DependencyRecord) -> str:
-    installed = record.install.installed if record.install else []
-    lines = [f"Installing {c.name}=={c.version}...\n" for c in installed]
+    install = record.install
+    lines = [f"Installing {c.name}=={c.version}...\n" for c in (install.installed if install else [])]
+    for step in install.recovery if install else []:
+        lines.append(f"Recovery for '{step.module}' ({step.action}): {step.requirement} {step.outcome}\n")
+    for failure in install.import_failures if install else []:
+        lines.append(f"Note: '{failure.module}' does not import in the environment: {failure.error}\n")
     for item in record.unlisted_imports:
         hint = f" (add {item.suggested})" if item.suggested else ""
         lines.append(f"Note: '{item.module}' is imported but not listed in the manifest{hint}\n")

@@ -9,6 +9,7 @@ vouches for them, because guessing a distribution from an import name is how slo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -23,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.importmap import ImportMap, Resolution
+from cloche.ecosystems.python.needs import ImportNeed, import_needs
 from cloche.ecosystems.python.scan import MAX_FILE_BYTES, ImportRef, ScanResult, host_stdlib, scan_imports
 from cloche.errors import TooLarge
 from cloche.store import safefs
@@ -79,6 +81,8 @@ class PythonDetection:
     sys_path: tuple[str, ...] = ()
     inputs: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    # The required imports the install provides, checked after each build (not part of the fingerprint).
+    imports: tuple[ImportNeed, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -232,6 +236,7 @@ def detect(
                 sys_path=_sys_path(entry, src_dir, scan),
                 inputs=((rel, project.sha256),),
                 warnings=_warnings(scan),
+                imports=_declared_needs(scan, importmap, project.requirements),
             )
     for base in dirs:
         rel = posixpath.join(base, "requirements.txt")
@@ -248,6 +253,7 @@ def detect(
             sys_path=_sys_path(entry, src_dir, scan),
             inputs=tuple(sorted(reqs.files)),
             warnings=_warnings(scan),
+            imports=_declared_needs(scan, importmap, reqs.requirements),
         )
     scan = _scan(root, entry, stdlib, src_dir)
     imports = _imports(scan, importmap)
@@ -265,8 +271,28 @@ def detect(
             sys_path=_sys_path(entry, src_dir, scan),
             inputs=((entry, inline.sha256),),
             warnings=_warnings(scan),
+            imports=_declared_needs(scan, importmap, inline.requirements),
         )
-    return _from_scan(entry, src_dir, scan, imports, allow_unknown)
+    found = _from_scan(entry, src_dir, scan, imports, allow_unknown)
+    chosen = {canonicalize_name(r) for r in found.requirements}
+    needs = import_needs(
+        scan,
+        importmap,
+        chosen=True,
+        covered=lambda _, res: res is not None and canonicalize_name(res.distribution) in chosen,
+    )
+    return dataclasses.replace(found, imports=needs)
+
+
+def _declared_needs(scan: ScanResult, importmap: ImportMap, requirements: Iterable[str]) -> tuple[ImportNeed, ...]:
+    """Required imports a manifest covers (the ones it does not are reported as unlisted instead)."""
+    declared = _declared_names(requirements)
+
+    def covered(module: str, res: Resolution | None) -> bool:
+        top = canonicalize_name(module.split(".")[0])
+        return top in declared or (res is not None and canonicalize_name(res.distribution) in declared)
+
+    return import_needs(scan, importmap, chosen=False, covered=covered)
 
 
 def _scan(root: Path, entry: str, stdlib: frozenset[str], src_dir: str | None) -> ScanResult:

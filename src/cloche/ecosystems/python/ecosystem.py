@@ -7,10 +7,14 @@ workspace: a user's ``deps/`` folder is never hidden).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.base import (
     INSTALL_CACHE,
@@ -24,12 +28,16 @@ from cloche.ecosystems.base import (
     InstallFailed,
     InstallJail,
     Lock,
+    Verification,
 )
 from cloche.ecosystems.common import ENV_ROOT, installer_error, run_installer
+from cloche.ecosystems.python import recovery
+from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
 from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
+from cloche.ecosystems.python.needs import ImportNeed
 from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
 
@@ -39,6 +47,8 @@ UV = f"{INSTALL_TOOLS}/uv"
 PYCACHE_MOUNT = "/opt/cloche/pycache"
 WHEELS = "/opt/cloche/wheels"  # a local wheel folder (CLOCHE_PYTHON_WHEEL_DIR) in install jails
 INSTALL_TIMEOUT = 900.0
+CHECK_TIMEOUT = 600.0
+CHECK_SCRIPT = Path(__file__).with_name("check_imports.py")  # runs in the jail: see its docstring
 # uv in every install jail: its cache is the jail's, the interpreter is the system's (never downloaded), and
 # TLS trusts the host's store (bound at /etc/ssl), not uv's bundled roots: operators add their CAs there.
 UV_ENV = {"UV_CACHE_DIR": INSTALL_CACHE, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "UV_NATIVE_TLS": "1"}
@@ -160,24 +170,28 @@ class PythonEcosystem(Ecosystem):
 
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         await run_installer(jail, [UV, "venv", jail.env_mount, "--python", TARGET_PYTHON, "--quiet", "--no-config"])
-        # No --compile-bytecode here: the ``Bytecode`` companion compiles it after the environment is sealed.
-        argv = [
-            UV,
-            "pip",
-            "install",
-            "--python",
-            f"{jail.env_mount}/bin/python",
-            "-r",
-            f"{INSTALL_INPUTS}/lock.txt",
-            "--require-hashes",
-            "--no-deps",
-            "--link-mode",
-            "copy",
-            "--quiet",
-            *self._index_args(),
-        ]
-        await _wheels_then_sources(jail, argv, {"lock.txt": lock.text}, INSTALL_TIMEOUT)
+        await self.sync(lock, jail, fresh=True)
         return list(lock.components)
+
+    async def sync(self, lock: Lock, jail: InstallJail, *, fresh: bool = False) -> None:
+        """Install ``lock`` into the venv being built (``fresh``: a new venv), leaving exactly the lock's pins."""
+        lock_file = f"{INSTALL_INPUTS}/lock.txt"
+        command = ["install", "--no-deps", "-r", lock_file] if fresh else ["sync", lock_file]
+        # No --compile-bytecode here: the ``Bytecode`` companion compiles it after the environment is sealed.
+        argv = [UV, "pip", *command, "--python", f"{jail.build_mount}/bin/python", "--require-hashes"]
+        argv += ["--link-mode", "copy", "--quiet", *self._index_args()]
+        await _wheels_then_sources(jail, argv, {"lock.txt": lock.text}, INSTALL_TIMEOUT)
+
+    async def verify(self, detection: Detection, lock: Lock, jail: InstallJail) -> Verification | None:
+        found = detection.details
+        if not isinstance(found, PythonDetection) or not found.imports:
+            return None
+        requirements = list(detection.requested)
+        pinned = {canonicalize_name(c.name) for c in lock.components}
+        if all(_requirement_name(r) in pinned for r in detection.optional):
+            requirements += detection.optional  # the lock holds the optional imports' projects too
+        environment = _BuiltVenv(self, jail, found.constraints, detection.source)
+        return await recovery.verify(found.imports, requirements, lock, environment, ImportMap.load())
 
     def site_packages(self, environment: Path) -> Path | None:
         lib = environment / "lib"
@@ -206,6 +220,43 @@ class PythonEcosystem(Ecosystem):
             mounts.append(Mount("ro-bind", PYCACHE_MOUNT, pycache))
             env["PYTHONPYCACHEPREFIX"] = PYCACHE_MOUNT
         return ExecEnv(mounts=tuple(mounts), env=env)
+
+
+class _BuiltVenv:
+    """The venv being built, as recovery drives it: checked, re-locked and re-synced in one install jail."""
+
+    def __init__(self, ecosystem: PythonEcosystem, jail: InstallJail, constraints: Sequence[str], source: str) -> None:
+        self.ecosystem, self.jail, self.constraints, self.source = ecosystem, jail, constraints, source
+
+    async def check(self, needs: Sequence[ImportNeed]) -> dict[str, recovery.Answer]:
+        # Package code runs here: a private cache, and the venv read-only so nothing it does is sealed.
+        files = {"check_imports.py": CHECK_SCRIPT.read_text(), "imports.json": json.dumps([n.to_dict() for n in needs])}
+        argv = [f"{self.jail.build_mount}/bin/python", "-I", "-B", f"{INSTALL_INPUTS}/check_imports.py"]
+        result = await self.jail.run(
+            [*argv, f"{INSTALL_INPUTS}/imports.json"],
+            files=files,
+            shared_cache=False,
+            build_readonly=True,
+            timeout_seconds=min(CHECK_TIMEOUT, 60.0 + 30.0 * len(needs)),
+        )
+        answers: dict[str, recovery.Answer] = {}
+        for line in result.stdout.splitlines():
+            if line.startswith(CHECK_MARK):
+                data = json.loads(line[len(CHECK_MARK) :])
+                answers[data["module"]] = recovery.Answer(
+                    data["module"], data["kind"], data.get("missing"), tuple(data.get("names") or ()), data["error"]
+                )
+        return answers
+
+    async def relock(self, requirements: Sequence[str]) -> Lock:
+        return await self.ecosystem.lock_for(requirements, self.constraints, self.jail, self.source)
+
+    async def sync(self, lock: Lock) -> None:
+        await self.ecosystem.sync(lock, self.jail)
+
+
+def _requirement_name(requirement: str) -> str:
+    return canonicalize_name(Requirement(requirement.split(" --hash=")[0]).name)
 
 
 async def _wheels_then_sources(

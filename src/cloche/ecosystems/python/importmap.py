@@ -117,6 +117,15 @@ class ImportMap:
                 return Resolution(prefix, providers[0], "map", _map_reason(prefix, providers))
         return None
 
+    def providers(self, module: str) -> tuple[str, ...]:
+        """Every project the generated map says ships the longest known prefix of ``module``, best download
+        rank first (what recovery tries, in order, when the chosen one does not provide the module)."""
+        for prefix in _prefixes(module.strip()):
+            providers = self._modules.get(prefix)
+            if providers:
+                return providers
+        return ()
+
     def is_known_distribution(self, name: str) -> bool:
         """Whether ``name`` (any PEP 503 spelling) is among the ranked, most downloaded projects."""
         return canonicalize_name(name.strip()) in self._known

@@ -1,0 +1,159 @@
+"""Verify, then seal: after a build, the entry's imports are checked in the install jail, and what fails is
+repaired step by step (next provider, undeclared runtime need, version back-off), each step reported.
+
+A local wheel folder of tiny real wheels stands in for the index; each failure class is a wheel that really
+exhibits it. The projects are picked from the shipped import map and overrides, not named here, so the
+tests follow the data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from cloche import Client, SandboxHandle
+from cloche.ecosystems.python.importmap import ImportMap
+from cloche.models import InstallReport, RecoveryStep
+from conftest import ServerProcess, running_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
+from _pywheels import build_wheel
+
+SHIPPED = ImportMap.load()
+
+
+def _override_modules(count: int) -> list[tuple[str, str]]:
+    """(module, project) pairs of plain top-level overrides, each project distinct."""
+    picked: dict[str, tuple[str, str]] = {}
+    for module, override in sorted(SHIPPED.overrides.items()):
+        project = canonicalize_name(override.distribution)
+        if module.isidentifier() and project not in picked and SHIPPED.resolve(module) is not None:
+            picked[project] = (module, override.distribution)
+    return list(picked.values())[:count]
+
+
+DRIFT, NEED, BROKEN = _override_modules(3)
+
+
+def _second_provider() -> tuple[str, str, str] | None:
+    """(module, first provider, second provider) for a module the generated map gives two projects."""
+    data = resources.files("cloche.ecosystems.python").joinpath("data/import_map.json").read_text(encoding="utf-8")
+    for module in sorted(json.loads(data)["modules"]):
+        resolution = SHIPPED.resolve(module)
+        providers = SHIPPED.providers(module)
+        mapped = resolution is not None and resolution.source == "map" and resolution.distribution == providers[0]
+        if module.isidentifier() and mapped and len(providers) >= 2:
+            return module, providers[0], providers[1]
+    return None
+
+
+@pytest.fixture(scope="module")
+def wheels() -> Iterator[Path]:
+    def place(root: Path) -> dict[str, str]:
+        folder = root / "wheels"
+        folder.mkdir()
+        # API drift: the newest release lacks a name the script imports; the previous series has it.
+        module, project = DRIFT
+        build_wheel(folder, project, "5.0.0", {f"{module}/__init__.py": "OTHER = 1\n"})
+        build_wheel(folder, project, "4.9.0", {f"{module}/__init__.py": "def wanted():\n    return 'old'\n"})
+        # An undeclared runtime need: the package imports pkg_resources and declares nothing.
+        module, project = NEED
+        build_wheel(folder, project, "1.0.0", {f"{module}/__init__.py": "import pkg_resources\nOK = pkg_resources.X\n"})
+        build_wheel(
+            folder, "setuptools", "69.0.0", {"pkg_resources/__init__.py": "X = 'ok'\n", "setuptools/__init__.py": ""}
+        )
+        # Nothing can repair: no release has the name.
+        module, project = BROKEN
+        build_wheel(folder, project, "1.0.0", {f"{module}/__init__.py": "OTHER = 1\n"})
+        second = _second_provider()
+        if second is not None:  # the first provider by rank does not ship the module; the second does
+            module, first, following = second
+            build_wheel(folder, first, "1.0.0", {"unrelated_pkg/__init__.py": ""})
+            build_wheel(folder, following, "1.0.0", {f"{module}/__init__.py": "VALUE = 'second'\n"})
+        return {"CLOCHE_PYTHON_WHEEL_DIR": str(folder)}
+
+    with running_server(place) as srv:
+        yield srv  # type: ignore[misc]
+
+
+@pytest.fixture
+def cloche(wheels: ServerProcess) -> Iterator[Client]:
+    with wheels.client() as client:
+        yield client
+
+
+def repaired(box: SandboxHandle, code: str, stdout: str, action: str) -> tuple[InstallReport, RecoveryStep]:
+    """Run ``code``; it must succeed after exactly one repair of kind ``action``, verified and sealed."""
+    box.write("main.py", code)
+    result = box.exec(filename="main.py")
+    assert result.status == "succeeded", result.output
+    assert result.stdout == stdout
+    install = result.install
+    assert install is not None and install.verified is True
+    [step] = install.recovery
+    assert (step.action, step.outcome) == (action, "fixed")
+    assert f"Recovery for '{step.module}' ({action}): {step.requirement} fixed" in result.output
+    return install, step
+
+
+def test_version_backoff_finds_the_release_with_the_imported_name(cloche: Client) -> None:
+    module, project = DRIFT
+    with cloche.create() as box:
+        install, step = repaired(box, f"from {module} import wanted\nprint(wanted())\n", "old\n", "version_backoff")
+        assert step.module == module and step.requirement == f"{project}<5" and "lacks wanted" in step.detail
+        assert [(p.name, p.version) for p in install.installed] == [(project, "4.9.0")]
+        # Sealed and bound: the next exec reuses it without checking again.
+        second = box.exec(filename="main.py")
+        assert second.stdout == "old\n"
+        assert second.install is not None and second.install.reused_environment and second.install.verified is None
+
+
+def test_undeclared_runtime_need_is_installed(cloche: Client) -> None:
+    module, project = NEED
+    with cloche.create() as box:
+        install, step = repaired(box, f"import {module}\nprint({module}.OK)\n", "ok\n", "runtime_need")
+        assert step.requirement == "setuptools" and "pkg_resources" in step.detail
+        assert {p.name for p in install.installed} == {project, "setuptools"}
+
+
+def test_next_provider_by_rank_is_tried(cloche: Client) -> None:
+    second = _second_provider()
+    if second is None:
+        pytest.skip("the shipped import map names no module with two ranked providers")
+    module, first, following = second
+    with cloche.create() as box:
+        install, step = repaired(box, f"import {module}\nprint({module}.VALUE)\n", "second\n", "next_provider")
+        assert step.requirement == following and first in step.detail
+        assert [p.name for p in install.installed] == [following]
+
+
+def test_an_unrepairable_environment_runs_but_is_never_sealed_or_bound(cloche: Client, wheels: ServerProcess) -> None:
+    module, project = BROKEN
+    with cloche.create() as box:
+        box.write("main.py", f"from {module} import missing_name\n")
+        first = box.exec(filename="main.py")
+        assert first.status == "failed"  # the run happened: the user sees Python's own ImportError
+        assert "ImportError" in first.stderr and "missing_name" in first.stderr
+        install = first.install
+        assert install is not None and install.verified is False and install.error is None
+        [failure] = install.import_failures
+        assert failure.module == module and failure.names == ["missing_name"]
+        assert f"Note: '{module}' does not import in the environment" in first.output
+        assert all(s.outcome != "fixed" for s in install.recovery)
+        assert install.environment is not None and install.environment.endswith("-unverified")
+        # Not bound, not found by its lock: the next exec checks again instead of reusing it.
+        second = box.exec(filename="main.py")
+        assert second.install is not None and second.install.verified is False
+        assert not second.install.reused_environment
+    # The store holds it only apart, marked unverified; no entry under a lock's own key has the project.
+    metas = {
+        p.name: json.loads((p / "cloche-env.json").read_text()) for p in (wheels.data_dir / "envs").glob("python-*")
+    }
+    holding = {name: meta for name, meta in metas.items() if f"{project}==" in meta.get("lock", "")}
+    assert holding and all(name.endswith("-unverified") and meta["verified"] is False for name, meta in holding.items())
