@@ -237,6 +237,9 @@ class ExecResult(BaseModel):
         description="Scanned imports no trustworthy distribution provides (not installed).",
     )
     egress_denied: list[str] = Field(default_factory=list, description="Hosts the run tried to reach and was refused.")
+    error: str | None = Field(
+        None, description="Why cloche or a limit ended the run (killed, timed out, ...); null when the program ended."
+    )
 
 
 class RunRecord(ExecResult):
@@ -244,7 +247,6 @@ class RunRecord(ExecResult):
     argv: list[str] = Field(description="The command line run inside the jail.")
     started_at: datetime
     finished_at: datetime | None
-    error: str | None = Field(None, description="Why cloche ended the run, when it did.")
 
 
 class RunSummary(BaseModel):

@@ -107,5 +107,5 @@ def test_refuses_public_bind_without_keys(fresh_server: ServerProcess) -> None:
 def test_refuses_to_start_when_jail_cannot_reach_data(fresh_server: ServerProcess) -> None:
     fresh_server.data_dir.parent.chmod(0o700)
     with pytest.raises(RuntimeError) as caught:
-        fresh_server.start(timeout=20)
+        fresh_server.start(timeout=90)
     assert "not traversable by sandbox uids" in str(caught.value)

@@ -226,7 +226,7 @@ def _last_line(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def _epilogue(s: AppState, who: str, sandbox_id: str, result: ExecResult) -> tuple[list[bytes], str | None]:
+def _epilogue(result: ExecResult) -> tuple[list[bytes], str | None]:
     """Lines the SDK user must see although their program printed none of them, and the done event's error."""
     if result.status == "succeeded":
         return [], None
@@ -235,7 +235,7 @@ def _epilogue(s: AppState, who: str, sandbox_id: str, result: ExecResult) -> tup
     if result.status == "install_failed":  # the program never ran: the installer's words are all there is
         lines = result.output.splitlines()
         return [_event("output", data=line, stream="stderr") for line in lines], _last_line(result.output)
-    error = s.execs.run(who, sandbox_id, result.run_id).error or result.status  # timed out, killed, ...
+    error = result.error or result.status  # timed out, killed (the sandbox may be gone by now), ...
     return [_event("output", data=f"cloche: {error}", stream="stderr")], error
 
 
@@ -249,7 +249,7 @@ def _stream(s: AppState, who: str, sandbox_id: str, request: ExecRequest) -> Asy
 
         try:
             result = await s.execs.execute(who, sandbox_id, request, sink)
-            extra, error = _epilogue(s, who, sandbox_id, result)
+            extra, error = _epilogue(result)
             for event in [*lines.flush(), *extra]:
                 await emit(event)
             done = {"exit_code": result.exit_code, "duration_ms": result.duration_ms, "output": result.output}

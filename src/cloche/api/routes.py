@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from cloche.api.auth import tenant
+from cloche.api.disconnect import unless_client_leaves
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError
@@ -120,11 +121,11 @@ async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Resp
 )
 async def exec_in_sandbox(
     s: State, who: Tenant, sandbox_id: str, body: ExecRequest, request: Request
-) -> ExecResult | StreamingResponse:
+) -> ExecResult | Response:
     if "text/event-stream" in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type="text/event-stream")
-    return await s.execs.execute(who, sandbox_id, body)
+    return await unless_client_leaves(request, s.execs.execute(who, sandbox_id, body))
 
 
 def _sse(event: str, data: object) -> bytes:

@@ -19,6 +19,7 @@ from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummar
 from cloche.service.deps import DependencyService, Prepared, Progress
 from cloche.service.ids import new_run_id, utcnow
 from cloche.service.records import DependencyRecord
+from cloche.service.run_capture import RunCapture
 from cloche.service.sandboxes import SandboxService
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
@@ -114,11 +115,36 @@ class ExecService:
         on_output: EventSink | None = None,
         on_install: Progress | None = None,
     ) -> ExecResult:
+        """Run the request; a run the sandbox's deletion killed is answered as ``killed``, with its output.
+
+        The work runs in a task of its own, which deleting the sandbox cancels; cancelling the caller (a client
+        that went away) cancels it too, and then the caller's cancellation goes on up.
+        """
         row = self.sandboxes.get_row(tenant, sandbox_id)
-        task = asyncio.current_task()
-        assert task is not None
-        self.sandboxes.track(row.id, task)
-        async with self.sandboxes.lock(row.id):
+        runs: list[RunRow] = []
+        work = asyncio.create_task(self._execute(tenant, sandbox_id, request, on_output, on_install, runs))
+        self.sandboxes.track(row.id, work)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise
+            if runs:  # killed from outside (the sandbox was deleted): an answer, not an error
+                return _result(runs[0], DependencyRecord.from_json(runs[0].extra))
+            self.sandboxes.get_row(tenant, sandbox_id)  # deleted before its run began: that sandbox's 404
+            raise
+
+    async def _execute(
+        self,
+        tenant: str,
+        sandbox_id: str,
+        request: ExecRequest,
+        on_output: EventSink | None,
+        on_install: Progress | None,
+        runs: list[RunRow],
+    ) -> ExecResult:
+        async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
             target = self._target(row, request)
             if row.language is None and target.ecosystem is not None:
@@ -126,6 +152,8 @@ class ExecService:
             language = row.language or (target.ecosystem.name if target.ecosystem else None)
             run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=target.argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
+            runs.append(run)
+            capture = RunCapture(self.sandboxes.store, run.id, on_output)
             bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
             audit = self.sandboxes.audit
@@ -153,10 +181,12 @@ class ExecService:
                     egress=self._egress(row),
                     tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
                 )
-                result = await self.runner.run(spec, profile, on_output)
+                async with capture.saving():
+                    result = await self.runner.run(spec, profile, capture.sink)
                 result.output = _install_lines(record) + result.output
-            except asyncio.CancelledError:
-                self._finish(run, language, None, "killed", "the client disconnected or the sandbox was deleted")
+            except asyncio.CancelledError as exc:
+                capture.keep_in(run)
+                self._finish(run, language, None, "killed", str(exc) or "the client disconnected")
                 audit.run_aborted(run, record)
                 raise
             except Exception as exc:
@@ -216,7 +246,6 @@ class ExecService:
             argv=run.argv,
             started_at=run.started_at,
             finished_at=run.finished_at,
-            error=run.error,
         )
 
 
@@ -247,4 +276,5 @@ def _result(run: RunRow, record: DependencyRecord) -> ExecResult:
         stderr=run.stderr,
         duration_ms=run.duration_ms,
         truncated=run.truncated,
+        error=run.error,
     )

@@ -26,6 +26,7 @@ log = logging.getLogger("cloche.service")
 
 
 LANGUAGES = frozenset(get_args(Language))
+KILL_WAIT_SECONDS = 10.0  # how long a delete waits for its sandbox's runs to record that they were killed
 
 
 def _expiry(row: SandboxRow) -> datetime | None:
@@ -169,8 +170,11 @@ class SandboxService:
     async def _destroy(self, row: SandboxRow, reason: str) -> None:
         # Tombstone first: from here on the sandbox answers 404 even if the cleanup below is interrupted.
         self.store.mark_deleted(row.id, utcnow(), reason)
-        for task in list(self._running.get(row.id, ())):
-            task.cancel()
+        running = list(self._running.get(row.id, ()))
+        for task in running:
+            task.cancel("the sandbox was deleted" if reason == "deleted" else f"the sandbox was removed ({reason})")
+        if running:  # their runs are recorded as killed, output kept, before the sandbox is gone
+            await asyncio.wait(running, timeout=KILL_WAIT_SECONDS)
         supervisor.kill_uid_range(row.host_uid, row.host_uid + 1)
         await asyncio.to_thread(safefs.remove_tree, self.paths.workspace(row.id))
         await self.audit.sandbox_deleted(row.id, reason)

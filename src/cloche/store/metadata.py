@@ -103,6 +103,9 @@ class MetadataStore(Protocol):
 
     def finish_run(self, row: RunRow) -> None: ...
 
+    def save_output(self, run_id: str, stdout: str, stderr: str, output: str) -> None:
+        """Keep a running run's output so far (a crash or a kill then loses at most the last moment)."""
+
     def get_run(self, sandbox_id: str, run_id: str) -> RunRow | None: ...
 
     def list_runs(self, sandbox_id: str, limit: int) -> list[RunRow]:

@@ -234,6 +234,12 @@ class SqliteMetadataStore:
             ),
         )
 
+    def save_output(self, run_id: str, stdout: str, stderr: str, output: str) -> None:
+        self._exec(
+            "UPDATE runs SET stdout=?, stderr=?, output=? WHERE id=? AND status='running'",
+            (stdout, stderr, output, run_id),
+        )
+
     def get_run(self, sandbox_id: str, run_id: str) -> RunRow | None:
         rows = self._fetch("SELECT * FROM runs WHERE id = ? AND sandbox_id = ?", (run_id, sandbox_id))
         return self._run(rows[0]) if rows else None
