@@ -166,6 +166,35 @@ def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
         assert esm.install is not None and esm.install.requested == ["esm-lib"]
 
 
+def test_after_install_a_subpath_that_does_not_load_backs_off(local_npm: Client) -> None:
+    with local_npm.create() as box:
+        box.write("main.js", "console.log(require('moved-file-lib/legacy'));\n")
+        result = box.exec(filename="main.js", timeout_seconds=300)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "legacy 1.0.0\n"
+        assert result.install is not None and result.install.verified is True
+        [step] = result.install.recovery
+        assert (step.action, step.module, step.requirement, step.outcome) == (
+            "version_backoff",
+            "moved-file-lib/legacy",
+            "moved-file-lib@1.0.0",
+            "fixed",
+        )
+        assert "moved-file-lib@2.0.0: MODULE_NOT_FOUND" in step.detail
+
+
+def test_after_install_a_missing_named_export_backs_off(local_npm: Client) -> None:
+    with local_npm.create() as box:
+        box.write("main.mjs", "import { oldName } from 'named-lib';\nconsole.log(oldName);\n")
+        result = box.exec(filename="main.mjs", timeout_seconds=300)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "oldName from 1.0.0\n"
+        assert result.install is not None and result.install.verified is True
+        [step] = result.install.recovery
+        assert (step.requirement, step.outcome) == ("named-lib@1.0.0", "fixed")
+        assert "does not provide an export named 'oldName'" in step.detail
+
+
 def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) -> None:
     with local_npm.create() as box:
         box.write("main.js", "console.log(require('downloads-binary'));\n")

@@ -131,6 +131,7 @@ def standard_registry(root: Path) -> Path:
     - ``esm-lib``: 3.0.0 (newest) is an ES module only; 2.1.0 ships CommonJS.
     - ``moved-file-lib``: no exports map; 2.0.0 (newest) dropped ``legacy.js``, which 1.0.0 ships (the facts
       cannot tell: only loading it in the install jail does).
+    - ``named-lib``: ES modules; 2.0.0 (newest) dropped the export ``oldName`` that 1.0.0 has.
     - ``native-addon``: a C addon built by node-gyp at install time (no prebuilt binary to download).
     - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
       the install jail's proxy, the way binary and browser downloaders do.
@@ -155,6 +156,11 @@ def standard_registry(root: Path) -> Path:
     legacy = {"index.js": "module.exports = 'main';\n", "legacy.js": "module.exports = 'legacy 1.0.0';\n"}
     publish(root, "moved-file-lib", "1.0.0", age_days=700, files=legacy)
     publish(root, "moved-file-lib", "2.0.0", age_days=300, files={"index.js": "module.exports = 'main 2';\n"})
+    esm_module = {"type": "module", "exports": "./index.js"}
+    old_api = {"index.js": "export const oldName = 'oldName from 1.0.0';\nexport const kept = 1;\n"}
+    publish(root, "named-lib", "1.0.0", age_days=700, files=old_api, manifest=esm_module)
+    new_api = {"index.js": "export const newName = 'newName from 2.0.0';\nexport const kept = 2;\n"}
+    publish(root, "named-lib", "2.0.0", age_days=300, files=new_api, manifest=esm_module)
     addon = {
         "binding.gyp": '{"targets": [{"target_name": "addon", "sources": ["addon.c"]}]}',
         "addon.c": ADDON_C,
