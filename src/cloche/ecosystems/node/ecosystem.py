@@ -21,7 +21,6 @@ the shared npm cache. ``npm ci`` uses it too when no package in the lock has ins
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ from cloche.ecosystems.base import (
     InstallFailed,
     InstallJail,
     Lock,
+    Verification,
     detection_of,
 )
 from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source, run_installer
@@ -43,8 +43,7 @@ from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
 from cloche.ecosystems.node.install_errors import outside_world
-from cloche.ecosystems.node.load_check import MAX_REPAIRS, LoadReport, RepairStep, load_failures
-from cloche.ecosystems.node.lockfile import root_manifest
+from cloche.ecosystems.node.recovery import verify_and_repair
 from cloche.ecosystems.node.registry_facts import RegistryFacts
 from cloche.ecosystems.node.release_fit import NODE_HEADER, node_header_fields, node_version
 from cloche.ecosystems.node.vetting import Vetting
@@ -143,35 +142,19 @@ class NodeEcosystem(Ecosystem):
         text = lockfile.normalise(result.stdout)
         return Lock(text=text, components=tuple(lockfile.components(text, source)))
 
-    async def check_and_repair(self, detection: Detection, lock: Lock, jail: InstallJail) -> LoadReport | None:
-        """Load each scanned specifier in the install jail where ``lock`` was just built; when one does not
-        resolve, back its package off to the newest older release the facts say fits, rebuild in the same
-        jail and check again (at most ``MAX_REPAIRS`` rounds). None: nothing to check (not a scan)."""
+    async def verify(self, detection: Detection, lock: Lock, jail: InstallJail) -> Verification | None:
+        """Scans only: each scanned specifier loads in the environment just built, or is backed off (recovery.py)."""
         found = detection.details
         if not isinstance(found, NodeDetection) or not found.usages:
             return None
-        usages = {u.package: u for u in found.usages}
-        dependencies = dict(found.manifest_json.get("dependencies", {}))
-        steps: list[RepairStep] = []
-        for _ in range(MAX_REPAIRS + 1):
-            failures = await load_failures(jail, ENV_MOUNT, found.usages)
-            if not failures or len(steps) >= MAX_REPAIRS:
-                return LoadReport(lock, tuple(failures), tuple(steps))
-            changed = False
-            for failure in {f.package: f for f in failures}.values():
-                installed = lockfile.top_level_version(lock.text, failure.package) or "?"
-                older = await asyncio.to_thread(self.vetting.older_fit, usages[failure.package], installed)
-                detail = f"{failure.package}@{installed}: {failure.code}: {failure.message}"
-                tried = f"{failure.package}@{older or '-'}"
-                steps.append(RepairStep(failure.specifier, tried, detail, older is not None))
-                if older is not None:
-                    dependencies[failure.package] = older
-                    changed = True
-            if not changed:
-                return LoadReport(lock, tuple(failures), tuple(steps))
-            lock = await self._lock(root_manifest({"dependencies": dependencies}), None, detection.source, jail)
-            await self.build(lock, jail)
-        return LoadReport(lock, (), tuple(steps))
+
+        async def relock(manifest: Mapping[str, Any]) -> Lock:
+            return await self._lock(manifest, None, detection.source, jail)
+
+        async def rebuild(new: Lock) -> None:
+            await self.build(new, jail)
+
+        return await verify_and_repair(found, lock, jail, ENV_MOUNT, self.vetting, relock, rebuild)
 
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         scripts = lockfile.runs_scripts(lock.text)

@@ -14,12 +14,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cloche.ecosystems.base import InstallJail, Lock
+from cloche.ecosystems.base import InstallJail
 from cloche.ecosystems.node.release_fit import Usage
 
 CHECK_TIMEOUT = 120.0
 MISSING_EXPORT = "ERR_MISSING_EXPORT"  # ours: a name a static import asks for is not in the module's namespace
-MAX_REPAIRS = 3  # back-off steps after an install, across all packages
 RESOLUTION_CODES = frozenset(
     {
         "ERR_PACKAGE_PATH_NOT_EXPORTED",
@@ -75,21 +74,6 @@ class LoadFailure:
     message: str
 
 
-@dataclass(frozen=True)
-class RepairStep:
-    specifier: str  # what did not load
-    requirement: str  # the release tried instead ("name@-" when none fits)
-    detail: str  # the failure seen: "name@version: CODE: message"
-    tried: bool  # False: no older release fits by the facts, nothing was tried
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    lock: Lock  # the lock the environment ended with
-    failures: tuple[LoadFailure, ...]  # still not loading at the end (empty: every specifier loads)
-    steps: tuple[RepairStep, ...]
-
-
 def checks_of(usages: Sequence[Usage]) -> list[tuple[str, str, bool, list[str]]]:
     """(specifier, package, required, names imported) for every specifier the usages name."""
     out = []
@@ -108,7 +92,10 @@ async def load_failures(jail: InstallJail, env_mount: str, usages: Sequence[Usag
         return []
     files = {"checks.json": json.dumps([[spec, req, names] for spec, _, req, names in checks]), "check.cjs": _CHECK_JS}
     script = f'cd {env_mount} && node -e "$(cat /work/check.cjs)" >&2 && cat /tmp/cloche-checks.json'
-    result = await jail.run(["/bin/sh", "-c", script], files=files, timeout_seconds=CHECK_TIMEOUT)
+    # The environment is mounted read-only: loading a package must not change what gets sealed.
+    result = await jail.run(
+        ["/bin/sh", "-c", script], files=files, timeout_seconds=CHECK_TIMEOUT, shared_cache=False, build_readonly=True
+    )
     if result.status != "succeeded":
         return []  # the check itself could not run: nothing learned, nothing to repair
     try:
