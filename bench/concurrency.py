@@ -1,5 +1,6 @@
 """Scenario 6: 20 sandboxes x 5 execs in parallel (``cloche.AsyncClient``), against 20 x 5 bare interpreters.
 
+Sandbox creation is timed too (`create_ms`: one after another, each building and mounting its volume).
 Each repetition is one batch: 20 workers start together, each runs ``hello.py`` five times in a row in its own
 sandbox (default egress), every exec's latency recorded. The baseline batch does the same with 20 threads each
 running ``/usr/bin/python3 hello.py`` five times as a subprocess. Batches alternate (cloche, bare, cloche, ...).
@@ -98,11 +99,15 @@ def _record(scenario: Scenario, variant: str, latencies: list[float], errors: li
     scenario.add(variant, "errors", float(len(errors)))
 
 
-def create_sandboxes(server: Server) -> list[str]:
+def create_sandboxes(server: Server, create_ms: list[float] | None = None) -> list[str]:
+    """Create the sandboxes one after another; ``create_ms`` collects each create's latency (mkfs + mount)."""
     ids = []
     with server.client() as client:
         for _ in range(SANDBOXES):
-            box = client.create(language="python")
+            with Stopwatch() as sw:
+                box = client.create(language="python")
+            if create_ms is not None:
+                create_ms.append(sw.ms)
             box.write("hello.py", HELLO)
             ids.append(box.id)
     return ids
@@ -119,7 +124,10 @@ def run(bench: Bench) -> Scenario:
     folder = bench.scratch("concurrency")
     (folder / "hello.py").write_text(HELLO)
     server = bench.server
-    ids = create_sandboxes(server)
+    create_ms: list[float] = []
+    ids = create_sandboxes(server, create_ms)
+    for ms in create_ms:
+        scenario.add("cloche", "create_ms", ms)
     rss: list[int] = []
     all_errors: list[str] = []
     try:

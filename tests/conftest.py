@@ -20,6 +20,46 @@ import pytest
 
 from cloche import Client
 
+# Every data dir a test server used this session: none may keep a mount or a loop device once the suite ends.
+SERVER_DATA_DIRS: list[Path] = []
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape")  # mountinfo writes space, tab, newline, backslash as \\ooo
+
+
+def mounts_under(root: Path) -> list[Path]:
+    """Mount points at or below ``root`` in this mount namespace, deepest first."""
+    base = str(root.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = _unescape(line.split()[4])
+        if point == base or point.startswith(base + "/"):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def loop_devices_under(root: Path) -> list[str]:
+    """Loop devices whose backing file lies below ``root``."""
+    base = str(root.resolve()) + "/"
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().strip().startswith(base):
+                found.append(backing.parent.parent.name)
+        except OSError:
+            continue  # detached while we looked
+    return found
+
+
+def release_mounts(root: Path) -> list[Path]:
+    """Unmount what a killed server left below ``root`` (its loop devices clear themselves); returns them."""
+    left = mounts_under(root)
+    for point in left:
+        if subprocess.run(["umount", str(point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(point)], capture_output=True)
+    return left
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -48,6 +88,8 @@ class ServerProcess:
         self.uid_range = (uid_base, uid_base + 1000)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
+        self.leftover_mounts: list[Path] = []  # what the last stop() found still mounted after the server ended
+        SERVER_DATA_DIRS.append(data_dir)
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
         cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
@@ -66,6 +108,7 @@ class ServerProcess:
         raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM), then release any workspace volume it left mounted (after a crash())."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -73,8 +116,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.leftover_mounts = release_mounts(self.data_dir)
 
     def crash(self) -> None:
+        """SIGKILL, as a crash: the workspace volumes stay mounted, as the kernel keeps them (stop() releases them)."""
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
@@ -123,6 +168,14 @@ def running_server(
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mount_or_loop_device_outlives_the_suite() -> Iterator[None]:
+    yield
+    time.sleep(0.5)  # a lazily unmounted volume releases its loop device once its last user is gone
+    leaked = {str(d): (mounts_under(d), loop_devices_under(d)) for d in SERVER_DATA_DIRS}
+    assert not {d: v for d, v in leaked.items() if v != ([], [])}, leaked
 
 
 @pytest.fixture(scope="session")

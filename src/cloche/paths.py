@@ -5,7 +5,9 @@ into their jails but cannot list it; every entry directly in it is private: file
 write for group and others, see ``DataPaths.make_private``)::
 
     cloche.db            SQLite metadata (WAL)
-    workspaces/<sb_id>/  one workspace per sandbox, owned by the sandbox's host uid, mode 0700
+    workspaces/<sb_id>/  one workspace per sandbox, owned by the sandbox's host uid, mode 0700: the mount point
+                         of its volume (or a plain folder when the quota is enforced by walking it)
+    volumes/<sb_id>.img  each workspace's ext4 image (sparse), root-only
     jail/                read-only files bound into every jail (synthetic /etc/passwd, ...)
     tmp/                 scratch space for the server; emptied at start-up
     run/                 per-run sockets (egress), emptied at start-up
@@ -38,6 +40,10 @@ class DataPaths:
 
     def workspace(self, sandbox_id: str) -> Path:
         return self.workspaces / sandbox_id
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
 
     @property
     def jail(self) -> Path:
@@ -76,6 +82,8 @@ class DataPaths:
         for private in (self.cache,):
             private.mkdir(exist_ok=True)
             os.chmod(private, 0o711)
+        self.volumes.mkdir(exist_ok=True)
+        os.chmod(self.volumes, 0o700)  # raw images: root only
         # Install jails (builder uid) read their inputs from session dirs below tmp/.
         self.tmp.mkdir(exist_ok=True)
         os.chmod(self.tmp, 0o711)

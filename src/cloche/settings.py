@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     default_disk_mb: int = Field(1024, gt=0, description="Workspace quota per sandbox in MiB, unless asked.")
     max_disk_mb: int = Field(10240, gt=0, description="Largest workspace quota a sandbox may ask for, in MiB.")
     workspace_inodes: int = Field(200_000, gt=0, description="Most files and folders one workspace may hold.")
+    workspace_quota: Literal["auto", "volume", "walk"] = Field(
+        "auto",
+        description="How the workspace disk and file quota is enforced: 'volume' (each workspace is its own ext4 "
+        "image on a loop device; writes past it fail with ENOSPC; start-up fails if loop devices do not work), "
+        "'walk' (a fallback: the workspace is measured about once a second and an over-quota run is stopped), or "
+        "'auto' (volume where it works, else walk with a warning).",
+    )
     tmp_mb: int = Field(256, gt=0, description="Size of each run's private /tmp (tmpfs, counted as memory), in MiB.")
     max_file_mb: int = Field(1024, gt=0, description="Largest single file a run may write (RLIMIT_FSIZE), in MiB.")
     open_files: int = Field(1024, ge=16, description="Open file descriptors per process (RLIMIT_NOFILE).")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +52,50 @@ def test_crash_mid_run_leaves_nothing_behind(fresh_server: ServerProcess) -> Non
         record = client.sandbox(box.id).run(runs[0].run_id)
         assert record.error is not None and "server stopped" in record.error
         assert client.sandbox(box.id).exec(command="echo alive").stdout == "alive\n"
+    # The cut run has its audit record, written at reconciliation, with the reason.
+    finished = [r for r in audit_records(fresh_server) if r["event"] == "run_finished"]
+    assert [(r["run_id"], r["status"], r["error"]) for r in finished][:1] == [
+        (
+            runs[0].run_id,
+            "failed",
+            "the server stopped during this run",
+        )
+    ]
+
+
+def audit_records(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (server.data_dir / "audit.jsonl").read_text().splitlines()]
+
+
+def test_a_crash_during_the_bytecode_build_is_repaired_at_start(
+    fresh_server: ServerProcess, offline_wheels: Path
+) -> None:
+    fresh_server.env["CLOCHE_PYTHON_WHEEL_DIR"] = str(offline_wheels)
+    fresh_server.start()
+    envs = fresh_server.data_dir / "envs"
+    with fresh_server.client() as client:
+        box = client.create(language="python")
+        box.write("requirements.txt", "six==1.15.0\n")
+        box.write("main.py", "import six\nprint(six.__version__)\n")
+        first = box.exec(filename="main.py")
+        assert first.status == "succeeded" and first.install is not None, first.output
+        key = first.install.environment
+    # The companion (the environment's and the standard library's bytecode) takes seconds to compile in the
+    # background: the server dies in the middle of it.
+    fresh_server.crash()
+    companion = envs / f"{key}-pyc"
+    assert not (companion / "cloche-env.json").exists(), "the companion landed before the crash"
+    half_built = list(envs.glob(".build-*"))
+    assert half_built  # the companion's build directory, cut short
+    fresh_server.start()
+    assert not any(p.exists() for p in half_built)
+    deadline = time.monotonic() + 90
+    while not (companion / "cloche-env.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (companion / "cloche-env.json").exists(), "the companion a crash cut short was never rebuilt"
+    with fresh_server.client() as client:
+        used = client.sandbox(box.id).exec(command="python3 -c 'import os, six; print(os.path.exists(six.__cached__))'")
+        assert used.stdout == "True\n"
 
 
 def test_idle_ttl_reaps_with_a_clear_reason(fresh_server: ServerProcess) -> None:

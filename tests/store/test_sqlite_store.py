@@ -64,7 +64,9 @@ def test_runs_and_crash_recovery(tmp_path: Path) -> None:
     store.finish_run(done)
     store.close()
     reopened = SqliteMetadataStore(tmp_path / "m.db")
-    assert reopened.fail_unfinished_runs(NOW, "crash") == 1
+    assert [(r.id, r.status, r.error) for r in reopened.fail_unfinished_runs(NOW, "crash")] == [
+        ("run_1", "failed", "crash")
+    ]
     runs = reopened.list_runs("sb_1", 10)
     assert [(r.id, r.status) for r in runs] == [("run_2", "succeeded"), ("run_1", "failed")]
     assert reopened.get_run("sb_1", "run_1") is not None

@@ -138,13 +138,17 @@ class AppState:
         """Prove the jail works here, or raise a ClocheError that says how to fix the host (once per app)."""
         if not self.host_checked:
             await preflight.check(self.runner, self.paths, self.settings, self.tools, self.runner.bwrap)
+            await asyncio.to_thread(self.sandboxes.quota.choose)  # volume or walk: no volume, no server if asked
             self.host_checked = True
 
     async def start(self) -> None:
         swept = self.cgroups.sweep()
         await self.check_host()  # no jail, no server
         self.envs.remove_temp()
-        await self.sandboxes.reconcile()
+        await self.sandboxes.reconcile()  # every live workspace mounted before the first request
+        repaired = self.deps.repair(self.execs.ecosystems.ecosystems)  # what a crash cut short, rebuilt
+        if repaired:
+            log.info("bytecode companions rebuilding", extra={"env_keys": repaired})
         log.info("cgroups swept", extra={"cgroups_removed": swept})
         self.tasks.append(asyncio.create_task(self._housekeeping()))
         self.tasks.append(asyncio.create_task(self._collect_environments()))
@@ -178,5 +182,6 @@ class AppState:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
         self.store.close()
         self.sandboxes.audit.log.close()

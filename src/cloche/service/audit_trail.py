@@ -94,6 +94,7 @@ def _run_fields(run: RunRow, record: DependencyRecord, tree: str | None) -> dict
         "stdout_sha256": sha256_text(run.stdout),
         "stderr_sha256": sha256_text(run.stderr),
         "duration_ms": run.duration_ms,
+        "error": run.error,  # why it ended, when cloche ended it (timed out, killed, cut by a crash)
     }
 
 

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,11 +287,11 @@ class DependencyService:
             self._detections.popitem(last=False)
         return detection
 
-    def _start_companion(self, key: str, ecosystem: Ecosystem, environment: Path) -> None:
+    def _start_companion(self, key: str, ecosystem: Ecosystem, environment: Path) -> bool:
         """Build the ecosystem's after-build companion in the background; runs use it once it lands."""
         companion = ecosystem.companion
         if companion is None or self.envs.get(companion_key(key)) is not None:
-            return
+            return False
 
         async def build() -> None:
             try:
@@ -307,9 +307,24 @@ class DependencyService:
         task = asyncio.create_task(build())
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return True
 
     def referenced_keys(self) -> set[str]:
         return self.store.bound_env_keys()
+
+    def repair(self, ecosystems: Iterable[Ecosystem]) -> list[str]:
+        """At start-up: rebuild, in the background, the companion (Python's bytecode) of every bound environment
+        that has none (a crash during its build left none, and nothing else would ever build it); returns keys."""
+        by_name = {e.name: e for e in ecosystems}
+        repaired = []
+        for key in sorted(self.referenced_keys()):
+            stored = self.envs.get(key)
+            ecosystem = by_name.get(str(stored.meta.get("ecosystem"))) if stored is not None else None
+            if stored is None or ecosystem is None or self.envs.get(companion_key(key)) is not None:
+                continue
+            if self._start_companion(key, ecosystem, stored.path):
+                repaired.append(key)
+        return repaired
 
 
 def denied(expression: str, deny: frozenset[str]) -> bool:

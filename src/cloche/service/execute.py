@@ -101,7 +101,7 @@ class ExecService:
             timeout_seconds=min(float(timeout), settings.max_timeout_seconds),
             output_limit_bytes=min(int(output), settings.output_limit_bytes),
             limits=limits,
-            watchdog=lambda: asyncio.to_thread(self.sandboxes.over_quota, row),
+            watchdog=self.sandboxes.quota.watchdog(row),
         )
 
     def _egress(self, row: SandboxRow) -> EgressPolicy:
@@ -167,10 +167,12 @@ class ExecService:
                 if record.install is not None and record.install.installed:
                     await audit.install_performed(run, record)
                 if record.error is not None:
-                    run.output = f"Install failed:\n{record.error}\n"
-                    self._finish(run, language, None, "install_failed", record.error)
-                    await audit.run_finished(run, record, workspace)
-                    return _result(run, record)
+                    error = record.error
+                    return await self._end_unrun(run, language, record, "install_failed", error, "Install failed:\n")
+                # A walked workspace over its quota runs nothing until files are deleted.
+                refused = await self.sandboxes.quota.verdict(row)
+                if refused is not None:
+                    return await self._end_unrun(run, language, record, "killed", refused)
                 spec = self._spec(row, request, target.argv, prepared.exec_env)
                 profile = JailProfile(
                     name="exec",
@@ -184,6 +186,10 @@ class ExecService:
                 async with capture.saving():
                     result = await self.runner.run(spec, profile, capture.sink)
                 result.output = _install_lines(record) + result.output
+                # The watchdog's last check may have been cut short by the run's end: measure once more.
+                late = await self.sandboxes.quota.verdict(row)
+                if late is not None and result.status in ("succeeded", "failed"):
+                    result.status, result.exit_code, result.error = "killed", None, late
             except asyncio.CancelledError as exc:
                 capture.keep_in(run)
                 self._finish(run, language, None, "killed", str(exc) or "the client disconnected")
@@ -197,6 +203,15 @@ class ExecService:
             self.sandboxes.touch(row.id)
             await audit.run_finished(run, record, workspace)
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
+        return _result(run, record)
+
+    async def _end_unrun(
+        self, run: RunRow, language: str | None, record: DependencyRecord, status: str, error: str, heading: str = ""
+    ) -> ExecResult:
+        """Record a run that was never started (its install failed, or its workspace is over quota)."""
+        run.output = f"{heading}{error}\n"
+        self._finish(run, language, None, status, error)
+        await self.sandboxes.audit.run_finished(run, record, self.sandboxes.paths.workspace(run.sandbox_id))
         return _result(run, record)
 
     def _finish(

@@ -50,7 +50,7 @@ class FileService:
         for target, _ in targets:
             safefs.validate_relpath(target)
         root = self.sandboxes.paths.workspace(row.id)
-        await self._check_quota(row, sum(_size(data) for _, data in targets))
+        await self._check_quota(row, sum(_size(data) for _, data in targets), len(targets))
         written = []
         for target, data in targets:
             info = await asyncio.to_thread(
@@ -88,8 +88,8 @@ class FileService:
         self.sandboxes.touch(row.id)
         await self.sandboxes.audit.file_deleted(row.id, path)
 
-    async def _check_quota(self, row: SandboxRow, incoming: int) -> None:
-        reason = await asyncio.to_thread(self.sandboxes.over_quota, row, incoming)
+    async def _check_quota(self, row: SandboxRow, incoming: int, files: int = 0) -> None:
+        reason = await asyncio.to_thread(self.sandboxes.quota.over_quota, row, incoming, files)
         if reason is not None:
             raise TooLarge(f"{reason}; delete files or create the sandbox with a larger limits.disk_mb")
 
@@ -97,8 +97,7 @@ class FileService:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         root = self.sandboxes.paths.workspace(row.id)
         await self._check_quota(row, 0)
-        used, _ = await asyncio.to_thread(safefs.tree_usage, root)
-        room = max(self.sandboxes.disk_quota_bytes(row) - used, 0)
+        room = await asyncio.to_thread(self.sandboxes.quota.room_bytes, row)
         infos = await asyncio.to_thread(
             archive.extract_archive,
             root,

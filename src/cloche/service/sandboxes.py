@@ -12,12 +12,14 @@ from typing import get_args
 
 from pydantic import ValidationError
 
-from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound, TooLarge
+from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound
 from cloche.jail import supervisor
 from cloche.models import CreateSandbox, Language, Limits, Sandbox
 from cloche.paths import DataPaths
 from cloche.service.audit_trail import AuditTrail
 from cloche.service.ids import new_sandbox_id, utcnow
+from cloche.service.quota import WorkspaceQuota
+from cloche.service.records import DependencyRecord
 from cloche.settings import Settings
 from cloche.store import safefs
 from cloche.store.metadata import MetadataStore, SandboxRow
@@ -58,6 +60,8 @@ class SandboxService:
         self._uid_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, set[asyncio.Task[object]]] = {}
+        self._reserved: set[int] = set()  # uids of sandboxes whose workspace is being made
+        self.quota = WorkspaceQuota(settings, paths)
 
     # lookup
 
@@ -91,25 +95,6 @@ class SandboxService:
             egress=self.egress_hosts(row),
         )
 
-    def disk_quota_bytes(self, row: SandboxRow) -> int:
-        asked = row.limits.get("disk_mb") or self.settings.default_disk_mb
-        return int(min(asked, self.settings.max_disk_mb)) * 1024 * 1024
-
-    def over_quota(self, row: SandboxRow, incoming: int = 0) -> str | None:
-        """Why the workspace is (or would be, with ``incoming`` more bytes) over its quota, or None."""
-        try:
-            used, inodes = safefs.tree_usage(self.paths.workspace(row.id))
-        except TooLarge as exc:
-            # Too deep to measure: a workspace whose size cannot be checked counts as over quota (otherwise
-            # nesting past the walk's depth limit would switch the quota off for every run).
-            return f"the workspace cannot be measured for its disk quota: {exc.message}"
-        quota = self.disk_quota_bytes(row)
-        if used + incoming > quota:
-            return f"the workspace would hold {used + incoming} bytes, over its {quota // 2**20} MiB disk quota"
-        if inodes > self.settings.workspace_inodes:
-            return f"the workspace holds {inodes} files, over its limit of {self.settings.workspace_inodes}"
-        return None
-
     def egress_hosts(self, row: SandboxRow) -> list[str]:
         if row.egress is not None:
             return list(row.egress)
@@ -132,22 +117,30 @@ class SandboxService:
         ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
         async with self._uid_lock:
             uid = self._free_uid()
-            row = SandboxRow(
-                id=new_sandbox_id(),
-                tenant=tenant,
-                language=request.language,
-                host_uid=uid,
-                created_at=now,
-                last_used_at=now,
-                ttl_seconds=ttl,
-                limits=(request.limits or Limits()).model_dump(exclude_none=True),
-                env=request.env or {},
-                egress=request.egress,
-            )
-            workspace = self.paths.workspace(row.id)
-            workspace.mkdir(mode=0o700)
-            os.chown(workspace, uid, uid)
-            self.store.insert_sandbox(row)
+            self._reserved.add(uid)
+        row = SandboxRow(
+            id=new_sandbox_id(),
+            tenant=tenant,
+            language=request.language,
+            host_uid=uid,
+            created_at=now,
+            last_used_at=now,
+            ttl_seconds=ttl,
+            limits=(request.limits or Limits()).model_dump(exclude_none=True),
+            env=request.env or {},
+            egress=request.egress,
+        )
+        try:
+            # The workspace (a volume: mkfs and mount) is complete before the row exists, so a crash in between
+            # leaves only a workspace without a sandbox, which start-up removes.
+            await asyncio.to_thread(self.quota.make_workspace, row)
+            try:
+                self.store.insert_sandbox(row)
+            except BaseException:
+                await asyncio.to_thread(self.quota.remove_workspace, row.id)
+                raise
+        finally:
+            self._reserved.discard(uid)
         await self.audit.sandbox_created(row)
         log.info("sandbox created", extra={"sandbox_id": row.id, "tenant": tenant, "host_uid": uid})
         return self.view(row)
@@ -156,7 +149,7 @@ class SandboxService:
         used = self.store.used_uids()
         base, count = self.settings.uid_base, self.settings.uid_count
         for uid in range(base, base + count):
-            if uid not in used:
+            if uid not in used and uid not in self._reserved:
                 return uid
         raise PoolExhausted(f"all {count} sandbox uids are in use; delete sandboxes or raise CLOCHE_UID_COUNT")
 
@@ -176,7 +169,7 @@ class SandboxService:
         if running:  # their runs are recorded as killed, output kept, before the sandbox is gone
             await asyncio.wait(running, timeout=KILL_WAIT_SECONDS)
         supervisor.kill_uid_range(row.host_uid, row.host_uid + 1)
-        await asyncio.to_thread(safefs.remove_tree, self.paths.workspace(row.id))
+        await asyncio.to_thread(self.quota.remove_workspace, row.id)
         await self.audit.sandbox_deleted(row.id, reason)
         self._locks.pop(row.id, None)
         self._running.pop(row.id, None)
@@ -194,20 +187,23 @@ class SandboxService:
         self.store.touch_sandbox(sandbox_id, utcnow())
 
     async def reconcile(self) -> None:
-        """After a crash: fail runs left running, kill strays of the uid pool, drop orphaned workspaces."""
+        """After a crash: fail (and audit) runs left running, kill strays of the uid pool, mount every live
+        workspace volume, drop half-made and orphaned workspaces."""
         failed = self.store.fail_unfinished_runs(utcnow(), "the server stopped during this run")
+        for run in failed:
+            self.audit.run_aborted(run, DependencyRecord.from_json(run.extra))  # run_finished, with the reason
         base, count = self.settings.uid_base, self.settings.uid_count
         killed = supervisor.kill_uid_range(base, base + count)
-        removed = 0
+        live = self.store.live_sandbox_ids()
+        removed = await asyncio.to_thread(self.quota.reconcile, live)
         for entry in self.paths.workspaces.iterdir():
-            row = self.store.get_sandbox(entry.name)
-            if row is None or row.deleted_at is not None:
-                await asyncio.to_thread(safefs.remove_tree, entry)
+            if entry.name not in live:
+                await asyncio.to_thread(self.quota.remove_workspace, entry.name)
                 removed += 1
         for scratch in (self.paths.tmp, self.paths.run):
             for entry in scratch.iterdir():
                 await asyncio.to_thread(safefs.remove_tree, entry)
         log.info(
             "reconciled after start",
-            extra={"runs_failed": failed, "processes_killed": killed, "workspaces_removed": removed},
+            extra={"runs_failed": len(failed), "processes_killed": killed, "workspaces_removed": removed},
         )

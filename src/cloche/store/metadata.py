@@ -93,6 +93,9 @@ class MetadataStore(Protocol):
 
     def mark_deleted(self, sandbox_id: str, when: datetime, reason: str) -> None: ...
 
+    def live_sandbox_ids(self) -> set[str]:
+        """Ids of sandboxes not deleted."""
+
     def used_uids(self) -> set[int]:
         """Host uids held by live sandboxes."""
 
@@ -111,8 +114,8 @@ class MetadataStore(Protocol):
     def list_runs(self, sandbox_id: str, limit: int) -> list[RunRow]:
         """Most recent first."""
 
-    def fail_unfinished_runs(self, when: datetime, reason: str) -> int:
-        """Mark runs left 'running' (by a crash) as failed; returns how many."""
+    def fail_unfinished_runs(self, when: datetime, reason: str) -> list[RunRow]:
+        """Mark runs left 'running' (by a crash) as failed; returns them as they now are."""
 
     def get_binding(self, sandbox_id: str, ecosystem: str) -> EnvBinding | None: ...
 

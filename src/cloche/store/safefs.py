@@ -170,6 +170,9 @@ _ERRNO_ERRORS: dict[int, tuple[type[ClocheError], str]] = {
     errno.ENXIO: (InvalidPath, "{rel!r} is not a regular file"),
     errno.EAGAIN: (Conflict, "{rel!r} kept changing while cloche resolved it; retry"),
     errno.ENOTEMPTY: (Conflict, "{rel!r} kept changing while being deleted; stop running code and retry"),
+    # The workspace's volume is full (bytes or files): the write is undone, nothing partial is left.
+    errno.ENOSPC: (TooLarge, "no room for {rel!r}: the workspace is at its disk or file quota; delete files"),
+    errno.EDQUOT: (TooLarge, "no room for {rel!r}: the workspace is at its disk or file quota; delete files"),
 }
 
 

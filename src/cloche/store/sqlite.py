@@ -172,6 +172,9 @@ class SqliteMetadataStore:
             (_ts(when), reason, sandbox_id),
         )
 
+    def live_sandbox_ids(self) -> set[str]:
+        return {r[0] for r in self._fetch("SELECT id FROM sandboxes WHERE deleted_at IS NULL")}
+
     def used_uids(self) -> set[int]:
         return {r[0] for r in self._fetch("SELECT host_uid FROM sandboxes WHERE deleted_at IS NULL")}
 
@@ -250,12 +253,16 @@ class SqliteMetadataStore:
         )
         return [self._run(r) for r in rows]
 
-    def fail_unfinished_runs(self, when: datetime, reason: str) -> int:
-        cursor = self._exec(
-            "UPDATE runs SET status='failed', finished_at=?, error=? WHERE status='running'",
-            (_ts(when), reason),
-        )
-        return cursor.rowcount
+    def fail_unfinished_runs(self, when: datetime, reason: str) -> list[RunRow]:
+        runs = [self._run(r) for r in self._fetch("SELECT * FROM runs WHERE status = 'running'")]
+        for run in runs:
+            run.status, run.error, run.finished_at = "failed", reason, when
+            run.duration_ms = int((when - run.started_at).total_seconds() * 1000)
+            self._exec(
+                "UPDATE runs SET status=?, finished_at=?, error=?, duration_ms=? WHERE id=? AND status='running'",
+                (run.status, _ts(when), reason, run.duration_ms, run.id),
+            )
+        return runs
 
     # environment bindings
 
