@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.harness import Bench, BenchError, Scenario, Stopwatch, Target, expect, interleave
 from cloche import Client
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.sdk.client import SandboxHandle
 
 MODULES = 1000
@@ -86,8 +86,8 @@ def archive() -> bytes:
 def run(bench: Bench) -> Scenario:
     scenario = Scenario("scan", f"Import scan of a {MODULES}-module project, and the unchanged second exec", __doc__)
     folder = write_project(bench.scratch("scan") / "project")
-    importmap = ImportMap.load()
-    found = detect(folder, "main.py", importmap=importmap)
+    resolver = Resolver()
+    found = detect(folder, "main.py", resolver=resolver)
     scenario.extra["detection"] = {
         "source": found.source,
         "requirements": list(found.requirements),
@@ -100,7 +100,7 @@ def run(bench: Bench) -> Scenario:
 
     def in_process() -> Mapping[str, float]:
         with Stopwatch() as sw:
-            detect(folder, "main.py", importmap=importmap)
+            detect(folder, "main.py", resolver=resolver)
         return {"ms": sw.ms}
 
     def exec_in(box: SandboxHandle) -> Mapping[str, float]:

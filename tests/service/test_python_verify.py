@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from cloche import Client, SandboxHandle
 from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.models import InstallReport, RecoveryStep
 from conftest import ServerProcess, running_server
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "
 from _pywheels import build_wheel
 
 SHIPPED = ImportMap.load()
+RESOLVER = Resolver(SHIPPED)
 
 
 def _override_modules(count: int) -> list[tuple[str, str]]:
@@ -33,7 +35,7 @@ def _override_modules(count: int) -> list[tuple[str, str]]:
     picked: dict[str, tuple[str, str]] = {}
     for module, override in sorted(SHIPPED.overrides.items()):
         project = canonicalize_name(override.distribution)
-        if module.isidentifier() and project not in picked and SHIPPED.resolve(module) is not None:
+        if module.isidentifier() and project not in picked and RESOLVER.resolve_offline(module) is not None:
             picked[project] = (module, override.distribution)
     return list(picked.values())[:count]
 
@@ -45,7 +47,7 @@ def _second_provider() -> tuple[str, str, str] | None:
     """(module, first provider, second provider) for a module the generated map gives two projects."""
     data = resources.files("cloche.ecosystems.python").joinpath("data/import_map.json").read_text(encoding="utf-8")
     for module in sorted(json.loads(data)["modules"]):
-        resolution = SHIPPED.resolve(module)
+        resolution = RESOLVER.resolve_offline(module)
         providers = SHIPPED.providers(module)
         mapped = resolution is not None and resolution.source == "map" and resolution.distribution == providers[0]
         if module.isidentifier() and mapped and len(providers) >= 2:

@@ -13,6 +13,8 @@ from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
 from cloche.ecosystems.java.ecosystem import JavaEcosystem
 from cloche.ecosystems.node.ecosystem import NodeEcosystem
 from cloche.ecosystems.python.ecosystem import PythonEcosystem
+from cloche.ecosystems.python.resolve import Resolver
+from cloche.ecosystems.python.resolve.pypi_json import PypiJson
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.jail import preflight
 from cloche.jail.cgroups import Cgroups
@@ -88,7 +90,15 @@ class AppState:
         envs.create()
         registry = EcosystemRegistry(
             [
-                PythonEcosystem(settings.python_index_url, settings.python_wheel_dir, settings.allow_unknown_imports),
+                PythonEcosystem(
+                    settings.python_index_url,
+                    settings.python_wheel_dir,
+                    settings.allow_unknown_imports,
+                    Resolver(
+                        pypi=PypiJson(settings.pypi_json_url, paths.registry_facts("python")),
+                        min_age_days=settings.package_min_age_days,
+                    ),
+                ),
                 NodeEcosystem(settings.npm_registry, paths.registry_facts("npm"), settings.package_min_age_days),
                 GoEcosystem(find_goroot(), settings.go_proxy, settings.go_sumdb, stage=paths.jail / "tools"),
                 JavaEcosystem(settings.maven_repository, stage=paths.jail / "tools"),

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.ecosystems.python.scan import host_stdlib
 from cloche.errors import ClocheError
 
@@ -32,7 +32,7 @@ def run_case(case: Path, workspace: Path) -> dict[str, Any]:
         found = detect(
             workspace,
             options.get("entry", "main.py"),
-            importmap=ImportMap.load(),
+            resolver=Resolver(),
             stdlib=host_stdlib(),
             allow_unknown=bool(options.get("allow_unknown", False)),
         )

@@ -10,13 +10,13 @@ import pytest
 
 from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.detect import PythonDetection, Suggestion, UnresolvedImport, detect
-from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.errors import InvalidPath, InvalidRequest, Unsupported
 from tests_support import write_tree
 
 
 def run(root: Path, entry: str = "main.py") -> PythonDetection:
-    return detect(root, entry, importmap=ImportMap.load())
+    return detect(root, entry, resolver=Resolver())
 
 
 # requirements.txt
@@ -245,8 +245,8 @@ def test_empty_declared_dependencies_still_win_and_suggest(tmp_path: Path) -> No
     found = run(tmp_path)
     assert found.source == "pyproject.toml"
     assert found.requirements == ()
-    assert found.unlisted == (Suggestion("yaml", "PyYAML"), Suggestion("zzq_nope", None))
-    assert found.unlisted[0].to_dict() == {"module": "yaml", "suggested": "PyYAML"}
+    assert found.unlisted == (Suggestion("yaml", "pyyaml"), Suggestion("zzq_nope", None))
+    assert found.unlisted[0].to_dict() == {"module": "yaml", "suggested": "pyyaml"}
 
 
 # Search order
@@ -372,4 +372,4 @@ def test_nested_project_src_layout_is_searched_and_reported(tmp_path: Path) -> N
     )
     found = run(tmp_path, "app/main.py")
     assert (found.manifest, found.sys_path) == ("app/pyproject.toml", ("app/src",))
-    assert found.unlisted == (Suggestion("yaml", "PyYAML"),)  # found through the project's own package
+    assert found.unlisted == (Suggestion("yaml", "pyyaml"),)  # found through the project's own package

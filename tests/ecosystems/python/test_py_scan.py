@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.ecosystems.python.scan import ScanResult, host_stdlib, scan_imports
 from cloche.errors import FileNotFound, InvalidPath
 from tests_support import write_tree
@@ -253,7 +253,7 @@ def test_thousand_files_scan_quickly(tmp_path: Path) -> None:
 
 
 def fingerprint(root: Path, entry: str = "main.py") -> str:
-    return detect(root, entry, importmap=ImportMap.load()).fingerprint
+    return detect(root, entry, resolver=Resolver()).fingerprint
 
 
 def test_scan_fingerprint_ignores_unrelated_files(tmp_path: Path) -> None:
@@ -280,8 +280,8 @@ def test_main_module_and_future_are_never_third_party(tmp_path: Path) -> None:
 
 def test_oversized_entry_is_reported_not_fatal_for_detection(tmp_path: Path) -> None:
     write_tree(tmp_path, {"requirements.txt": "requests\n", "main.py": "import yaml\n" + "#" * (3 << 20)})
-    found = detect(tmp_path, "main.py", importmap=ImportMap.load())
+    found = detect(tmp_path, "main.py", resolver=Resolver())
     assert found.requirements == ("requests",)
     assert found.warnings and "larger than" in found.warnings[0]
     (tmp_path / "requirements.txt").unlink()
-    assert detect(tmp_path, "main.py", importmap=ImportMap.load()).source == "none"
+    assert detect(tmp_path, "main.py", resolver=Resolver()).source == "none"

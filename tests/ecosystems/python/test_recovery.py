@@ -6,27 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.recovery import Answer, _series_bound, runtime_needs
+from cloche.ecosystems.python.resolve import Resolver
 
-MAP = ImportMap.load()
+RESOLVER = Resolver()
 
 
 def test_scanned_needs_keep_from_import_names_and_skip_guarded_imports(tmp_path: Path) -> None:
     code = "from yaml import safe_load, dump\nimport yaml.constructor\n"
     code += "try:\n    import bs4\nexcept ImportError:\n    pass\n"
     (tmp_path / "main.py").write_text(code)
-    found = detect(tmp_path, "main.py", importmap=MAP)
+    found = detect(tmp_path, "main.py", resolver=RESOLVER)
     needs = {n.module: n for n in found.imports}
     assert set(needs) == {"yaml", "yaml.constructor"}  # bs4 is guarded: it may fail by design
     assert needs["yaml"].names == ("dump", "safe_load") and needs["yaml"].chosen
-    assert needs["yaml"].distribution == MAP.resolve("yaml").distribution  # type: ignore[union-attr]
+    assert needs["yaml"].distribution == RESOLVER.resolve_offline("yaml").distribution  # type: ignore[union-attr]
 
 
 def test_declared_needs_cover_only_what_the_manifest_lists(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("PyYAML==6.0.1\n")
     (tmp_path / "main.py").write_text("import yaml\nimport bs4\n")
-    found = detect(tmp_path, "main.py", importmap=MAP)
+    found = detect(tmp_path, "main.py", resolver=RESOLVER)
     assert [(n.module, n.chosen, n.alternatives) for n in found.imports] == [("yaml", False, ())]
     assert [u.module for u in found.unlisted] == ["bs4"]  # reported, not checked
 

@@ -2,9 +2,11 @@
 
 The first of these wins: a ``pyproject.toml`` declaring dependencies (PEP 621 or Poetry), then a
 ``requirements.txt`` (both searched from the entry's directory up to the workspace root), then the
-entry's PEP 723 ``# /// script`` block, then a scan of its imports mapped through ``ImportMap``.
-Declared requirements are taken as written; scanned imports become distributions only when the map
-vouches for them, because guessing a distribution from an import name is how slopsquatting works.
+entry's PEP 723 ``# /// script`` block, then a scan of its imports resolved through ``resolve.Resolver``.
+Declared requirements are taken as written; scanned imports become distributions only when a resolver
+layer vouches for them, because guessing a distribution from an import name is how slopsquatting works.
+Only a scan asks the network (the resolver's verified long tail); suggestions for a manifest's unlisted
+imports come from the shipped data alone.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.python import manifests
-from cloche.ecosystems.python.importmap import ImportMap, Resolution
 from cloche.ecosystems.python.needs import ImportNeed, import_needs
+from cloche.ecosystems.python.resolve import Refusal, Resolution, Resolver
 from cloche.ecosystems.python.scan import MAX_FILE_BYTES, ImportRef, ScanResult, host_stdlib, scan_imports
 from cloche.errors import TooLarge
 from cloche.store import safefs
@@ -63,11 +65,12 @@ class PythonDetection:
     """What to install for one entry, and why.
 
     ``requirements`` are PEP 508 strings as declared (requirements.txt lines may carry
-    ``--hash=`` options) or, for a scan, bare distribution names the map vouches for;
+    ``--hash=`` options) or, for a scan, bare distribution names a resolver layer vouches for;
     ``optional_requirements`` (scan only) are installed when resolvable and never fatal.
-    ``unlisted`` and ``unresolved`` are advice, ``warnings`` scan problems; none of the three is
-    part of the fingerprint. ``inputs`` pair a workspace path with its sha256 (for an inline
-    block, the block's), or 'import:<module>' with 'required'/'optional' for a scan.
+    ``unlisted`` and ``unresolved`` are advice, ``resolved`` says which layer vouched for each scanned
+    import and why, ``warnings`` are scan problems; none of the four is part of the fingerprint.
+    ``inputs`` pair a workspace path with its sha256 (for an inline block, the block's), or
+    'import:<module>' with 'required'/'optional' for a scan.
     """
 
     source: Source
@@ -78,6 +81,7 @@ class PythonDetection:
     requires_python: str | None = None
     unlisted: tuple[Suggestion, ...] = ()
     unresolved: tuple[UnresolvedImport, ...] = ()
+    resolved: tuple[Resolution, ...] = ()
     sys_path: tuple[str, ...] = ()
     inputs: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
@@ -109,6 +113,7 @@ class PythonDetection:
             "requires_python": self.requires_python,
             "unlisted": [s.to_dict() for s in self.unlisted],
             "unresolved": [u.to_dict() for u in self.unresolved],
+            "resolved": [r.to_dict() for r in self.resolved],
             "sys_path": list(self.sys_path),
             "warnings": list(self.warnings),
             "inputs": [list(pair) for pair in self.inputs],
@@ -116,10 +121,11 @@ class PythonDetection:
         }
 
 
-def unresolved_hint(module: str) -> str:
+def unresolved_hint(module: str, reason: str | None = None) -> str:
+    why = reason or f"no known PyPI distribution provides {module!r}"
     return (
-        f"no known PyPI distribution provides {module!r}; add it to requirements.txt "
-        "(or an inline # /// script block) if you trust it"
+        f"{why}; nothing was installed for it. If you trust a project that provides it, add it to "
+        "requirements.txt (or an inline # /// script block)"
     )
 
 
@@ -136,28 +142,45 @@ def _present(root: Path, rel: str) -> bool:
     return safefs.lookup(root, rel) is not None
 
 
-def _imports(scan: ScanResult, importmap: ImportMap) -> dict[str, tuple[Resolution | None, bool]]:
-    """Shown name -> (resolution, optional) for every third-party import; required wins.
+Answer = Resolution | Refusal
+
+
+def _answers(scan: ScanResult, resolver: Resolver, *, verify: bool) -> dict[str, Answer]:
+    """The resolver's answer for every dotted name the scan's imports may mean. ``verify`` lets it ask PyPI
+    about the long tail; without it, only the shipped data answers."""
+    names = [name for ref in scan.imports for name in ref.candidates]
+    if verify:
+        return resolver.resolve_all(names)
+    return {n: resolver.resolve_offline(n) or Refusal(n, "") for n in names}
+
+
+def _vouched(answer: Answer | None) -> Resolution | None:
+    return answer if isinstance(answer, Resolution) else None
+
+
+def _imports(scan: ScanResult, answers: dict[str, Answer]) -> dict[str, tuple[Answer, bool]]:
+    """Shown name -> (answer, optional) for every third-party import; required wins.
 
     The shown name is what the script wrote, or the more specific key that resolved it
     (``from google.cloud import storage`` shows 'google.cloud.storage').
     """
-    out: dict[str, tuple[Resolution | None, bool]] = {}
+    out: dict[str, tuple[Answer, bool]] = {}
     for ref in scan.imports:
-        for name, res in _resolve_ref(ref, importmap):
+        for name, res in _resolve_ref(ref, answers):
             optional = out[name][1] and ref.optional if name in out else ref.optional
             out[name] = (res, optional)
     return dict(sorted(out.items()))
 
 
-def _resolve_ref(ref: ImportRef, importmap: ImportMap) -> list[tuple[str, Resolution | None]]:
-    results = [(name, importmap.resolve(name)) for name in ref.candidates]
-    if all(res is None for _, res in results):
-        return [(ref.module, None)]  # 'from foo import a, b': one unknown 'foo', not 'foo.a', 'foo.b'
-    shown: list[tuple[str, Resolution | None]] = []
+def _resolve_ref(ref: ImportRef, answers: dict[str, Answer]) -> list[tuple[str, Answer]]:
+    results = [(name, answers[name]) for name in ref.candidates]
+    if all(isinstance(res, Refusal) for _, res in results):
+        # 'from foo import a, b': one unknown 'foo', not 'foo.a', 'foo.b'
+        return [(ref.module, Refusal(ref.module, results[0][1].reason if results else ""))]
+    shown: list[tuple[str, Answer]] = []
     for name, res in results:
-        if res is None:
-            shown.append((name, None))
+        if isinstance(res, Refusal):
+            shown.append((name, res))
         else:
             shown.append((res.module if len(res.module) > len(ref.module) else ref.module, res))
     return shown
@@ -173,18 +196,17 @@ def _declared_names(requirements: Iterable[str]) -> set[str]:
     return {canonicalize_name(Requirement(r.split(" --hash=")[0]).name) for r in requirements}
 
 
-def _unlisted(
-    imports: dict[str, tuple[Resolution | None, bool]], requirements: Iterable[str]
-) -> tuple[Suggestion, ...]:
+def _unlisted(imports: dict[str, tuple[Answer, bool]], requirements: Iterable[str]) -> tuple[Suggestion, ...]:
     declared = _declared_names(requirements)
     out = []
     for name, (res, optional) in imports.items():
         if optional:
             continue  # a guarded import left undeclared is usually deliberate
         top = canonicalize_name(name.split(".")[0])
-        if top in declared or (res is not None and canonicalize_name(res.distribution) in declared):
+        vouched = res if isinstance(res, Resolution) else None
+        if top in declared or (vouched is not None and canonicalize_name(vouched.distribution) in declared):
             continue
-        out.append(Suggestion(name, res.distribution if res is not None else None))
+        out.append(Suggestion(name, vouched.distribution if vouched is not None else None))
     return tuple(out)
 
 
@@ -206,7 +228,7 @@ def detect(
     root: Path,
     entry: str,
     *,
-    importmap: ImportMap,
+    resolver: Resolver,
     stdlib: frozenset[str] | None = None,
     allow_unknown: bool = False,
 ) -> PythonDetection:
@@ -232,11 +254,11 @@ def detect(
                 manifest=rel,
                 requirements=project.requirements,
                 requires_python=project.requires_python,
-                unlisted=_unlisted(_imports(scan, importmap), project.requirements),
+                unlisted=_unlisted(_imports(scan, _answers(scan, resolver, verify=False)), project.requirements),
                 sys_path=_sys_path(entry, src_dir, scan),
                 inputs=((rel, project.sha256),),
                 warnings=_warnings(scan),
-                imports=_declared_needs(scan, importmap, project.requirements),
+                imports=_declared_needs(scan, resolver, project.requirements),
             )
     for base in dirs:
         rel = posixpath.join(base, "requirements.txt")
@@ -249,19 +271,19 @@ def detect(
             manifest=rel,
             requirements=reqs.requirements,
             constraints=reqs.constraints,
-            unlisted=_unlisted(_imports(scan, importmap), reqs.requirements),
+            unlisted=_unlisted(_imports(scan, _answers(scan, resolver, verify=False)), reqs.requirements),
             sys_path=_sys_path(entry, src_dir, scan),
             inputs=tuple(sorted(reqs.files)),
             warnings=_warnings(scan),
-            imports=_declared_needs(scan, importmap, reqs.requirements),
+            imports=_declared_needs(scan, resolver, reqs.requirements),
         )
     scan = _scan(root, entry, stdlib, src_dir)
-    imports = _imports(scan, importmap)
     try:
         inline = manifests.parse_inline(safefs.read_file(root, entry, max_bytes=MAX_FILE_BYTES), path=entry)
     except TooLarge:
         inline = None  # the scan already reported the entry as too large to read
     if inline is not None:
+        imports = _imports(scan, _answers(scan, resolver, verify=False))
         return PythonDetection(
             source="inline",
             manifest=entry,
@@ -271,20 +293,22 @@ def detect(
             sys_path=_sys_path(entry, src_dir, scan),
             inputs=((entry, inline.sha256),),
             warnings=_warnings(scan),
-            imports=_declared_needs(scan, importmap, inline.requirements),
+            imports=_declared_needs(scan, resolver, inline.requirements),
         )
-    found = _from_scan(entry, src_dir, scan, imports, allow_unknown)
+    answers = _answers(scan, resolver, verify=True)
+    found = _from_scan(entry, src_dir, scan, _imports(scan, answers), allow_unknown)
     chosen = {canonicalize_name(r) for r in found.requirements}
     needs = import_needs(
         scan,
-        importmap,
+        lambda name: _vouched(answers.get(name)),
+        resolver.data,
         chosen=True,
         covered=lambda _, res: res is not None and canonicalize_name(res.distribution) in chosen,
     )
     return dataclasses.replace(found, imports=needs)
 
 
-def _declared_needs(scan: ScanResult, importmap: ImportMap, requirements: Iterable[str]) -> tuple[ImportNeed, ...]:
+def _declared_needs(scan: ScanResult, resolver: Resolver, requirements: Iterable[str]) -> tuple[ImportNeed, ...]:
     """Required imports a manifest covers (the ones it does not are reported as unlisted instead)."""
     declared = _declared_names(requirements)
 
@@ -292,7 +316,7 @@ def _declared_needs(scan: ScanResult, importmap: ImportMap, requirements: Iterab
         top = canonicalize_name(module.split(".")[0])
         return top in declared or (res is not None and canonicalize_name(res.distribution) in declared)
 
-    return import_needs(scan, importmap, chosen=False, covered=covered)
+    return import_needs(scan, resolver.resolve_offline, resolver.data, chosen=False, covered=covered)
 
 
 def _scan(root: Path, entry: str, stdlib: frozenset[str], src_dir: str | None) -> ScanResult:
@@ -303,19 +327,21 @@ def _from_scan(
     entry: str,
     src_dir: str | None,
     scan: ScanResult,
-    imports: dict[str, tuple[Resolution | None, bool]],
+    imports: dict[str, tuple[Answer, bool]],
     allow_unknown: bool,
 ) -> PythonDetection:
     required: list[str] = []
     optional: list[str] = []
     unresolved: list[UnresolvedImport] = []
+    resolved: dict[str, Resolution] = {}
     for name, (res, is_optional) in imports.items():
-        if res is not None:
+        if isinstance(res, Resolution):
             (optional if is_optional else required).append(res.distribution)
+            resolved.setdefault(name, Resolution(name, res.distribution, res.source, res.reason))
             continue
         if is_optional:
             continue  # nothing vouches for it and nothing fails without it
-        hint = unresolved_hint(name)
+        hint = unresolved_hint(name, res.reason)
         guess = name.split(".")[0]
         if allow_unknown and _DIST_NAME.fullmatch(guess):
             required.append(guess)
@@ -330,6 +356,7 @@ def _from_scan(
         requirements=_by_name(required),
         optional_requirements=_by_name(optional),
         unresolved=tuple(unresolved),
+        resolved=tuple(resolved.values()),
         sys_path=_sys_path(entry, src_dir, scan),
         # The import set, not the files' bytes: editing code without changing its imports must not
         # trigger a re-resolve (the second exec is instant).

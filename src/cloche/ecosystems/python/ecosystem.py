@@ -35,9 +35,9 @@ from cloche.ecosystems.python import recovery
 from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
 from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
-from cloche.ecosystems.python.importmap import ImportMap
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
 from cloche.ecosystems.python.needs import ImportNeed
+from cloche.ecosystems.python.resolve import Resolver
 from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
 
@@ -85,8 +85,11 @@ class PythonEcosystem(Ecosystem):
         index_url: str = "https://pypi.org/simple",
         wheel_dir: Path | None = None,
         allow_unknown_imports: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         self.index_url = index_url
+        # Without one given, scanned imports resolve from the shipped data alone (no long-tail checks).
+        self.resolver = resolver or Resolver()
         self.wheel_dir = wheel_dir
         self.allow_unknown_imports = allow_unknown_imports
         if wheel_dir is not None:  # every package comes from the folder: install jails need no network
@@ -102,7 +105,7 @@ class PythonEcosystem(Ecosystem):
     # detection
 
     def detect(self, root: Path, entry: str) -> Detection:
-        found = detect_python(root, entry, importmap=ImportMap.load(), allow_unknown=self.allow_unknown_imports)
+        found = detect_python(root, entry, resolver=self.resolver, allow_unknown=self.allow_unknown_imports)
         requested = tuple(found.requirements)
         return Detection(
             ecosystem=self.name,
@@ -112,6 +115,7 @@ class PythonEcosystem(Ecosystem):
             optional=tuple(found.optional_requirements),
             unlisted=tuple(s.to_dict() for s in found.unlisted),
             unresolved=tuple(u.to_dict() for u in found.unresolved),
+            resolved=tuple(r.to_dict() for r in found.resolved),
             sys_path=tuple(found.sys_path),
             details=found,
         )
@@ -191,7 +195,7 @@ class PythonEcosystem(Ecosystem):
         if all(_requirement_name(r) in pinned for r in detection.optional):
             requirements += detection.optional  # the lock holds the optional imports' projects too
         environment = _BuiltVenv(self, jail, found.constraints, detection.source)
-        return await recovery.verify(found.imports, requirements, lock, environment, ImportMap.load())
+        return await recovery.verify(found.imports, requirements, lock, environment, self.resolver)
 
     def site_packages(self, environment: Path) -> Path | None:
         lib = environment / "lib"

@@ -1,39 +1,31 @@
-"""Which PyPI distribution provides a Python import, for scripts that come without a manifest.
+"""The shipped import data the resolver's layers read (``data/``, see ``scripts/gen_import_map.py``).
 
-This is also the slopsquatting guard: a name is only ever resolved when something vouches for it,
-either a reviewed override (``data/overrides.toml``) or the generated map of what the most
-downloaded projects' wheels really ship (``data/import_map.json``, refreshed by
-``scripts/gen_import_map.py``). Nothing is guessed from the import's spelling, because
-registering the distribution an AI model hallucinates from an import name is exactly the attack.
+* ``overrides.toml``: import -> project, reviewed by a person, each with a one-line reason (the only hand-edited
+  file), and the runtime needs packages import without declaring them;
+* ``import_map.json``: import -> the ranked projects that ship it, best download rank first; the shared namespace
+  roots; the named sources it was generated from;
+* ``top_pypi.txt``: the ranked projects (the most downloaded on PyPI);
+* ``long_tail.txt.gz``: import -> projects outside the ranking that ship it, candidates only (the long-tail layer
+  checks each with PyPI before vouching), read lazily and searched without being parsed whole.
+
+Nothing here decides; ``resolve/`` does. No network.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import json
+import threading
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 _DATA_PACKAGE = "cloche.ecosystems.python"
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """How an import was resolved.
-
-    ``module`` is the key that matched (a dotted prefix of the requested import, or the whole of
-    it), ``distribution`` the project to install and ``reason`` a sentence for logs and users.
-    """
-
-    module: str
-    distribution: str
-    source: Literal["override", "map"]
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +34,50 @@ class Override:
     reason: str
 
 
-def _prefixes(module: str) -> Iterator[str]:
+def prefixes(module: str) -> Iterator[str]:
     """'a.b.c' -> 'a.b.c', 'a.b', 'a': the longest (most specific) claim wins."""
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
         yield ".".join(parts[:end])
 
 
-def _valid_module(module: str) -> bool:
+def valid_module(module: str) -> bool:
     return bool(module) and all(part.isidentifier() for part in module.split("."))
 
 
+class LongTail:
+    """Candidates outside the ranking, from the gzip'd sorted lines ``module[<TAB>name ...]`` (``=`` or no
+    names: the project named like the module). Decompressed on first use and kept as bytes."""
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+        self._text: bytes | None = None
+        self._lock = threading.Lock()
+
+    def _data(self) -> bytes:
+        with self._lock:
+            if self._text is None:
+                self._text = b"\n" + gzip.decompress(self._load())
+            return self._text
+
+    def candidates(self, module: str) -> tuple[str, ...]:
+        """Projects the index says ship ``module`` exactly, the one named like it first."""
+        data = self._data()
+        key = b"\n" + module.encode()
+        for end in (b"\n", b"\t"):
+            at = data.find(key + end)
+            if at < 0:
+                continue
+            if end == b"\n":
+                return (module,)
+            line_end = data.find(b"\n", at + 1)
+            names = data[at + len(key) + 1 : line_end].decode().split(" ")
+            return tuple(module if n == "=" else n for n in names)
+        return ()
+
+
 class ImportMap:
-    """Import name -> distribution, built from overrides, the generated map and the ranking."""
+    """The shipped data: overrides, the generated map, its namespace roots, the ranking and the long tail."""
 
     def __init__(
         self,
@@ -62,31 +85,39 @@ class ImportMap:
         overrides: Mapping[str, Override],
         ranking: Iterable[str],
         *,
-        projects: int = 0,
-        generated: str = "",
+        namespaces: Iterable[str] = (),
+        runtime_needs: Mapping[str, Override] | None = None,
+        long_tail: LongTail | None = None,
+        header: Mapping[str, Any] | None = None,
     ) -> None:
-        # Provider lists arrive best download rank first; only the head is ever installed, the
-        # rest is kept for the reason text.
         self._modules = {name: tuple(dists) for name, dists in modules.items() if dists}
         self._overrides = dict(overrides)
-        self._known = frozenset(canonicalize_name(name) for name in ranking)
-        self.projects = projects
-        self.generated = generated
+        self.runtime_needs: Mapping[str, Override] = dict(runtime_needs or {})
+        self._rank = {canonicalize_name(name): i for i, name in enumerate(ranking, 1)}
+        self._mapped = frozenset(canonicalize_name(d) for dists in self._modules.values() for d in dists)
+        self.namespaces = frozenset(namespaces)
+        self.long_tail = long_tail
+        self.header = dict(header or {})
 
     @classmethod
     def load(cls) -> ImportMap:
-        """The map shipped with cloche; parsed once per process."""
+        """The data shipped with cloche; parsed once per process."""
         return _load_packaged()
 
     @classmethod
-    def from_data(cls, import_map: Mapping[str, Any], overrides_toml: str, ranking_text: str) -> ImportMap:
-        """Build from the contents of the three data files (see ``data/``)."""
+    def from_data(
+        cls, import_map: Mapping[str, Any], overrides_toml: str, ranking_text: str, long_tail: LongTail | None = None
+    ) -> ImportMap:
+        """Build from the contents of the data files (see ``data/``)."""
+        header = {k: v for k, v in import_map.items() if k not in ("modules", "unmapped")}
         return cls(
             import_map.get("modules", {}),
             parse_overrides(overrides_toml),
             parse_ranking(ranking_text),
-            projects=int(import_map.get("projects", 0)),
-            generated=str(import_map.get("generated", "")),
+            namespaces=import_map.get("namespaces", ()),
+            runtime_needs=parse_overrides(overrides_toml, table="runtime_needs"),
+            long_tail=long_tail,
+            header=header,
         )
 
     @property
@@ -94,59 +125,52 @@ class ImportMap:
         return self._overrides
 
     @property
+    def modules(self) -> Mapping[str, tuple[str, ...]]:
+        return self._modules
+
+    @property
+    def projects(self) -> int:
+        return int(self.header.get("projects", 0))
+
+    @property
     def known_distributions(self) -> int:
-        return len(self._known)
-
-    def resolve(self, module: str) -> Resolution | None:
-        """The distribution that provides ``module`` (e.g. ``google.cloud.storage.blob``).
-
-        Overrides are searched first, longest dotted prefix first, then the generated map the
-        same way. None means nothing vouches for the name: the caller must not install anything
-        for it (and in particular must not try a distribution spelled like the import).
-        """
-        module = module.strip()
-        if not _valid_module(module):
-            return None
-        for prefix in _prefixes(module):
-            override = self._overrides.get(prefix)
-            if override is not None:
-                return Resolution(prefix, override.distribution, "override", override.reason)
-        for prefix in _prefixes(module):
-            providers = self._modules.get(prefix)
-            if providers:
-                return Resolution(prefix, providers[0], "map", _map_reason(prefix, providers))
-        return None
+        return len(self._rank)
 
     def providers(self, module: str) -> tuple[str, ...]:
-        """Every project the generated map says ships the longest known prefix of ``module``, best download
-        rank first (what recovery tries, in order, when the chosen one does not provide the module)."""
-        for prefix in _prefixes(module.strip()):
-            providers = self._modules.get(prefix)
-            if providers:
-                return providers
-        return ()
+        """Ranked projects whose files ship exactly ``module``, best download rank first."""
+        return self._modules.get(module, ())
+
+    def rank(self, name: str) -> int | None:
+        """Download rank of a project (any PEP 503 spelling), None when it is not ranked."""
+        return self._rank.get(canonicalize_name(name.strip()))
+
+    def ships_anything(self, name: str) -> bool:
+        """Whether the generated map lists any module for a ranked project (many namespace-only wheels have none)."""
+        return canonicalize_name(name) in self._mapped
 
     def is_known_distribution(self, name: str) -> bool:
         """Whether ``name`` (any PEP 503 spelling) is among the ranked, most downloaded projects."""
-        return canonicalize_name(name.strip()) in self._known
+        return self.rank(name) is not None
+
+    def shared_namespace(self, root: str) -> bool:
+        """A namespace no single project owns: several ranked '<root>-...' projects ship it and none is named
+        like it (``google``, ``azure``, ``opentelemetry``): the root alone says nothing about what to install."""
+        if root not in self.namespaces:
+            return False
+        own = canonicalize_name(root)
+        return all(canonicalize_name(d) != own for d in self.providers(root))
 
 
-def _map_reason(module: str, providers: Sequence[str]) -> str:
-    if len(providers) == 1:
-        return f"{providers[0]} is the only ranked PyPI project whose wheel ships {module}"
-    others = ", ".join(providers[1:4]) + (", ..." if len(providers) > 4 else "")
-    return f"{providers[0]} is the most downloaded of the projects whose wheels ship {module} (also: {others})"
-
-
-def parse_overrides(text: str) -> dict[str, Override]:
-    """``[modules."<import>"] dist = ... reason = ...`` tables; malformed entries are errors."""
-    table = tomllib.loads(text).get("modules", {})
+def parse_overrides(text: str, table: str = "modules") -> dict[str, Override]:
+    """``[<table>."<import>"] dist = ... reason = ...`` entries (``modules``: reviewed overrides, ``runtime_needs``:
+    what packages import without declaring it); malformed entries are errors."""
+    entries = tomllib.loads(text).get(table, {})
     result: dict[str, Override] = {}
-    for module, entry in table.items():
+    for module, entry in entries.items():
         dist, reason = entry.get("dist"), entry.get("reason")
         if not (isinstance(dist, str) and dist.strip() and isinstance(reason, str) and reason.strip()):
             raise ValueError(f"override {module!r} needs a non-empty dist and reason")
-        if not _valid_module(module):
+        if not valid_module(module):
             raise ValueError(f"override key {module!r} is not a dotted import name")
         result[module] = Override(dist.strip(), reason.strip())
     return result
@@ -168,4 +192,5 @@ def _load_packaged() -> ImportMap:
         json.loads(data.joinpath("import_map.json").read_text(encoding="utf-8")),
         data.joinpath("overrides.toml").read_text(encoding="utf-8"),
         data.joinpath("top_pypi.txt").read_text(encoding="utf-8"),
+        LongTail(data.joinpath("long_tail.txt.gz").read_bytes),
     )

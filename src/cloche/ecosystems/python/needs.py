@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
-from cloche.ecosystems.python.importmap import ImportMap, Resolution
+from cloche.ecosystems.python.importmap import ImportMap
+from cloche.ecosystems.python.resolve import Resolution
 from cloche.ecosystems.python.scan import ScanResult
 
 
@@ -32,15 +33,21 @@ class ImportNeed:
 
 
 def import_needs(
-    scan: ScanResult, importmap: ImportMap, *, chosen: bool, covered: Callable[[str, Resolution | None], bool]
+    scan: ScanResult,
+    resolve: Callable[[str], Resolution | None],
+    data: ImportMap,
+    *,
+    chosen: bool,
+    covered: Callable[[str, Resolution | None], bool],
 ) -> tuple[ImportNeed, ...]:
-    """The required imports of ``scan`` that ``covered(module, resolution)`` says the install provides."""
+    """The required imports of ``scan`` that ``covered(module, resolution)`` says the install provides;
+    ``resolve`` is the resolver's answer for a dotted name, ``data`` gives the other providers by rank."""
     names: dict[str, set[str]] = {}
     found: dict[str, Resolution] = {}
     for ref in scan.imports:
         if ref.optional:
             continue  # guarded imports may fail by design
-        resolution = next((r for r in map(importmap.resolve, ref.candidates) if r is not None), None)
+        resolution = next((r for r in map(resolve, ref.candidates) if r is not None), None)
         if resolution is None or not covered(ref.module, resolution):
             continue
         names.setdefault(ref.module, set()).update(ref.names)
@@ -49,7 +56,7 @@ def import_needs(
     for module in sorted(names):
         resolution = found[module]
         dist = canonicalize_name(resolution.distribution)
-        others = tuple(p for p in importmap.providers(resolution.module) if canonicalize_name(p) != dist)
+        others = tuple(p for p in data.providers(resolution.module) if canonicalize_name(p) != dist)
         needs.append(
             ImportNeed(
                 module=module,

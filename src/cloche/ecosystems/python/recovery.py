@@ -22,12 +22,9 @@ Declared needs (a manifest, an inline block) are never replaced or re-pinned; on
 
 from __future__ import annotations
 
-import functools
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -38,6 +35,7 @@ from cloche.ecosystems.base import ImportFailure, InstallFailed, Lock, RecoveryS
 from cloche.ecosystems.python.importmap import ImportMap, Override
 from cloche.ecosystems.python.lockfile import parse_lock
 from cloche.ecosystems.python.needs import ImportNeed
+from cloche.ecosystems.python.resolve import Resolver
 
 MAX_ROUNDS = 6
 MAX_BACKOFF = 3
@@ -87,12 +85,9 @@ class _Repair:
     detail: str
 
 
-@functools.cache
-def runtime_needs() -> dict[str, Override]:
+def runtime_needs() -> Mapping[str, Override]:
     """Module -> project for imports packages make without declaring them (reviewed, in data/overrides.toml)."""
-    text = resources.files("cloche.ecosystems.python").joinpath("data/overrides.toml").read_text(encoding="utf-8")
-    table = tomllib.loads(text).get("runtime_needs", {})
-    return {module: Override(str(e["dist"]), str(e["reason"])) for module, e in table.items()}
+    return ImportMap.load().runtime_needs
 
 
 def _name(requirement: str) -> str | None:
@@ -114,8 +109,8 @@ def _series_bound(version: str) -> str | None:
 
 
 class _State:
-    def __init__(self, needs: Sequence[ImportNeed], requirements: Sequence[str], importmap: ImportMap) -> None:
-        self.importmap = importmap
+    def __init__(self, needs: Sequence[ImportNeed], requirements: Sequence[str], resolver: Resolver) -> None:
+        self.resolver = resolver
         self.requirements = list(requirements)
         self.providers = {n.module: [n.distribution or "", *n.alternatives] for n in needs}
         self.tried: set[tuple[str, str]] = set()  # (module, requirement)
@@ -146,7 +141,7 @@ class _State:
         installed = {canonicalize_name(name) for name, _, _ in parse_lock(lock.text)}
         for spec in _PIP_INSTALL.findall(answer.error):
             name = _name(spec)
-            if name is not None and (name in installed or self.importmap.is_known_distribution(name)):
+            if name is not None and (name in installed or self.resolver.data.is_known_distribution(name)):
                 return _Repair("extra", need.module, spec, None, f"the import asked for it: {answer.error}")
         return None
 
@@ -160,7 +155,7 @@ class _State:
             reason = known.reason
             dist = known.distribution
         else:
-            resolution = self.importmap.resolve(missing)
+            resolution = self.resolver.resolve_offline(missing)
             if resolution is None:
                 return None
             dist, reason = resolution.distribution, resolution.reason
@@ -184,7 +179,7 @@ class _State:
             project = self.providers.get(need.module, [need.distribution])[0]
         drift = _CANNOT_IMPORT.search(answer.error) if answer.kind == "import_error" else None
         if drift is not None and drift.group(2).split(".")[0] != need.module.split(".")[0]:
-            resolution = self.importmap.resolve(drift.group(2))  # a dependency lacks the name
+            resolution = self.resolver.resolve_offline(drift.group(2))  # a dependency lacks the name
             project = resolution.distribution if resolution is not None else None
         if project is None:
             return None
@@ -204,13 +199,13 @@ def _failing(needs: Sequence[ImportNeed], answers: Mapping[str, Answer]) -> dict
 
 
 async def verify(
-    needs: Sequence[ImportNeed], requirements: Sequence[str], lock: Lock, env: Environment, importmap: ImportMap
+    needs: Sequence[ImportNeed], requirements: Sequence[str], lock: Lock, env: Environment, resolver: Resolver
 ) -> Verification:
     """Check ``needs`` against the environment built from ``lock``; repair it in place while repairs remain."""
     if not needs:
         return Verification(lock, 0)
     by_module = {n.module: n for n in needs}
-    state = _State(needs, requirements, importmap)
+    state = _State(needs, requirements, resolver)
     failing = _failing(needs, await env.check(needs))
     built: Lock | None = lock  # what the environment holds (None: unknown after a failed sync)
     kept = lock  # the lock of ``state.requirements``

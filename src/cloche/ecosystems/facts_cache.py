@@ -1,0 +1,65 @@
+"""A host-side cache of what a registry said, one small JSON file per question, trusted for a time to live.
+
+Registry answers decide whether cloche vouches for a package, so they are read by the server (never by a jail)
+and kept under the data dir's ``facts/<ecosystem>/`` (``DataPaths.registry_facts``). Files are written to a
+temporary name and renamed, so threads of one server never read half a file; an unreadable or older-format
+file counts as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Cached:
+    fetched: float  # epoch seconds
+    data: Any
+
+    def fresh(self, ttl: float, now: float | None = None) -> bool:
+        return ((time.time() if now is None else now) - self.fetched) < ttl
+
+
+class FactsCache:
+    """``get``/``put`` JSON values by key under ``folder`` (None: a cache that keeps nothing)."""
+
+    def __init__(self, folder: Path | None, namespace: str) -> None:
+        self.folder = folder
+        self.namespace = namespace  # e.g. the registry's URL: the same key from two registries never collides
+
+    def _path(self, key: str) -> Path | None:
+        if self.folder is None:
+            return None
+        digest = hashlib.sha256(f"{self.namespace}\n{key}".encode()).hexdigest()
+        return self.folder / f"{digest}.json"
+
+    def get(self, key: str) -> Cached | None:
+        path = self._path(key)
+        if path is None:
+            return None
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("format") != FORMAT or stored.get("key") != key:
+                return None
+            return Cached(float(stored["fetched"]), stored["data"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def put(self, key: str, data: Any, fetched: float | None = None) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"format": FORMAT, "key": key, "fetched": time.time() if fetched is None else fetched, "data": data}
+        temp = path.with_suffix(f".{secrets.token_hex(6)}.tmp")
+        temp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(temp, path)

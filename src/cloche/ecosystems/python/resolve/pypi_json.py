@@ -1,0 +1,144 @@
+"""What PyPI's JSON API says about one project, read host side for the few long-tail imports an exec has, cached.
+
+Two questions per project, each a small request or two: ``<pypi_json_url>/<name>/json`` (does it exist, when was
+its first file uploaded, which wheel does the current release have) and the wheel's zip central directory (which
+import names it ships, by range requests: see ``wheel_files``). Facts are trusted for ``FACTS_TTL`` seconds
+(``MISSING_TTL`` for a 404, so a name published later is seen); a wheel's names never change, so they are kept
+for as long as the cache is. When PyPI cannot be reached, a stale answer is used rather than none.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from cloche.ecosystems.facts_cache import FactsCache
+from cloche.ecosystems.python.resolve.wheel_files import ZipListingError, http_member_names, import_names, pick_wheel
+
+FACTS_TTL = 24 * 3600.0
+MISSING_TTL = 600.0
+TIMEOUT = 5.0
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+class PypiUnavailable(Exception):
+    """PyPI could not be asked (network, timeout, 5xx, a malformed answer) and nothing usable was cached."""
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    name: str  # as PyPI spells it
+    found: bool
+    first_upload: float | None = None  # epoch seconds of the oldest file of any release
+    version: str | None = None  # the current release
+    wheel_url: str | None = None
+    wheel_filename: str | None = None
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def distil(requested: str, document: dict[str, Any]) -> ProjectFacts:
+    """The facts of one ``/<name>/json`` document."""
+    info: dict[str, Any] = document["info"] if isinstance(document.get("info"), dict) else {}
+    uploads = [
+        t
+        for files in (document.get("releases") or {}).values()
+        if isinstance(files, list)
+        for f in files
+        if isinstance(f, dict) and (t := _epoch(f.get("upload_time_iso_8601") or f.get("upload_time"))) is not None
+    ]
+    current = [f for f in document.get("urls") or [] if isinstance(f, dict)]
+    uploads += [t for f in current if (t := _epoch(f.get("upload_time_iso_8601") or f.get("upload_time")))]
+    wheel = pick_wheel(current)
+    return ProjectFacts(
+        name=str(info.get("name") or requested),
+        found=True,
+        first_upload=min(uploads, default=None),
+        version=str(info.get("version")) if info.get("version") else None,
+        wheel_url=str(wheel["url"]) if wheel and wheel.get("url") else None,
+        wheel_filename=str(wheel["filename"]) if wheel else None,
+    )
+
+
+class PypiJson:
+    """Reads and caches project facts and wheel listings from one PyPI JSON API (host side)."""
+
+    def __init__(self, base_url: str, cache_dir: Path | None, *, timeout: float = TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.cache = FactsCache(cache_dir, self.base_url)
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                headers = {"Accept": "application/json", "User-Agent": "cloche"}
+                self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, headers=headers)
+            return self._client
+
+    def project(self, name: str) -> ProjectFacts:
+        key = f"project:{name}"
+        stored = self.cache.get(key)
+        if stored is not None:
+            facts = ProjectFacts(**stored.data)
+            if stored.fresh(FACTS_TTL if facts.found else MISSING_TTL):
+                return facts
+        try:
+            facts = self._read(name)
+        except PypiUnavailable:
+            if stored is not None:
+                return ProjectFacts(**stored.data)  # stale beats nothing while PyPI is away
+            raise
+        self.cache.put(key, asdict(facts))
+        return facts
+
+    def _read(self, name: str) -> ProjectFacts:
+        url = f"{self.base_url}/{quote(name)}/json"
+        try:
+            response = self._http().get(url)
+        except httpx.HTTPError as e:
+            raise PypiUnavailable(f"{url}: {e.__class__.__name__}: {e}") from e
+        if response.status_code == 404:
+            return ProjectFacts(name, found=False)
+        if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
+            raise PypiUnavailable(f"{url}: HTTP {response.status_code}")
+        try:
+            document = response.json()
+        except ValueError as e:
+            raise PypiUnavailable(f"{url}: not JSON") from e
+        if not isinstance(document, dict):
+            raise PypiUnavailable(f"{url}: not a project document")
+        return distil(name, document)
+
+    def wheel_modules(self, url: str) -> frozenset[str]:
+        """The import names the wheel at ``url`` ships (its bytes never change: cached without expiry)."""
+        key = f"wheel:{url}"
+        stored = self.cache.get(key)
+        if stored is not None and isinstance(stored.data, list):
+            return frozenset(stored.data)
+        try:
+            names = import_names(http_member_names(self._http(), url))
+        except (httpx.HTTPError, ZipListingError) as e:
+            raise PypiUnavailable(f"{url}: {e.__class__.__name__}: {e}") from e
+        self.cache.put(key, sorted(names))
+        return frozenset(names)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
