@@ -166,7 +166,7 @@ def test_unlisted_imports_are_reported_not_installed(cloche: Client) -> None:
         result = box.exec(filename="main.py")
         assert result.status == "failed"
         assert "No module named 'yaml'" in result.stderr
-        assert [(u.module, u.suggested) for u in result.unlisted_imports] == [("yaml", "PyYAML")]
+        assert [(u.module, u.suggested) for u in result.unlisted_imports] == [("yaml", "pyyaml")]
         assert "not listed" in result.output
 
 
