@@ -89,10 +89,11 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
         self.leftover_mounts: list[Path] = []  # what the last stop() found still mounted after the server ended
+        self.wrapper: list[str] = []  # a command the server is started through (e.g. unshare), if any
         SERVER_DATA_DIRS.append(data_dir)
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
-        cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
+        cli = [*self.wrapper, sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cli, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,28 +209,29 @@ def test_walk_fallback_counts_a_workspace_too_deep_to_measure_as_over(walk_serve
         assert run(api, sid, "touch ran")["status"] == "succeeded"
 
 
-def _serve_without_mkfs(mode: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    # A private mount namespace where mkfs.ext4 is /dev/null (not executable): no volume can be made.
-    root = traversable_dir()
-    env = {**os.environ, "CLOCHE_DATA_DIR": str(root / "data"), "CLOCHE_PORT": "0", "CLOCHE_WORKSPACE_QUOTA": mode}
-    env["CLOCHE_UID_BASE"], env["CLOCHE_UID_COUNT"] = "970000", "10"
-    cli = f"{sys.executable} -c 'from cloche.cli.main import main; main()' serve"
-    serve = f"mount --bind /dev/null {shutil.which('mkfs.ext4')} && exec {cli}"
-    try:
-        return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", serve],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    finally:
-        subprocess.run(["rm", "-rf", str(root)], check=False)
+def without_mkfs() -> list[str]:
+    """A wrapper: a private mount namespace where mkfs.ext4 is /dev/null (not executable), so no volume can be made."""
+    hide = f'mount --bind /dev/null {shutil.which("mkfs.ext4")} && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"]
 
 
-def test_volume_asked_where_it_cannot_work_refuses_to_start_with_a_hint() -> None:
-    done = _serve_without_mkfs("volume", timeout=90)
-    assert done.returncode == 3, done.stderr  # one line, before the server listens
-    assert done.stderr.startswith("cloche: cannot start: ") and done.stderr.count("\n") == 1, done.stderr
-    assert "CLOCHE_WORKSPACE_QUOTA=volume cannot work" in done.stderr and "mkfs.ext4 not found" in done.stderr
-    assert "CLOCHE_WORKSPACE_QUOTA=walk" in done.stderr
+def test_volume_asked_where_it_cannot_work_refuses_to_start_with_a_hint(fresh_server: ServerProcess) -> None:
+    fresh_server.env["CLOCHE_WORKSPACE_QUOTA"] = "volume"
+    fresh_server.wrapper = without_mkfs()
+    with pytest.raises(RuntimeError) as caught:
+        fresh_server.start()
+    said = str(caught.value)
+    assert "server exited with 3" in said, said  # one line, before the server listens
+    assert "cloche: cannot start: CLOCHE_WORKSPACE_QUOTA=volume cannot work" in said
+    assert "mkfs.ext4 not found" in said and "CLOCHE_WORKSPACE_QUOTA=walk" in said
+
+
+def test_auto_falls_back_to_the_walk_where_volumes_cannot_work(fresh_server: ServerProcess) -> None:
+    fresh_server.wrapper = without_mkfs()
+    fresh_server.start()
+    with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
+        sid = create(api, limits={"disk_mb": 1})
+        assert not os.path.ismount(workspace(fresh_server, sid)) and not image(fresh_server, sid).exists()
+        over = run(api, sid, "head -c 3000000 /dev/zero > big")
+        assert over["status"] == "killed", over  # the walk's verdict
+    assert "workspace volumes unavailable" in fresh_server.log.read_text()
