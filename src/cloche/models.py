@@ -184,7 +184,7 @@ class ImportFailure(BaseModel):
 class InstallReport(BaseModel):
     source: str = Field(
         description="Where the needs came from: pyproject.toml, requirements.txt, inline, scan, package.json, ..."
-        " or none."
+        " or none; sandbox for a command that starts no entry point (the sandbox's accumulated needs)."
     )
     requested: list[str] = Field(description="Requirements as declared (or mapped from scanned imports).")
     resolved: list[ResolvedImport] = Field(
@@ -206,6 +206,11 @@ class InstallReport(BaseModel):
     )
     import_failures: list[ImportFailure] = Field(
         default_factory=list, description="Imports still failing after recovery (verified: false)."
+    )
+    note: str | None = Field(
+        None,
+        description="Set when the entry's needs could not be combined with the sandbox's other needs, so it ran "
+        "with an environment of its own; says what the resolver reported.",
     )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from cloche.service import commands
 from cloche.service.command_lexer import in_workspace, split
-from cloche.service.commands import ParsedCommand, parse
+from cloche.service.commands import UV_RUN_VALUED, ParsedCommand, parse
 
 
 def summary(parsed: ParsedCommand) -> list[str] | None:
@@ -157,3 +161,9 @@ def test_spans_exclude_operators_comments_and_blanks() -> None:
 )
 def test_in_workspace(cwd: str, path: str, expected: str | None) -> None:
     assert in_workspace(cwd, path) == expected
+
+
+def test_the_jail_uv_skips_the_same_run_options() -> None:
+    shim = Path(commands.__file__).parents[1] / "ecosystems" / "python" / "jail_tools" / "uv"
+    case = shim.read_text().split('case "$1" in', 1)[1].split("shift 2", 1)[0]
+    assert set(re.findall(r"(--?[a-z-]+)", case)) == set(UV_RUN_VALUED)

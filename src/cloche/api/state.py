@@ -98,6 +98,7 @@ class AppState:
                         pypi=PypiJson(settings.pypi_json_url, paths.registry_facts("python")),
                         min_age_days=settings.package_min_age_days,
                     ),
+                    stage=paths.jail / "tools",
                 ),
                 NodeEcosystem(settings.npm_registry, paths.registry_facts("npm"), settings.package_min_age_days),
                 GoEcosystem(find_goroot(), settings.go_proxy, settings.go_sumdb, stage=paths.jail / "tools"),

@@ -137,6 +137,53 @@ class ExecEnv:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What one source (an entry point, or packages typed in ``pip install``) asks of a sandbox's environment,
+    as the ecosystem's own requirement strings. A sandbox's environment covers the union of its sources' needs."""
+
+    requirements: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # installed when resolvable, never fatal
+    constraints: tuple[str, ...] = ()  # pins that apply only if something requires the package
+
+    def __bool__(self) -> bool:
+        return bool(self.requirements or self.optional or self.constraints)
+
+    def union(self, other: Needs) -> Needs:
+        def merged(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys((*a, *b)))
+
+        return Needs(
+            merged(self.requirements, other.requirements),
+            merged(self.optional, other.optional),
+            merged(self.constraints, other.constraints),
+        )
+
+
+class Accumulates(abc.ABC):
+    """Optional: a sandbox environment covering several sources at once (entry points that ran, packages typed
+    in ``pip install``), for ecosystems whose requirements combine (Python, Node). Conflicting needs are the
+    resolver's to report; the service then runs the entry in an environment of its own."""
+
+    @abc.abstractmethod
+    def needs(self, detection: Detection) -> Needs:
+        """What ``detection`` asks for, as requirement strings."""
+
+    @abc.abstractmethod
+    def combine(self, base: Detection | None, extra: Needs) -> Detection:
+        """A detection needing what ``base`` needs (keeping its lock, if any) and ``extra``; pure."""
+
+    @abc.abstractmethod
+    def package(self, requirement: str) -> str:
+        """The package a requirement string (or an installed component's name) names, in canonical form."""
+
+    @abc.abstractmethod
+    def declare(self, current: Needs, root: Path, names: Sequence[str], files: Sequence[str], remove: bool) -> Needs:
+        """``current`` (the packages typed so far) after a typed install (or removal) of ``names`` and the
+        requirement ``files`` (workspace-relative); a later pin of a package replaces the earlier one.
+        Raises a ``ClocheError`` (``InvalidRequest``, ``Unsupported``) naming what cannot be installed."""
+
+
 class InstallJail(Protocol):
     """Runs installer commands in the *install* profile: registry-only egress (none when the ecosystem's
     sources are local), no workspace, one writable directory being built (``build_dir``, visible at
@@ -249,6 +296,11 @@ class Ecosystem(abc.ABC):
     install_offline: bool = False
     # Built after each new environment is sealed; None: the ecosystem has none.
     companion: Companion | None = None
+    # A sandbox environment covering several sources; None: it is the last entry's (a Go module, a Java class path).
+    accumulates: Accumulates | None = None
+    # Programs agents expect on every run's PATH under names the system lacks (``python``, ``pip``), with the
+    # mounts that provide them. ``env["PATH"]`` lists the directories to put on PATH.
+    command_tools: ExecEnv = ExecEnv()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -195,7 +195,7 @@ def reachable(source: Path, stage: Path) -> Path:
         temp.chmod(0o755)
     else:
         shutil.copy2(source, temp)
-        temp.chmod(0o644)
+        temp.chmod(0o755 if st.st_mode & 0o111 else 0o644)  # a staged script stays executable
     if stage.is_dir() and not stage.is_symlink():
         shutil.rmtree(stage)
     os.replace(temp, stage)

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 
 SANDBOX_DIR = "/sandbox"
 
-MountKind = Literal["ro-bind", "bind", "tmpfs", "dir"]
+MountKind = Literal["ro-bind", "bind", "tmpfs", "dir", "symlink"]
 
 
 @dataclass(frozen=True)
 class Mount:
-    """One filesystem entry placed in the jail; ``source`` is a host path for binds."""
+    """One filesystem entry placed in the jail; ``source`` is a host path for binds, the link's target (a path
+    inside the jail) for a symlink."""
 
     kind: MountKind
     dest: str

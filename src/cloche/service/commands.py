@@ -95,10 +95,10 @@ def _cd(cwd: str | None, args: list[str]) -> str | None:
 
 # Wrappers: programs that run the rest of their arguments as a command.
 _TIMEOUT_VALUED = ("-s", "--signal", "-k", "--kill-after")
-_UV_RUN_VALUED = options(
+# `uv run` options that take a value; the jail's uv (ecosystems/python/jail_tools/uv) skips the same ones.
+UV_RUN_VALUED = options(
     "--with --with-requirements --with-editable --python -p --directory --project --env-file --extra "
-    "--group --only-group --no-group --index --default-index --package --script --color --cache-dir "
-    "--config-file"
+    "--group --only-group --no-group --index --default-index --package --color --cache-dir --config-file"
 )
 
 
@@ -119,7 +119,7 @@ def _unwrap(words: list[str]) -> list[str]:
             rest = _skip_flags(words[1:], _TIMEOUT_VALUED)
             words = rest[1:]  # the duration
         elif head == "uv" and words[1:2] == ["run"]:
-            rest = _skip_flags(words[2:], tuple(_UV_RUN_VALUED))
+            rest = _skip_flags(words[2:], tuple(UV_RUN_VALUED))
             if rest[:1] and rest[0].endswith(".py"):
                 rest = ["python", *rest]
             words = rest

@@ -13,19 +13,21 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Verification
+from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Needs, Verification
 from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
+from cloche.service import sandbox_needs
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
+from cloche.service.run_env import combine as combine_exec_envs
 from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
@@ -98,20 +100,36 @@ class DependencyService:
         # needs skips the resolver (and the network) and goes straight to the store.
         self._resolutions: dict[tuple[str, str, str], tuple[float, Lock]] = {}
         self.resolution_ttl = resolution_ttl
+        # Unions of a sandbox's needs the resolver refused, by fingerprint (when, what it said): while recent,
+        # the entry goes straight to an environment of its own.
+        self._conflicts: dict[tuple[str, str], tuple[float, str]] = {}
 
     async def prepare(
-        self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, progress: Progress | None = None
+        self,
+        sandbox_id: str,
+        ecosystem: Ecosystem,
+        root: Path,
+        entries: Sequence[str],
+        progress: Progress | None = None,
+        declared: Needs | None = None,
     ) -> Prepared:
-        """Detect what ``entry`` needs, then bind the sandbox to an environment that has it (the fast path,
-        the store, or a build); an install failure is reported in the record, never raised."""
+        """Detect what ``entries`` need, then bind the sandbox to an environment covering that and everything
+        else the sandbox needs (``declared``: its typed packages after this exec's installs; see
+        sandbox_needs.py), through the fast path, the store, or a build. An install failure is reported in the
+        record, never raised."""
         started = time.monotonic()
-        detection = await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, entry)
+        detections = {e: await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, e) for e in entries}
+        planned = sandbox_needs.plan(ecosystem, self.store.get_needs(sandbox_id, ecosystem.name), detections, declared)
+        own = list(detections.values())
+        detection = planned.detection
 
         def record(lock: Lock | None = None, key: str | None = None, **report: Any) -> DependencyRecord:
+            # What this exec's entries asked for; a command that starts none reports the sandbox's union.
+            requested = [r for d in own for r in d.requested] if own else list(detection.requested if detection else ())
             install = InstallReport(
-                source=detection.source,
-                requested=list(detection.requested),
-                resolved=[ResolvedImport.model_validate(r) for r in detection.resolved],
+                source=own[0].source if len(own) == 1 else "sandbox",
+                requested=requested,
+                resolved=[ResolvedImport.model_validate(r) for d in own for r in d.resolved],
                 duration_ms=int((time.monotonic() - started) * 1000),
                 **{"installed": [], "reused_environment": False, **report},
             )
@@ -119,28 +137,47 @@ class DependencyService:
                 ecosystem.name,
                 ecosystem.abi(),
                 install=install,
-                unlisted=detection.unlisted,
-                unresolved=detection.unresolved,
+                unlisted=[u for d in own for u in d.unlisted],
+                unresolved=[u for d in own for u in d.unresolved],
                 lock=lock,
                 env_key=key,
             )
 
-        if not ecosystem.needs_environment(detection):
+        if detection is None or not ecosystem.needs_environment(detection):
+            self._record(sandbox_id, ecosystem, planned.writes)
+            if ecosystem.accumulates is not None:  # none of the sandbox's sources needs anything any more
+                self.store.delete_binding(sandbox_id, ecosystem.name)
             return Prepared(record())
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
-        verification: Verification | None = None
+        note: dict[str, str] = {}
         try:
-            if binding and binding.fingerprint == detection.fingerprint and self.envs.get(binding.env_key):
-                lock = Lock(binding.lock, tuple(Component.from_dict(c) for c in binding.components))
-                key, reused = binding.env_key, True
-            else:
-                with self.metrics.install_duration.time():
-                    lock, key, reused, verification = await self._install(
-                        sandbox_id, ecosystem, detection, binding, progress
-                    )
-                if progress is not None:
-                    packages = [c.name for c in lock.components]
-                    await progress({"phase": "installed", "packages": packages, "reused": reused})
+            try:
+                conflict = self._conflicts.get((ecosystem.name, detection.fingerprint))
+                if (
+                    conflict is not None
+                    and planned.alone is not None
+                    and time.monotonic() - conflict[0] < self.resolution_ttl
+                ):
+                    raise InstallFailed(conflict[1])  # known not to resolve: straight to the entry's own needs
+                lock, key, reused, verification = await self._environment(
+                    sandbox_id, ecosystem, detection, binding, progress
+                )
+                if verification is None or verification.ok:
+                    self._record(sandbox_id, ecosystem, planned.writes)
+            except InstallFailed as exc:
+                if planned.alone is None or not ecosystem.needs_environment(planned.alone):
+                    raise
+                # The entry's needs conflict with the sandbox's others: it runs in an environment of its own,
+                # and the sandbox keeps its environment (and its needs) as they were.
+                self._conflicts[(ecosystem.name, detection.fingerprint)] = (time.monotonic(), exc.message)
+                note["note"] = (
+                    "this entry's needs could not be combined with the sandbox's other needs, so it runs with "
+                    f"its own; commands keep the sandbox's environment. The resolver said:\n{exc.message}"
+                )
+                detection = planned.alone
+                lock, key, reused, verification = await self._environment(
+                    sandbox_id, ecosystem, detection, None, progress, bind=False
+                )
         except InstallFailed as exc:
             log.warning("install failed", extra={"ecosystem": ecosystem.name, "error": exc.message})
             return Prepared(record(error=exc.message))
@@ -153,18 +190,49 @@ class DependencyService:
             fresh = [c for c in lock.components if (c.name, c.version) not in previous]
         installed = [InstalledPackage(name=c.name, version=c.version) for c in fresh]
         checked = _verification_report(verification)
-        done = record(lock, key, installed=installed, reused_environment=reused, environment=key, **checked)
-        return Prepared(done, ecosystem.exec_env(stored.path, detection))
+        done = record(lock, key, installed=installed, reused_environment=reused, environment=key, **checked, **note)
+        runs = own or [detection]  # each entry's own import path (src layouts)
+        return Prepared(done, combine_exec_envs([ecosystem.exec_env(stored.path, d) for d in runs]))
 
-    async def _install(
+    async def _environment(
         self,
         sandbox_id: str,
         ecosystem: Ecosystem,
         detection: Detection,
         binding: EnvBinding | None,
         progress: Progress | None,
+        bind: bool = True,
     ) -> tuple[Lock, str, bool, Verification | None]:
-        """Resolve (or recall) the lock, find or build its environment, and bind it when it is verified."""
+        """The environment for ``detection``: the bound one when its fingerprint matches (no resolver, no
+        network), else resolved and found in the store or built, and bound to the sandbox when ``bind``."""
+        if binding and binding.fingerprint == detection.fingerprint and self.envs.get(binding.env_key):
+            lock = Lock(binding.lock, tuple(Component.from_dict(c) for c in binding.components))
+            return lock, binding.env_key, True, None
+        with self.metrics.install_duration.time():
+            lock, key, reused, verification = await self._install(sandbox_id, ecosystem, detection, progress, bind)
+        if progress is not None:
+            packages = [c.name for c in lock.components]
+            await progress({"phase": "installed", "packages": packages, "reused": reused})
+        return lock, key, reused, verification
+
+    def _record(self, sandbox_id: str, ecosystem: Ecosystem, writes: Mapping[str, Needs]) -> None:
+        """Keep what each source needs now (an empty need forgets the source)."""
+        for need in sandbox_needs.records(sandbox_id, ecosystem.name, writes, utcnow()):
+            if need.requirements or need.optional or need.constraints:
+                self.store.set_need(need)
+            else:
+                self.store.delete_need(sandbox_id, ecosystem.name, need.source)
+
+    async def _install(
+        self,
+        sandbox_id: str,
+        ecosystem: Ecosystem,
+        detection: Detection,
+        progress: Progress | None,
+        bind: bool,
+    ) -> tuple[Lock, str, bool, Verification | None]:
+        """Resolve (or recall) the lock, find or build its environment, and bind it (when ``bind``) when it is
+        verified."""
         if progress is not None:
             await progress({"phase": "resolving", "requested": list(detection.requested)})
         memo = (ecosystem.name, ecosystem.abi(), detection.fingerprint)
@@ -189,6 +257,8 @@ class DependencyService:
             log.warning("environment not verified", extra={"ecosystem": ecosystem.name, "environment": key})
             return Lock(lock.text, tuple(components)), key, reused, verification
         self._resolutions[memo] = (time.monotonic(), lock)
+        if not bind:
+            return Lock(lock.text, tuple(components)), key, reused, verification
         self.store.set_binding(
             EnvBinding(
                 sandbox_id=sandbox_id,

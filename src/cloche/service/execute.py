@@ -16,10 +16,12 @@ from cloche.jail.runner import Runner, RunResult, StreamName
 from cloche.logs import bind as bind_log_fields
 from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
-from cloche.service.deps import DependencyService, Prepared, Progress
+from cloche.service.command_deps import CommandDependencies, CommandDeps
+from cloche.service.deps import DependencyService, Progress
 from cloche.service.ids import new_run_id, utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_capture import RunCapture
+from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
@@ -54,6 +56,7 @@ class ExecService:
         self.ecosystems = ecosystems
         self.deps = deps
         self.metrics = metrics or deps.metrics
+        self.commands = CommandDependencies(ecosystems, deps)
 
     def _target(self, row: SandboxRow, request: ExecRequest) -> Target:
         """What the request runs; commands run with /bin/sh in the workspace. Reads only."""
@@ -69,14 +72,17 @@ class ExecService:
             raise FileNotFound(f"{entry!r} is not a file in the workspace; upload it first")
         return Target(ecosystem, entry, ecosystem.command(entry, request.args))
 
-    async def _prepare(self, row: SandboxRow, target: Target, progress: Progress | None) -> Prepared:
-        if target.ecosystem is None:
-            return Prepared(DependencyRecord())
-        if target.entry is None:
-            # A shell command sees the environment the sandbox's last file exec installed, unchanged.
-            return self.deps.current(row.id, target.ecosystem)
+    async def _prepare(
+        self, row: SandboxRow, request: ExecRequest, target: Target, progress: Progress | None
+    ) -> CommandDeps:
+        """The dependencies, what to run (argv; empty: nothing, the command was only installs) and what the
+        command's typed installs printed."""
         root = self.sandboxes.paths.workspace(row.id)
-        return await self.deps.prepare(row.id, target.ecosystem, root, target.entry, progress)
+        if request.command is not None:  # every entry point the command starts, and the installs it types
+            return await self.commands.prepare(row.id, row.language, root, request.command, progress)
+        assert target.ecosystem is not None and target.entry is not None
+        prepared = await self.deps.prepare(row.id, target.ecosystem, root, [target.entry], progress)
+        return CommandDeps(prepared, target.argv)
 
     def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv) -> RunSpec:
         settings = self.settings
@@ -161,7 +167,8 @@ class ExecService:
             await audit.exec_requested(run, target.entry)
             record = DependencyRecord()
             try:
-                prepared = await self._prepare(row, target, on_install)
+                found = await self._prepare(row, request, target, on_install)
+                prepared, installs = found.prepared, found.install_output
                 record = prepared.record
                 run.extra = record.to_json()  # the one serialisation of the dependency record
                 if record.install is not None and record.install.installed:
@@ -169,23 +176,30 @@ class ExecService:
                 if record.error is not None:
                     error = record.error
                     return await self._end_unrun(run, language, record, "install_failed", error, "Install failed:\n")
+                if not found.argv:  # only package installs, which the server has performed: nothing to run
+                    done = RunResult("succeeded", 0, installs, "", _install_lines(record) + installs, False, 0)
+                    self._finish(run, language, done, done.status, None)
+                    await audit.run_finished(run, record, workspace)
+                    return _result(run, record)
                 # A walked workspace over its quota runs nothing until files are deleted.
                 refused = await self.sandboxes.quota.verdict(row)
                 if refused is not None:
                     return await self._end_unrun(run, language, record, "killed", refused)
-                spec = self._spec(row, request, target.argv, prepared.exec_env)
+                # Every run gets the command tools (python, pip) whatever its environments.
+                exec_env = combine([prepared.exec_env, *(e.command_tools for e in self.ecosystems.ecosystems)])
+                spec = self._spec(row, request, found.argv, exec_env)
                 profile = JailProfile(
                     name="exec",
                     host_uid=row.host_uid,
                     workspace=workspace,
                     workspace_writable=True,
-                    mounts=prepared.exec_env.mounts,
+                    mounts=exec_env.mounts,
                     egress=self._egress(row),
                     tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
                 )
                 async with capture.saving():
                     result = await self.runner.run(spec, profile, capture.sink)
-                result.output = _install_lines(record) + result.output
+                result.output = _install_lines(record) + installs + result.output
                 # The watchdog's last check may have been cut short by the run's end: measure once more.
                 late = await self.sandboxes.quota.verdict(row)
                 if late is not None and result.status in ("succeeded", "failed"):

@@ -54,6 +54,11 @@ _PIP_REFUSED_VALUED = {
     "--prefix": f"{_HERE}, not a prefix",
     "--root": f"{_HERE}, not another root",
 }
+# Flags that change nothing in the sandbox and need no word about it.
+_PIP_SILENT = options(
+    "-q --quiet -v --verbose -U --upgrade --no-cache-dir --disable-pip-version-check --no-input -y --yes "
+    "--break-system-packages --no-warn-script-location --prefer-binary --no-color --dev"
+)
 _REQUIREMENT_FILE = ("-r", "--requirement", "--requirements")
 _CONSTRAINT_FILE = ("-c", "--constraint", "--constraints")
 _EDITABLE = ("-e", "--editable")
@@ -108,7 +113,8 @@ def pip_install(args: list[str], cwd: str, index: int, typed: str) -> InstallReq
         elif option in _PIP_IGNORED_VALUED:
             notes.append(f"{option} {value}: ignored")
         else:
-            notes.append(f"{word}: ignored")
+            if option not in _PIP_SILENT and not (len(word) > 2 and set(word[1:]) <= {"q", "v", "U"}):
+                notes.append(f"{word}: ignored")
             step = 1
         i += step
     if not (names or files or refused or notes):
@@ -150,6 +156,7 @@ _NPM_INSTALL = {
     "pnpm": ("add", "install", "i"),
     "yarn": ("add",),
 }
+_NPM_SILENT = options("-D --save-dev -S --save -E --save-exact -O --save-optional -P --save-prod --no-fund --no-audit")
 _NPM_VALUED = frozenset("--prefix -C --workspace -w --tag --omit --include".split())  # noqa: SIM905
 
 
@@ -167,7 +174,8 @@ def npm_install(head: str, args: list[str], index: int, typed: str) -> InstallRe
             refused.append(f"{word}: packages come only from the server's configured registry")
             i += 1 if "=" in word else 2
         elif word.startswith("-"):
-            notes.append(f"{word}: ignored")
+            if word not in _NPM_SILENT:
+                notes.append(f"{word}: ignored")
             i += 2 if word in _NPM_VALUED else 1
         else:
             bare = word[1:] if word.startswith("@") else word

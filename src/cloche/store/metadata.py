@@ -121,6 +121,9 @@ class MetadataStore(Protocol):
 
     def set_binding(self, binding: EnvBinding) -> None: ...
 
+    def delete_binding(self, sandbox_id: str, ecosystem: str) -> None:
+        """The sandbox no longer needs an environment for ``ecosystem``."""
+
     def get_needs(self, sandbox_id: str, ecosystem: str) -> list[SandboxNeed]:
         """Every source's needs for one ecosystem, ordered by source."""
 

@@ -337,6 +337,9 @@ class SqliteMetadataStore:
             (sandbox_id, ecosystem, source),
         )
 
+    def delete_binding(self, sandbox_id: str, ecosystem: str) -> None:
+        self._exec("DELETE FROM env_bindings WHERE sandbox_id = ? AND ecosystem = ?", (sandbox_id, ecosystem))
+
     def bound_env_keys(self) -> set[str]:
         rows = self._fetch(
             "SELECT DISTINCT b.env_key FROM env_bindings b JOIN sandboxes s ON s.id = b.sandbox_id"

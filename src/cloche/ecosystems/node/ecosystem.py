@@ -40,6 +40,7 @@ from cloche.ecosystems.base import (
 )
 from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source, run_installer
 from cloche.ecosystems.node import lockfile
+from cloche.ecosystems.node.accumulate import NodeNeeds
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
 from cloche.ecosystems.node.install_errors import outside_world
@@ -82,6 +83,7 @@ class NodeEcosystem(Ecosystem):
         # Scanned packages are vouched for (and their releases chosen) from registry facts, host side.
         facts = RegistryFacts(registry, facts_cache)
         self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
+        self.accumulates = NodeNeeds()
         source = local_source(registry)
         self.local = source is not None
         if source is not None:

@@ -30,8 +30,9 @@ from cloche.ecosystems.base import (
     Lock,
     Verification,
 )
-from cloche.ecosystems.common import ENV_ROOT, installer_error, run_installer
+from cloche.ecosystems.common import ENV_ROOT, installer_error, reachable, run_installer
 from cloche.ecosystems.python import recovery
+from cloche.ecosystems.python.accumulate import PythonNeeds
 from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
 from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
@@ -46,6 +47,8 @@ ENV_MOUNT = f"{ENV_ROOT}/python"
 UV = f"{INSTALL_TOOLS}/uv"
 PYCACHE_MOUNT = "/opt/cloche/pycache"
 WHEELS = "/opt/cloche/wheels"  # a local wheel folder (CLOCHE_PYTHON_WHEEL_DIR) in install jails
+COMMAND_TOOLS = "/opt/cloche/python-tools"  # on every run's PATH: python (the system's python3), pip, pip3, uv
+HERE = Path(__file__).resolve().parent
 INSTALL_TIMEOUT = 900.0
 CHECK_TIMEOUT = 600.0
 CHECK_SCRIPT = Path(__file__).with_name("check_imports.py")  # runs in the jail: see its docstring
@@ -86,12 +89,31 @@ class PythonEcosystem(Ecosystem):
         wheel_dir: Path | None = None,
         allow_unknown_imports: bool = False,
         resolver: Resolver | None = None,
+        stage: Path | None = None,
     ) -> None:
+        """``stage``: a folder jails can reach, for the jail tools when the checkout is not traversable."""
         self.index_url = index_url
         # Without one given, scanned imports resolve from the shipped data alone (no long-tail checks).
         self.resolver = resolver or Resolver()
         self.wheel_dir = wheel_dir
         self.allow_unknown_imports = allow_unknown_imports
+        self.accumulates = PythonNeeds()
+
+        def tool(name: str) -> Mount:
+            source = HERE / "jail_tools" / name
+            staged = reachable(source, stage / f"python-{name}") if stage is not None else source
+            return Mount("ro-bind", f"{COMMAND_TOOLS}/{name}", staged)
+
+        # Agents type `python`, `pip` and `uv run`; the system has only python3 (a venv adds python, never pip).
+        self.command_tools = ExecEnv(
+            mounts=(
+                Mount("symlink", f"{COMMAND_TOOLS}/python", Path(TARGET_PYTHON)),
+                tool("pip"),
+                Mount("symlink", f"{COMMAND_TOOLS}/pip3", Path("pip")),
+                tool("uv"),
+            ),
+            env={"PATH": COMMAND_TOOLS},
+        )
         if wheel_dir is not None:  # every package comes from the folder: install jails need no network
             self.install_mounts = (Mount("ro-bind", WHEELS, wheel_dir),)
             self.install_offline = True
