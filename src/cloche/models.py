@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -124,6 +124,16 @@ class FileList(BaseModel):
 
 
 class ExecRequest(Strict):
+    # The one-target rule below, as the OpenAPI document states it: exactly one of the two is a string.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["filename"], "properties": {"filename": {"type": "string"}}},
+                {"required": ["command"], "properties": {"command": {"type": "string"}}},
+            ]
+        }
+    )
+
     filename: str | None = Field(None, description="Workspace file to run; the runner follows the extension.")
     command: str | None = Field(None, description="Shell command run with /bin/sh -c in the workspace.")
     args: list[str] = Field(default_factory=list, description="Extra arguments (filename form only).")
@@ -272,3 +282,20 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     jail: str = Field(description="bubblewrap version the jail uses.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine code (docs/api.md lists them by status).")
+    message: str = Field(description="What went wrong, for a person, with how to fix it where cloche knows.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of cloche's own API."""
+
+    error: ErrorDetail
+
+
+class SeedErrorBody(BaseModel):
+    """Error answers under /jhansi, as the seed's server gave them: a message, or FastAPI's validation list."""
+
+    detail: str | list[dict[str, Any]]

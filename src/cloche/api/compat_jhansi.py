@@ -33,13 +33,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 
 from cloche.api.auth import tenant_for_key
+from cloche.api.errors import documented
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError, Unsupported
 from cloche.jail.runner import StreamName
-from cloche.models import CreateSandbox, ExecRequest, ExecResult, Language, Sandbox
+from cloche.models import CreateSandbox, ExecRequest, ExecResult, Language, Sandbox, SeedErrorBody
 
 log = logging.getLogger("cloche.jhansi")
 
@@ -71,8 +73,15 @@ class _SeedRoute(APIRoute):
                     exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
                 )
                 return JSONResponse({"detail": detail}, status_code=422)
+            except HTTPException as exc:  # a body FastAPI could not parse (bad multipart, not UTF-8)
+                return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
         return route
+
+
+def seed_errors(*statuses: int, ok: dict[int | str, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+    """Error answers as documented: the seed's ``{"detail": ...}`` body."""
+    return documented(*statuses, model=SeedErrorBody, ok=ok)
 
 
 router = APIRouter(prefix=PREFIX, tags=["jhansi compatibility"], route_class=_SeedRoute)
@@ -126,7 +135,7 @@ def _view(sandbox: Sandbox) -> dict[str, object]:
     }
 
 
-@router.post("/v1/sandboxes", status_code=201)
+@router.post("/v1/sandboxes", status_code=201, responses=seed_errors(400, 401, 413, 422, 503))
 async def create_sandbox(s: State, who: Tenant, body: SeedCreate | None = None) -> dict[str, object]:
     body = body or SeedCreate()
     sandbox = await s.sandboxes.create(who, CreateSandbox(language=body.language))
@@ -137,30 +146,34 @@ async def create_sandbox(s: State, who: Tenant, body: SeedCreate | None = None) 
     return _view(sandbox)
 
 
-@router.get("/v1/sandboxes/{sandbox_id}")
+@router.get("/v1/sandboxes/{sandbox_id}", responses=seed_errors(401, 404, 422))
 async def get_sandbox(s: State, who: Tenant, sandbox_id: str) -> dict[str, object]:
     return _view(s.sandboxes.view(s.sandboxes.get_row(who, sandbox_id)))
 
 
-@router.delete("/v1/sandboxes/{sandbox_id}", status_code=204)
+@router.delete("/v1/sandboxes/{sandbox_id}", status_code=204, responses=seed_errors(401, 404, 422))
 async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
     await s.sandboxes.delete(who, sandbox_id)
     return Response(status_code=204)
 
 
-@router.post("/v1/sandboxes/{sandbox_id}/files", status_code=201)
+@router.post("/v1/sandboxes/{sandbox_id}/files", status_code=201, responses=seed_errors(400, 401, 404, 413, 422))
 async def upload_file(s: State, who: Tenant, sandbox_id: str, file: Annotated[UploadFile, File()]) -> dict[str, str]:
     written = await s.files.upload(who, sandbox_id, [(file.filename or "", file.file)], "")
     return {"filename": written.files[0].path}
 
 
-@router.post("/v1/sandboxes/{sandbox_id}/upload", status_code=201)
+@router.post("/v1/sandboxes/{sandbox_id}/upload", status_code=201, responses=seed_errors(400, 401, 404, 413, 422))
 async def upload_project(s: State, who: Tenant, sandbox_id: str, file: Annotated[UploadFile, File()]) -> dict[str, str]:
     await s.files.extract(who, sandbox_id, file.file, "")
     return {"status": "uploaded"}
 
 
-@router.post("/v1/sandboxes/{sandbox_id}/exec", response_class=StreamingResponse)
+@router.post(
+    "/v1/sandboxes/{sandbox_id}/exec",
+    response_class=StreamingResponse,
+    responses=seed_errors(400, 401, 404, 413, 422, ok={200: {"content": {"text/event-stream": {}}}}),
+)
 async def exec_in_sandbox(s: State, who: Tenant, sandbox_id: str, body: SeedExec) -> StreamingResponse:
     row = s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
     request = translate(body.command, body.test, row.language)

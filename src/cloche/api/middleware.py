@@ -6,6 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cloche.api.compat_jhansi import PREFIX as SEED_PREFIX
 from cloche.api.errors import error_body
 
 
@@ -27,7 +28,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -51,12 +52,12 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body("too_large", f"request body is larger than the {self.max_bytes}-byte limit")
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"request body is larger than the {self.max_bytes}-byte limit"
+        seed = str(scope.get("path", "")).startswith(SEED_PREFIX + "/")  # the seed's clients read {"detail": ...}
+        body = json.dumps({"detail": message} if seed else error_body("too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",

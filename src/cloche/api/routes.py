@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from cloche.api.auth import tenant
 from cloche.api.disconnect import unless_client_leaves
+from cloche.api.errors import documented
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError
@@ -31,6 +32,8 @@ from cloche.models import (
 
 router = APIRouter(prefix="/v1")
 CYCLONEDX = "application/vnd.cyclonedx+json"
+OCTETS = "application/octet-stream"
+SSE = "text/event-stream"
 Tenant = Annotated[str, Depends(tenant)]
 
 
@@ -40,30 +43,36 @@ def state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(state)]
+NAMES_A_SANDBOX = (401, 404, 422)  # the answers of every route with a {sandbox_id}, besides its own
 
 
-@router.post("/sandboxes", status_code=201, response_model=Sandbox)
+@router.post("/sandboxes", status_code=201, response_model=Sandbox, responses=documented(401, 413, 422, 503))
 async def create_sandbox(s: State, who: Tenant, body: CreateSandbox | None = None) -> Sandbox:
     return await s.sandboxes.create(who, body or CreateSandbox())
 
 
-@router.get("/sandboxes", response_model=SandboxList)
+@router.get("/sandboxes", response_model=SandboxList, responses=documented(401))
 async def list_sandboxes(s: State, who: Tenant) -> SandboxList:
     return SandboxList(sandboxes=s.sandboxes.list(who))
 
 
-@router.get("/sandboxes/{sandbox_id}", response_model=Sandbox)
+@router.get("/sandboxes/{sandbox_id}", response_model=Sandbox, responses=documented(*NAMES_A_SANDBOX))
 async def get_sandbox(s: State, who: Tenant, sandbox_id: str) -> Sandbox:
     return s.sandboxes.view(s.sandboxes.get_row(who, sandbox_id))
 
 
-@router.delete("/sandboxes/{sandbox_id}", status_code=204)
+@router.delete("/sandboxes/{sandbox_id}", status_code=204, responses=documented(*NAMES_A_SANDBOX))
 async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
     await s.sandboxes.delete(who, sandbox_id)
     return Response(status_code=204)
 
 
-@router.post("/sandboxes/{sandbox_id}/files", status_code=201, response_model=FilesWritten)
+@router.post(
+    "/sandboxes/{sandbox_id}/files",
+    status_code=201,
+    response_model=FilesWritten,
+    responses=documented(400, *NAMES_A_SANDBOX, 413),
+)
 async def upload_files(
     s: State,
     who: Tenant,
@@ -75,7 +84,12 @@ async def upload_files(
     return await s.files.upload(who, sandbox_id, uploads, path)
 
 
-@router.post("/sandboxes/{sandbox_id}/upload", status_code=201, response_model=FilesWritten)
+@router.post(
+    "/sandboxes/{sandbox_id}/upload",
+    status_code=201,
+    response_model=FilesWritten,
+    responses=documented(400, *NAMES_A_SANDBOX, 413),
+)
 async def upload_archive(
     s: State,
     who: Tenant,
@@ -86,14 +100,19 @@ async def upload_archive(
     return await s.files.extract(who, sandbox_id, file.file, path)
 
 
-@router.get("/sandboxes/{sandbox_id}/files", response_model=FileList)
+@router.get("/sandboxes/{sandbox_id}/files", response_model=FileList, responses=documented(400, *NAMES_A_SANDBOX))
 async def list_files(
     s: State, who: Tenant, sandbox_id: str, path: Annotated[str, Query(description="Folder to list.")] = ""
 ) -> FileList:
     return await s.files.listing(who, sandbox_id, path)
 
 
-@router.put("/sandboxes/{sandbox_id}/files/{path:path}", status_code=201, response_model=FileEntry)
+@router.put(
+    "/sandboxes/{sandbox_id}/files/{path:path}",
+    status_code=201,
+    response_model=FileEntry,
+    responses=documented(400, *NAMES_A_SANDBOX, 413),
+)
 async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: Request) -> FileEntry:
     with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
         async for chunk in request.stream():
@@ -102,13 +121,21 @@ async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: R
         return await s.files.put(who, sandbox_id, path, spool)  # type: ignore[arg-type]
 
 
-@router.get("/sandboxes/{sandbox_id}/files/{path:path}", response_class=Response)
+@router.get(
+    "/sandboxes/{sandbox_id}/files/{path:path}",
+    response_class=Response,
+    responses=documented(
+        400, *NAMES_A_SANDBOX, ok={200: {"content": {OCTETS: {}}, "description": "The file's bytes."}}
+    ),
+)
 async def get_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
     data = await s.files.read(who, sandbox_id, path)
-    return Response(content=data, media_type="application/octet-stream")
+    return Response(content=data, media_type=OCTETS)
 
 
-@router.delete("/sandboxes/{sandbox_id}/files/{path:path}", status_code=204)
+@router.delete(
+    "/sandboxes/{sandbox_id}/files/{path:path}", status_code=204, responses=documented(400, *NAMES_A_SANDBOX)
+)
 async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
     await s.files.delete(who, sandbox_id, path)
     return Response(status_code=204)
@@ -117,14 +144,14 @@ async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Resp
 @router.post(
     "/sandboxes/{sandbox_id}/exec",
     response_model=ExecResult,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses=documented(400, *NAMES_A_SANDBOX, 409, 413, 503, ok={200: {"content": {SSE: {}}}}),
 )
 async def exec_in_sandbox(
     s: State, who: Tenant, sandbox_id: str, body: ExecRequest, request: Request
 ) -> ExecResult | Response:
-    if "text/event-stream" in request.headers.get("accept", ""):
+    if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
-        return StreamingResponse(_stream(s, who, sandbox_id, body), media_type="text/event-stream")
+        return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
     return await unless_client_leaves(request, s.execs.execute(who, sandbox_id, body))
 
 
@@ -149,14 +176,14 @@ def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncI
     return stream_events(produce)
 
 
-@router.get("/sandboxes/{sandbox_id}/runs", response_model=RunList)
+@router.get("/sandboxes/{sandbox_id}/runs", response_model=RunList, responses=documented(*NAMES_A_SANDBOX))
 async def list_runs(
     s: State, who: Tenant, sandbox_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> RunList:
     return s.execs.runs(who, sandbox_id, limit)
 
 
-@router.get("/sandboxes/{sandbox_id}/runs/{run_id}", response_model=RunRecord)
+@router.get("/sandboxes/{sandbox_id}/runs/{run_id}", response_model=RunRecord, responses=documented(*NAMES_A_SANDBOX))
 async def get_run(s: State, who: Tenant, sandbox_id: str, run_id: str) -> RunRecord:
     return s.execs.run(who, sandbox_id, run_id)
 
@@ -164,18 +191,20 @@ async def get_run(s: State, who: Tenant, sandbox_id: str, run_id: str) -> RunRec
 @router.get(
     "/sandboxes/{sandbox_id}/runs/{run_id}/sbom",
     response_class=JSONResponse,
-    responses={200: {"content": {CYCLONEDX: {}}, "description": "CycloneDX 1.6 SBOM of the run."}},
+    responses=documented(
+        *NAMES_A_SANDBOX, ok={200: {"content": {CYCLONEDX: {}}, "description": "CycloneDX 1.6 SBOM."}}
+    ),
 )
 async def get_sbom(s: State, who: Tenant, sandbox_id: str, run_id: str) -> JSONResponse:
     return JSONResponse(s.evidence.sbom(who, sandbox_id, run_id), media_type=CYCLONEDX)
 
 
-@router.get("/sandboxes/{sandbox_id}/runs/{run_id}/deps")
+@router.get("/sandboxes/{sandbox_id}/runs/{run_id}/deps", responses=documented(*NAMES_A_SANDBOX))
 async def get_run_deps(s: State, who: Tenant, sandbox_id: str, run_id: str) -> dict[str, Any]:
     return s.evidence.lock(who, sandbox_id, run_id)
 
 
-@router.get("/sandboxes/{sandbox_id}/deps/diff")
+@router.get("/sandboxes/{sandbox_id}/deps/diff", responses=documented(400, *NAMES_A_SANDBOX))
 async def diff_deps(
     s: State,
     who: Tenant,
