@@ -21,6 +21,7 @@ SCENARIOS: dict[str, str] = {
     "headline": "bench.headline",
     "shared": "bench.shared_env",
     "scan": "bench.import_scan",
+    "resolve": "bench.resolver",
     "node": "bench.node",
     "corpus": "bench.corpus",
     "concurrency": "bench.concurrency",

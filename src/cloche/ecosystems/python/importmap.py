@@ -102,7 +102,7 @@ class ImportMap:
     @classmethod
     def load(cls) -> ImportMap:
         """The data shipped with cloche; parsed once per process."""
-        return _load_packaged()
+        return _load_once()
 
     @classmethod
     def from_data(
@@ -185,8 +185,8 @@ def parse_ranking(text: str) -> list[str]:
     return names
 
 
-@functools.cache
-def _load_packaged() -> ImportMap:
+def read_packaged() -> ImportMap:
+    """Parse the data shipped with cloche (``ImportMap.load`` keeps one copy per process)."""
     data = resources.files(_DATA_PACKAGE).joinpath("data")
     return ImportMap.from_data(
         json.loads(data.joinpath("import_map.json").read_text(encoding="utf-8")),
@@ -194,3 +194,6 @@ def _load_packaged() -> ImportMap:
         data.joinpath("top_pypi.txt").read_text(encoding="utf-8"),
         LongTail(data.joinpath("long_tail.txt.gz").read_bytes),
     )
+
+
+_load_once = functools.cache(read_packaged)

@@ -50,8 +50,8 @@ def _epoch(text: Any) -> float | None:
         return None
 
 
-def distil(requested: str, document: dict[str, Any]) -> ProjectFacts:
-    """The facts of one ``/<name>/json`` document."""
+def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
+    """The facts of one ``/<name>/json`` document read from ``url`` (file URLs may be relative to it)."""
     info: dict[str, Any] = document["info"] if isinstance(document.get("info"), dict) else {}
     uploads = [
         t
@@ -68,7 +68,7 @@ def distil(requested: str, document: dict[str, Any]) -> ProjectFacts:
         found=True,
         first_upload=min(uploads, default=None),
         version=str(info.get("version")) if info.get("version") else None,
-        wheel_url=str(wheel["url"]) if wheel and wheel.get("url") else None,
+        wheel_url=str(httpx.URL(url).join(str(wheel["url"]))) if wheel and wheel.get("url") else None,
         wheel_filename=str(wheel["filename"]) if wheel else None,
     )
 
@@ -122,7 +122,7 @@ class PypiJson:
             raise PypiUnavailable(f"{url}: not JSON") from e
         if not isinstance(document, dict):
             raise PypiUnavailable(f"{url}: not a project document")
-        return distil(name, document)
+        return distil(name, document, str(response.url))
 
     def wheel_modules(self, url: str) -> frozenset[str]:
         """The import names the wheel at ``url`` ships (its bytes never change: cached without expiry)."""
