@@ -40,7 +40,7 @@ def _override_modules(count: int) -> list[tuple[str, str]]:
     return list(picked.values())[:count]
 
 
-DRIFT, NEED, BROKEN = _override_modules(3)
+DRIFT, NEED, BROKEN, EXTRA = _override_modules(4)
 
 
 def _second_provider() -> tuple[str, str, str] | None:
@@ -73,6 +73,12 @@ def wheels() -> Iterator[Path]:
         # Nothing can repair: no release has the name.
         module, project = BROKEN
         build_wheel(folder, project, "1.0.0", {f"{module}/__init__.py": "OTHER = 1\n"})
+        # An extra: the package's import asks for "pip install <project>[fast]" when the extra is missing.
+        module, project = EXTRA
+        asks = "try:\n    from fastdep import SPEED\nexcept ImportError as e:\n"
+        asks += f"    raise ImportError('this needs: pip install \"{project}[fast]\"') from e\n"
+        build_wheel(folder, project, "2.0.0", {f"{module}/__init__.py": asks}, extras={"fast": ("fastdep",)})
+        build_wheel(folder, "fastdep", "1.0.0", {"fastdep.py": "SPEED = 'fast'\n"})
         second = _second_provider()
         if second is not None:  # the first provider by rank does not ship the module; the second does
             module, first, following = second
@@ -88,6 +94,14 @@ def wheels() -> Iterator[Path]:
 def cloche(wheels: ServerProcess) -> Iterator[Client]:
     with wheels.client() as client:
         yield client
+
+
+def _names(install: InstallReport) -> set[str]:
+    return {canonicalize_name(p.name) for p in install.installed}
+
+
+def _names_of(*projects: str) -> set[str]:
+    return {canonicalize_name(p) for p in projects}
 
 
 def repaired(box: SandboxHandle, code: str, stdout: str, action: str) -> tuple[InstallReport, RecoveryStep]:
@@ -109,7 +123,9 @@ def test_version_backoff_finds_the_release_with_the_imported_name(cloche: Client
     with cloche.create() as box:
         install, step = repaired(box, f"from {module} import wanted\nprint(wanted())\n", "old\n", "version_backoff")
         assert step.module == module and step.requirement == f"{project}<5" and "lacks wanted" in step.detail
-        assert [(p.name, p.version) for p in install.installed] == [(project, "4.9.0")]
+        assert [(canonicalize_name(p.name), p.version) for p in install.installed] == [
+            (_names_of(project).pop(), "4.9.0")
+        ]
         # Sealed and bound: the next exec reuses it without checking again.
         second = box.exec(filename="main.py")
         assert second.stdout == "old\n"
@@ -121,7 +137,15 @@ def test_undeclared_runtime_need_is_installed(cloche: Client) -> None:
     with cloche.create() as box:
         install, step = repaired(box, f"import {module}\nprint({module}.OK)\n", "ok\n", "runtime_need")
         assert step.requirement == "setuptools" and "pkg_resources" in step.detail
-        assert {p.name for p in install.installed} == {project, "setuptools"}
+        assert _names(install) == _names_of(project, "setuptools")
+
+
+def test_an_extra_the_package_asks_for_is_added(cloche: Client) -> None:
+    module, project = EXTRA
+    with cloche.create() as box:
+        install, step = repaired(box, f"import {module}\nprint({module}.SPEED)\n", "fast\n", "extra")
+        assert step.module == module and step.requirement == f"{project}[fast]"
+        assert _names(install) == _names_of(project, "fastdep")
 
 
 def test_next_provider_by_rank_is_tried(cloche: Client) -> None:
@@ -132,7 +156,7 @@ def test_next_provider_by_rank_is_tried(cloche: Client) -> None:
     with cloche.create() as box:
         install, step = repaired(box, f"import {module}\nprint({module}.VALUE)\n", "second\n", "next_provider")
         assert step.requirement == following and first in step.detail
-        assert [p.name for p in install.installed] == [following]
+        assert _names(install) == _names_of(following)
 
 
 def test_an_unrepairable_environment_runs_but_is_never_sealed_or_bound(cloche: Client, wheels: ServerProcess) -> None:

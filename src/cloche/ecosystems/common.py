@@ -115,6 +115,12 @@ def local_source(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
+def local_source_mounts(url: str, kind: str) -> tuple[Mount, ...]:
+    """The read-only mount of a ``file://`` registry's folder at ``LOCAL_SOURCES/kind``, if ``url`` is one."""
+    source = local_source(url)
+    return (Mount("ro-bind", f"{LOCAL_SOURCES}/{kind}", source),) if source is not None else ()
+
+
 def jail_url(url: str, mount: str) -> str:
     """``url`` as an install or exec jail sees it: a file:// folder appears at ``mount``."""
     return f"file://{mount}" if local_source(url) is not None else url.rstrip("/")

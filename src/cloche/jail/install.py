@@ -22,10 +22,11 @@ import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
-from cloche.ecosystems.base import INSTALL_CACHE, INSTALL_INPUTS, INSTALL_TOOLS, Ecosystem
+from cloche.ecosystems.base import INSTALL_CACHE, INSTALL_INPUTS, INSTALL_TOOLS, Ecosystem, InstallRunOptions
 from cloche.jail.egress_policy import EgressPolicy
-from cloche.jail.profile import JailProfile, Mount, ResourceLimits, RunSpec
+from cloche.jail.profile import JailProfile, Mount, MountKind, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner, RunResult
 from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore
@@ -74,28 +75,21 @@ class InstallSession:
         self.shared_cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chown(self.shared_cache, settings.builder_uid, settings.builder_uid)
 
-    async def run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        files: Mapping[str, str] | None = None,
-        shared_cache: bool = True,
-        timeout_seconds: float | None = None,
-        build_readonly: bool = False,
-    ) -> RunResult:
+    async def run(self, argv: Sequence[str], **options: Unpack[InstallRunOptions]) -> RunResult:
+        """``InstallJail.run``: the options and their defaults are documented there."""
         inputs = self.work / "in"
-        for name, content in (files or {}).items():
+        for name, content in (options.get("files") or {}).items():
             safefs.validate_relpath(name)
             target = inputs / name
             target.write_text(content)
             target.chmod(0o644)
         mounts: list[Mount] = [Mount("ro-bind", INSTALL_INPUTS, inputs)]
         mounts += [Mount("ro-bind", f"{INSTALL_TOOLS}/{name}", path) for name, path in self.settings.tools.items()]
-        cache = self.shared_cache if shared_cache else self.private_cache
+        cache = self.shared_cache if options.get("shared_cache", True) else self.private_cache
         mounts.append(Mount("bind", INSTALL_CACHE, cache))
         if self.build_dir is not None:
-            mounts.append(Mount("ro-bind" if build_readonly else "bind", self.build_mount, self.build_dir))
+            kind: MountKind = "ro-bind" if options.get("build_readonly", False) else "bind"
+            mounts.append(Mount(kind, self.build_mount, self.build_dir))
         mounts += self.ecosystem.install_mounts
         mounts += self.extra_mounts
         profile = JailProfile(
@@ -107,9 +101,9 @@ class InstallSession:
         )
         spec = RunSpec(
             argv=tuple(argv),
-            env={**self.ecosystem.installer_env(), **(env or {})},
+            env={**self.ecosystem.installer_env(), **(options.get("env") or {})},
             cwd=INSTALL_INPUTS,
-            timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT,
+            timeout_seconds=options.get("timeout_seconds") or DEFAULT_TIMEOUT,
             output_limit_bytes=INSTALL_OUTPUT_LIMIT,
             limits=self.settings.limits,
         )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
@@ -249,33 +250,15 @@ class ExecService:
     def runs(self, tenant: str, sandbox_id: str, limit: int = 100) -> RunList:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         rows = self.sandboxes.store.list_runs(row.id, limit)
-        return RunList(
-            runs=[
-                RunSummary(
-                    run_id=r.id,
-                    status=r.status,
-                    exit_code=r.exit_code,
-                    argv=r.argv,
-                    started_at=r.started_at,
-                    finished_at=r.finished_at,
-                    duration_ms=r.duration_ms,
-                )
-                for r in rows
-            ]
-        )
+        return RunList(runs=[RunSummary(**_summary(r)) for r in rows])
 
     def run(self, tenant: str, sandbox_id: str, run_id: str) -> RunRecord:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         run = self.sandboxes.store.get_run(row.id, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r} in sandbox {sandbox_id}")
-        return RunRecord(
-            **_result(run, DependencyRecord.from_json(run.extra)).model_dump(),
-            sandbox_id=run.sandbox_id,
-            argv=run.argv,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-        )
+        result = _result(run, DependencyRecord.from_json(run.extra)).model_dump()
+        return RunRecord(**{**result, **_summary(run)}, sandbox_id=run.sandbox_id)
 
 
 def _install_lines(record: DependencyRecord) -> str:
@@ -291,19 +274,19 @@ def _install_lines(record: DependencyRecord) -> str:
     return "".join(lines)
 
 
+def _summary(run: RunRow) -> dict[str, Any]:
+    """The fields a run listing shows (a full record shows them too)."""
+    fields = ("status", "exit_code", "argv", "started_at", "finished_at", "duration_ms")
+    return {"run_id": run.id, **{name: getattr(run, name) for name in fields}}
+
+
 def _result(run: RunRow, record: DependencyRecord) -> ExecResult:
+    outcome = ("status", "exit_code", "output", "stdout", "stderr", "duration_ms", "truncated", "error")
     return ExecResult(
         install=record.install,
         unlisted_imports=record.unlisted_imports,
         unresolved_imports=record.unresolved_imports,
         egress_denied=run.extra.get("egress_denied") or [],
         run_id=run.id,
-        status=run.status,
-        exit_code=run.exit_code,
-        output=run.output,
-        stdout=run.stdout,
-        stderr=run.stderr,
-        duration_ms=run.duration_ms,
-        truncated=run.truncated,
-        error=run.error,
+        **{name: getattr(run, name) for name in outcome},
     )

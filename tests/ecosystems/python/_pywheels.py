@@ -21,14 +21,18 @@ def build_wheel(
     *,
     requires: tuple[str, ...] = (),
     license_expression: str | None = "MIT",
+    extras: dict[str, tuple[str, ...]] | None = None,
 ) -> Path:
-    """Write ``<name>-<version>-py3-none-any.whl`` holding ``modules`` (path -> source)."""
+    """Write ``<name>-<version>-py3-none-any.whl`` holding ``modules`` (path -> source); ``extras`` maps an
+    extra's name to the requirements it adds."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     metadata = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
     if license_expression:
         metadata.append(f"License-Expression: {license_expression}")
     metadata += [f"Requires-Dist: {r}" for r in requires]
+    for extra, needs in (extras or {}).items():
+        metadata += [f"Provides-Extra: {extra}", *(f'Requires-Dist: {r}; extra == "{extra}"' for r in needs)]
     files = {path: source.encode() for path, source in modules.items()}
     files[f"{info}/METADATA"] = ("\n".join(metadata) + "\n").encode()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: cloche-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"

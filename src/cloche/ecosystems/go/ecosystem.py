@@ -40,7 +40,7 @@ from cloche.ecosystems.base import (
     Quirk,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source, run_installer, staged_mount
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source_mounts, run_installer, staged_mount
 from cloche.ecosystems.go import gomod
 from cloche.ecosystems.go.detect import GoDetection
 from cloche.ecosystems.go.detect import detect as detect_go
@@ -114,9 +114,7 @@ class GoEcosystem(Ecosystem):
         tools = tuple(staged_mount(HERE / n, f"{TOOLS}/{n}", stage, f"go-{n}") for n in scripts)
         toolchain = (staged_mount(goroot, GOROOT, stage, "goroot"),) if goroot is not None else ()
         self.tool_mounts = toolchain + tools
-        source = local_source(proxy)
-        local = (Mount("ro-bind", f"{LOCAL_SOURCES}/go", source),) if source is not None else ()
-        self.install_mounts = self.tool_mounts + local
+        self.install_mounts = self.tool_mounts + local_source_mounts(proxy, "go")
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["/usr/bin/python3", "-I", f"{TOOLS}/run.py", entry, *args]

@@ -29,7 +29,7 @@ from cloche.ecosystems.base import (
     Quirk,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source, run_installer, staged_mount
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source_mounts, run_installer, staged_mount
 from cloche.ecosystems.java.detect import JavaDetection
 from cloche.ecosystems.java.detect import detect as detect_java
 from cloche.errors import ClocheError
@@ -80,9 +80,7 @@ class JavaEcosystem(Ecosystem):
         def script(name: str) -> Mount:
             return staged_mount(HERE / name, f"{TOOLS}/{name}", stage, f"java-{name}")
 
-        source = local_source(repository)
-        local = (Mount("ro-bind", f"{LOCAL_SOURCES}/maven", source),) if source is not None else ()
-        self.install_mounts = (script("maven.py"), *local)
+        self.install_mounts = (script("maven.py"), *local_source_mounts(repository, "maven"))
         self.run_mounts = (script("run.py"),)
 
     def command(self, entry: str, args: list[str]) -> list[str]:

@@ -38,7 +38,7 @@ from cloche.ecosystems.base import (
     Verification,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source, run_installer
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source_mounts, run_installer
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.accumulate import NodeNeeds
 from cloche.ecosystems.node.detect import NodeDetection, popular
@@ -84,10 +84,8 @@ class NodeEcosystem(Ecosystem):
         facts = RegistryFacts(registry, facts_cache)
         self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
         self.accumulates = NodeNeeds()
-        source = local_source(registry)
-        self.local = source is not None
-        if source is not None:
-            self.install_mounts = (Mount("ro-bind", f"{LOCAL_SOURCES}/npm", source),)
+        self.install_mounts = local_source_mounts(registry, "npm")
+        self.local = bool(self.install_mounts)
 
     def command(self, entry: str, args: list[str]) -> list[str]:
         return ["node", entry, *args]

@@ -141,7 +141,9 @@ class _State:
         installed = {canonicalize_name(name) for name, _, _ in parse_lock(lock.text)}
         for spec in _PIP_INSTALL.findall(answer.error):
             name = _name(spec)
-            if name is not None and (name in installed or self.resolver.data.is_known_distribution(name)):
+            if name is None or (name in installed and "[" not in spec):
+                continue  # nothing to add: asking for what is there already would not change the lock
+            if name in installed or self.resolver.data.is_known_distribution(name):
                 return _Repair("extra", need.module, spec, None, f"the import asked for it: {answer.error}")
         return None
 
