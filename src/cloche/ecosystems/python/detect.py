@@ -24,6 +24,7 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from cloche.ecosystems.common import dirs_up
 from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.needs import ImportNeed, import_needs
 from cloche.ecosystems.python.resolve import Refusal, Resolution, Resolver
@@ -129,14 +130,6 @@ def unresolved_hint(module: str, reason: str | None = None) -> str:
     )
 
 
-def _dirs_up(entry: str) -> list[str]:
-    """The entry's directory, its parents, ..., '' (the workspace root)."""
-    dirs = [posixpath.dirname(entry)]
-    while dirs[-1]:
-        dirs.append(posixpath.dirname(dirs[-1]))
-    return dirs
-
-
 def _present(root: Path, rel: str) -> bool:
     # Any kind of entry counts, so a planted symlink is refused by read_manifest, not skipped.
     return safefs.lookup(root, rel) is not None
@@ -239,7 +232,7 @@ def detect(
     """
     entry = str(safefs.validate_relpath(entry))
     stdlib = host_stdlib() if stdlib is None else stdlib
-    dirs = _dirs_up(entry)
+    dirs = dirs_up(entry)
     src_dir: str | None = None
     for base in dirs:
         rel = posixpath.join(base, "pyproject.toml")
