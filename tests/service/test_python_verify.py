@@ -30,17 +30,20 @@ SHIPPED = ImportMap.load()
 RESOLVER = Resolver(SHIPPED)
 
 
-def _override_modules(count: int) -> list[tuple[str, str]]:
-    """(module, project) pairs of plain top-level overrides, each project distinct."""
+def _mapped_modules(count: int) -> list[tuple[str, str]]:
+    """(module, project) pairs of top-level imports the shipped data maps, each project distinct."""
     picked: dict[str, tuple[str, str]] = {}
-    for module, override in sorted(SHIPPED.overrides.items()):
-        project = canonicalize_name(override.distribution)
-        if module.isidentifier() and project not in picked and RESOLVER.resolve_offline(module) is not None:
-            picked[project] = (module, override.distribution)
-    return list(picked.values())[:count]
+    for module in sorted(SHIPPED.modules):
+        resolution = RESOLVER.resolve_offline(module)
+        if not module.isidentifier() or resolution is None or resolution.source not in ("override", "map"):
+            continue
+        picked.setdefault(canonicalize_name(resolution.distribution), (module, resolution.distribution))
+        if len(picked) == count:
+            break
+    return list(picked.values())
 
 
-DRIFT, NEED, BROKEN, EXTRA = _override_modules(4)
+DRIFT, NEED, BROKEN, EXTRA = _mapped_modules(4)
 
 
 def _second_provider() -> tuple[str, str, str] | None:
