@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import ServerProcess, running_server
+from conftest import ServerProcess, loop_devices_under, running_server
 
 CHECKS = (
     "not_a_server_error",
@@ -36,6 +37,14 @@ def fuzzed_server() -> Iterator[ServerProcess]:
     # Short runs: a generated exec may ask for any timeout, and the server clamps it to this.
     with running_server({"CLOCHE_MAX_TIMEOUT_SECONDS": "3", "CLOCHE_DEFAULT_TIMEOUT_SECONDS": "3"}) as srv:
         yield srv
+        # The runs create many sandboxes: delete them while the server runs, and wait until their workspace
+        # volumes' loop devices have detached, so nothing of them outlives the suite.
+        with srv.client() as client:
+            for box in client.list():
+                client.sandbox(box.id).delete()
+        deadline = time.monotonic() + 60
+        while loop_devices_under(srv.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def test_every_error_answer_is_documented_with_the_error_body(fuzzed_server: ServerProcess) -> None:

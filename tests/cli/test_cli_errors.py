@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ServerProcess, free_port, traversable_dir
+from conftest import ServerProcess, free_port, running_server, traversable_dir
 
 CLI = [sys.executable, "-c", "from cloche.cli.main import main; main()"]
 
@@ -38,11 +37,8 @@ def one_clean_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[ServerProcess]:
-    root = traversable_dir()
-    srv = ServerProcess(root / "data", env={"CLOCHE_API_KEYS": "cli:the-right-key"}).start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_server({"CLOCHE_API_KEYS": "cli:the-right-key"}) as srv:
+        yield srv
 
 
 COMMANDS = [
