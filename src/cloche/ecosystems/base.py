@@ -226,6 +226,9 @@ class Quirk(enum.Enum):
     # files (Go's module file and precompiled standard library, Java's launcher), so runs look the same
     # with and without packages.
     ENVIRONMENT_WITHOUT_PACKAGES = "environment_without_packages"
+    # A typed command that runs an entry (`go run .`, `java Main.java`) cannot see the environment by itself:
+    # the service replaces it with ``command(entry, args)``, the ecosystem's runner, which builds against it.
+    RUNS_THROUGH_ITS_RUNNER = "runs_through_its_runner"
 
 
 class Companion(abc.ABC):

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloche.ecosystems.base import Component, Ecosystem, Needs
+from cloche.ecosystems.base import Component, Ecosystem, Needs, Quirk
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import ClocheError
 from cloche.models import InstallReport
@@ -31,7 +31,6 @@ from cloche.service.sandbox_needs import DECLARED
 from cloche.store import safefs
 
 SHELL = "/bin/sh"
-RUNNER_REPLACES = ("go", "java")  # their typed commands cannot see the environment; their runner can
 
 
 @dataclass
@@ -78,7 +77,7 @@ class CommandDependencies:
             if ecosystem.name not in names:
                 results.append((ecosystem, self.deps.current(sandbox_id, ecosystem)))
         merged = _merge(results)
-        argv = [] if parsed.only_installs else [SHELL, "-c", self._rewritten(parsed, entries)]
+        argv = [] if parsed.only_installs else [SHELL, "-c", rewritten(parsed, entries)]
         return CommandDeps(merged, argv, _install_lines(parsed, results))
 
     def _ecosystem(self, name: str) -> Ecosystem:
@@ -112,24 +111,25 @@ class CommandDependencies:
         found: dict[int, tuple[Ecosystem, str]] = {}
         for entry in entries:
             ecosystem = self.ecosystems.by_name(entry.language)
-            path = _entry_file(root, entry)
+            path = entry_file(root, entry)
             if ecosystem is not None and path is not None:
                 found[entry.segment] = (ecosystem, path)
         return found
 
-    def _rewritten(self, parsed: ParsedCommand, entries: Mapping[int, tuple[Ecosystem, str]]) -> str:
-        replacements = {i.segment: ":" for i in parsed.installs}
-        for entry in parsed.entries:
-            if entry.language in RUNNER_REPLACES and entry.segment in entries:
-                if any(EXPANSION.search(a) for a in entry.args):
-                    continue  # arguments the shell still expands: re-quoting them would change them
-                ecosystem, path = entries[entry.segment]
-                segment = parsed.segments[entry.segment]
-                assignments = [_assignment(a) for a in segment.assignments]
-                replacements[entry.segment] = " ".join(
-                    [*assignments, shlex.join(ecosystem.command(path, [*entry.args]))]
-                )
-        return parsed.rewritten(replacements)
+
+def rewritten(parsed: ParsedCommand, entries: Mapping[int, tuple[Ecosystem, str]]) -> str:
+    """What runs in the jail: typed installs replaced by ``:``, entries of ecosystems that need their runner
+    replaced by it."""
+    replacements = {i.segment: ":" for i in parsed.installs}
+    for entry in parsed.entries:
+        if entry.segment not in entries or any(EXPANSION.search(a) for a in entry.args):
+            continue  # not prepared, or arguments the shell still expands (re-quoting would change them)
+        ecosystem, path = entries[entry.segment]
+        if Quirk.RUNS_THROUGH_ITS_RUNNER in ecosystem.quirks:
+            segment = parsed.segments[entry.segment]
+            assignments = [_assignment(a) for a in segment.assignments]
+            replacements[entry.segment] = " ".join([*assignments, shlex.join(ecosystem.command(path, [*entry.args]))])
+    return parsed.rewritten(replacements)
 
 
 def _assignment(word: str) -> str:
@@ -137,7 +137,7 @@ def _assignment(word: str) -> str:
     return f"{name}={shlex.quote(value)}"
 
 
-def _entry_file(root: Path, entry: RunEntry) -> str | None:
+def entry_file(root: Path, entry: RunEntry) -> str | None:
     """The workspace file an entry runs: the file itself, a module's file, or a Go package's main file."""
     if entry.module is not None:
         base = posixpath.join(entry.path, *entry.module.split("."))
@@ -159,15 +159,13 @@ def _entry_file(root: Path, entry: RunEntry) -> str | None:
 def _go_files(root: Path, folder: str) -> list[str]:
     """``main.go`` first, then the folder's other Go files (any of them names the package)."""
     try:
-        listing = safefs.list_dir(root, folder, with_sha256=False)
+        listing = safefs.list_dir(root, folder, with_sha256=False, prune=lambda _: True)  # this folder only
     except ClocheError:
         return []
-    names = sorted(
-        i.path for i in listing if i.path.endswith(".go") and not i.path.endswith("_test.go") and "/" not in
-        i.path[len(folder) + 1 if folder else 0 :]
-    )  # fmt: skip
+    names = sorted(i.path for i in listing if i.type == "file" and i.path.endswith(".go"))
+    names = [n for n in names if not n.endswith("_test.go")]
     main = posixpath.join(folder, "main.go")
-    return [main] + [n for n in names if n != main] if main in names else names
+    return [main, *(n for n in names if n != main)] if main in names else names
 
 
 def _merge(results: Sequence[tuple[Ecosystem, Prepared]]) -> Prepared:

@@ -95,7 +95,7 @@ class GoEcosystem(Ecosystem):
     name = "go"
     extensions = (".go",)
     env_mount = ENV_MOUNT
-    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES})
+    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES, Quirk.RUNS_THROUGH_ITS_RUNNER})
 
     def __init__(
         self,

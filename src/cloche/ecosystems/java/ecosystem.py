@@ -71,7 +71,7 @@ class JavaEcosystem(Ecosystem):
     name = "java"
     extensions = (".java",)
     env_mount = ENV_MOUNT
-    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES})
+    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES, Quirk.RUNS_THROUGH_ITS_RUNNER})
 
     def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
         """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
