@@ -53,8 +53,10 @@ MAP_FORMAT = 2
 DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # A top-level module is a shared namespace when this many ranked projects named '<module>-...' ship it.
 NAMESPACE_MIN_PROJECTS = 2
-# '<project>-<suffix>' names a part of a project split into several distributions.
+# '<project>-<suffix>' names a part of a project split into several distributions; PART_SUFFIXES name the parts
+# a whole project that also ships the module (pyside6 beside pyside6-essentials) still goes before.
 SPLIT_SUFFIXES = frozenset({"core", "slim", "base", "lib", "binaries", "binary", "essentials", "runtime"})
+PART_SUFFIXES = frozenset({"slim", "base", "essentials", "runtime"})
 
 Provided = dict[str, set[str]]  # canonical project name -> modules
 
@@ -216,13 +218,17 @@ def prefer_whole_projects(modules: dict[str, list[str]], provided: Provided, ran
     """A meta-package that ships no module of its own ('apache-airflow' installs 'apache-airflow-core', which
     ships airflow) goes before its part: it installs the part and the rest a script may import. Only a ranked
     project that no source lists any module for counts, and only ahead of a part named '<project>-<suffix>' with
-    a suffix that says "part of" (``SPLIT_SUFFIXES``). Returns what was moved, for review."""
+    a suffix that says "part of" (``SPLIT_SUFFIXES``); a whole project that ships the module too goes before a
+    part named with a ``PART_SUFFIXES`` word (pyside6 before pyside6-essentials, whose siblings hold the rest of
+    the namespace). Returns what was moved, for review."""
     ranked = {canonicalize_name(d): d for d in ranking}
     moved = []
     for module, dists in modules.items():
         base, _, suffix = canonicalize_name(dists[0]).rpartition("-")
         whole = ranked.get(base)
-        if suffix not in SPLIT_SUFFIXES or whole is None or provided.get(base):
+        if suffix not in SPLIT_SUFFIXES or whole is None:
+            continue
+        if provided.get(base) and not (suffix in PART_SUFFIXES and whole in dists):
             continue
         modules[module] = [whole, *(d for d in dists if d != whole)]
         moved.append(f"{module}: {whole} before {dists[0]}")
@@ -323,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unmapped": unmapped,
         "namespaces": roots,
         "modules": modules,
+        # The long tail leaves out this interpreter's standard-library names (scans never ask for them).
+        "stdlib": f"Python {sys.version_info.major}.{sys.version_info.minor}",
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_ranking(args.out_dir / "top_pypi.txt", ranking, ranking_source)

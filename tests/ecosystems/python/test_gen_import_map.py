@@ -105,7 +105,7 @@ def test_generator_end_to_end(gen: ModuleType, tmp_path: Path) -> None:
         "gamma_mod": ["gamma"],  # pyodide's top-level
         "stubbed": ["stubbed"],
     }
-    assert doc["namespaces"] == ["ns"]
+    assert doc["namespaces"] == ["ns"] and doc["stdlib"].startswith("Python 3.")
     assert doc["unmapped"] == ["meta"] and (doc["projects"], doc["mapped"]) == (8, 7)
     assert [s["name"] for s in doc["sources"]] == [
         "download ranking",

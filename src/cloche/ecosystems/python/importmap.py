@@ -140,6 +140,11 @@ class ImportMap:
         """Ranked projects whose files ship exactly ``module``, best download rank first."""
         return self._modules.get(module, ())
 
+    @property
+    def ranked_names(self) -> Iterable[str]:
+        """Every ranked project's PEP 503 name, best first."""
+        return self._rank.keys()
+
     def rank(self, name: str) -> int | None:
         """Download rank of a project (any PEP 503 spelling), None when it is not ranked."""
         return self._rank.get(canonicalize_name(name.strip()))
