@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,9 @@ def wheel_dir(offline_wheels: Path) -> Path:
 
 
 @pytest.fixture
-def offline(offline_server: ServerProcess) -> ServerProcess:
+def registry_server(offline_server: ServerProcess) -> ServerProcess:
+    """The shared server whose Python installs come from the offline wheels (for the conftest `cloche`)."""
     return offline_server
-
-
-@pytest.fixture
-def cloche(offline: ServerProcess) -> Iterator[Client]:
-    with offline.client() as client:
-        yield client
 
 
 def test_requirements_install_once_then_reuse(cloche: Client) -> None:
@@ -56,7 +50,7 @@ def test_requirements_install_once_then_reuse(cloche: Client) -> None:
         assert shell.stdout.startswith("/opt/cloche/env/python/")
 
 
-def test_different_pins_coexist_and_equal_locks_share(cloche: Client, offline: ServerProcess) -> None:
+def test_different_pins_coexist_and_equal_locks_share(cloche: Client, registry_server: ServerProcess) -> None:
     boxes = [cloche.create() for _ in range(3)]
     try:
         for box, pin in zip(boxes, ["1.15.0", "1.16.0", "1.15.0"], strict=True):
@@ -186,7 +180,7 @@ def test_environments_are_read_only_to_programs(cloche: Client) -> None:
         assert victim.exec(filename="main.py").stdout == "1.16.0 False\n"
 
 
-def test_concurrent_first_execs_build_once(cloche: Client, offline: ServerProcess, wheel_dir: Path) -> None:
+def test_concurrent_first_execs_build_once(cloche: Client, registry_server: ServerProcess, wheel_dir: Path) -> None:
     build_wheel(wheel_dir, "six", "1.14.0", {"six.py": "__version__ = '1.14.0'\n"})
     boxes = [cloche.create() for _ in range(3)]
     results: list[str] = []
@@ -196,7 +190,7 @@ def test_concurrent_first_execs_build_once(cloche: Client, offline: ServerProces
             box.write("main.py", "import six\nprint(six.__version__)\n")
 
         def run(box: object) -> None:
-            with offline.client() as other:
+            with registry_server.client() as other:
                 results.append(other.sandbox(box.id).exec(filename="main.py").stdout)  # type: ignore[attr-defined]
 
         threads = [threading.Thread(target=run, args=(b,)) for b in boxes]
@@ -212,7 +206,9 @@ def test_concurrent_first_execs_build_once(cloche: Client, offline: ServerProces
             box.delete()
 
 
-def test_build_scripts_cannot_poison_shared_cache(cloche: Client, offline: ServerProcess, wheel_dir: Path) -> None:
+def test_build_scripts_cannot_poison_shared_cache(
+    cloche: Client, registry_server: ServerProcess, wheel_dir: Path
+) -> None:
     from _pywheels import build_poisoning_sdist
 
     build_poisoning_sdist(wheel_dir)
@@ -225,10 +221,10 @@ def test_build_scripts_cannot_poison_shared_cache(cloche: Client, offline: Serve
         built = attacker.exec(filename="main.py")
         assert built.stdout == "built\n", built.output
         # The source build ran with a private cache: nothing it wrote reached the shared one or the tool mounts.
-        poisoned = [p for p in (offline.data_dir / "cache").rglob("POISONED")]
+        poisoned = [p for p in (registry_server.data_dir / "cache").rglob("POISONED")]
         assert poisoned == []
         assert not (wheel_dir / "POISONED").exists()
-        assert list((offline.data_dir / "jail").rglob("POISONED")) == []
+        assert list((registry_server.data_dir / "jail").rglob("POISONED")) == []
         again = victim.exec(filename="main.py")
         assert again.stdout == "1.16.0\n" and again.install is not None and again.install.installed == []
 
@@ -282,7 +278,7 @@ def test_declared_hashes_are_binding(cloche: Client, wheel_dir: Path) -> None:
         assert box.exec(filename="main.py").stdout == "1.16.0\n"
 
 
-def test_bytecode_companion_is_built_then_used(cloche: Client, offline: ServerProcess) -> None:
+def test_bytecode_companion_is_built_then_used(cloche: Client, registry_server: ServerProcess) -> None:
     import time
 
     probe = "import sys, os, attr\nprint(sys.pycache_prefix, os.path.exists(attr.__cached__))\n"
@@ -293,7 +289,7 @@ def test_bytecode_companion_is_built_then_used(cloche: Client, offline: ServerPr
         assert first.status == "succeeded", first.output
         key = first.install.environment if first.install else None
         assert key is not None
-        companion = offline.data_dir / "envs" / f"{key}-pyc"
+        companion = registry_server.data_dir / "envs" / f"{key}-pyc"
         deadline = time.monotonic() + 60
         while not (companion / "cloche-env.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
