@@ -125,6 +125,19 @@ class Verdict:
         }
 
 
+INSTALL_CAUSE = re.compile(
+    r"^.*(Failed to (?:build|download|fetch)|No solution found|not found in the package registry|Because |"
+    r"npm (?:error|ERR!) (?:code|404|notarget)|E404|ETARGET|ERESOLVE|refused|not vouched).*$",
+    re.M,
+)
+
+
+def _install_error(text: str) -> str:
+    """The installer's line that names the cause (uv's and npm's), else the last line."""
+    found = INSTALL_CAUSE.search(text)
+    return found.group(0).strip()[:300] if found else _last_error(text)
+
+
 def _last_error(output: str) -> str:
     found = LAST_ERROR_LINE.findall(output)
     if found:
@@ -172,7 +185,7 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
     status = result.get("status")
     if status == "install_failed":
         error = install.get("error") or output
-        return Verdict(False, "install_failed", None, _last_error(error), **base)
+        return Verdict(False, "install_failed", None, _install_error(error), **base)
     if status == "timed_out":
         return Verdict(False, "timeout", None, "", **base)
     markers = (PY_NOT_FOUND, PY_IMPORT_ERROR) if ecosystem == "python" else (JS_NOT_FOUND, JS_NOT_EXPORTED)

@@ -258,3 +258,9 @@ def test_corpus_entries_run_through_a_real_server(offline_server: Any) -> None:
             records.append({"id": entry["id"], "cloche": outcome.as_dict(), "baseline": outcome.as_dict()})
     summary = summarize("python", {"entries": records, "repositories": [{}]}, records)
     assert (summary["measured"], summary["cloche_clean"], summary["cloche_rate"]) == (4, 2, 50.0)
+
+
+def test_an_install_failure_is_described_by_the_line_naming_its_cause() -> None:
+    uv = "Resolved 3 packages\n  x Failed to build `dlib==20.0.0`\n  hint: Build failures usually indicate a problem\n"
+    outcome = verdict("python", _result("install_failed", None, uv))
+    assert outcome.failure == "install_failed" and "Failed to build `dlib==20.0.0`" in outcome.detail
