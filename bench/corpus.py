@@ -207,5 +207,7 @@ def run(bench: Bench) -> Scenario:
     finally:
         bench.stop_server(server)
     path = write_markdown(bench.results_dir / "corpus.md", summaries)
-    scenario.notes.append(f"Failures by class, per script: {path.name} (beside this page).")
+    records = {eco: scenario.extra[eco]["entries"] for eco in summaries}
+    (bench.results_dir / "corpus.json").write_text(json.dumps({"summaries": summaries, "records": records}, indent=1))
+    scenario.notes.append(f"Failures by class, per script: {path.name} and corpus.json (beside this page).")
     return scenario
