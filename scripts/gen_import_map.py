@@ -36,6 +36,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -182,6 +183,19 @@ def read_conda_mapping(path: Path) -> tuple[Provided, dict[str, Any]]:
     return provided, source
 
 
+def read_python2_names() -> tuple[dict[str, str], dict[str, Any]]:
+    """Python 2 standard-library module -> its Python 3 home(s), from 2to3's own tables (lib2to3, in the
+    standard library up to 3.12): a script importing ``urllib2`` was written for Python 2, not for a project."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from lib2to3.fixes import fix_imports, fix_urllib
+
+    names = {old: new for old, new in fix_imports.MAPPING.items()}
+    names |= {old: ", ".join(m for m, _ in moves) for old, moves in fix_urllib.MAPPING.items() if old != "urllib"}
+    version = f"lib2to3 of Python {sys.version_info.major}.{sys.version_info.minor}"
+    return names, {"name": "Python 2 module names", "version": version, "licence": "PSF-2.0"}
+
+
 # ---------------------------------------------------------------- derivation
 
 
@@ -316,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra.append(conda)
         sources.append(record)
 
+    python2, record = read_python2_names()
+    sources.append(record)
     provided = merge([pigar, *extra])
     modules = ranked_modules(provided, ranking)
     moved = prefer_whole_projects(modules, provided, ranking)
@@ -329,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unmapped": unmapped,
         "namespaces": roots,
         "modules": modules,
+        "python2": python2,
         # The long tail leaves out this interpreter's standard-library names (scans never ask for them).
         "stdlib": f"Python {sys.version_info.major}.{sys.version_info.minor}",
     }

@@ -112,7 +112,9 @@ def test_generator_end_to_end(gen: ModuleType, tmp_path: Path) -> None:
         "pigar module index",
         "typeshed stubs",
         "pyodide recipes",
+        "Python 2 module names",
     ]
+    assert doc["python2"]["urllib2"].startswith("urllib.request")
     assert "commit" in doc["sources"][2]["version"] and doc["sources"][1]["licence"] == "BSD-3-Clause"
     tail = gzip.decompress((out / "long_tail.txt.gz").read_bytes()).decode().splitlines()
     assert tail == ["fringe\t= fringe-two", "shared\tfringe"]  # only projects outside the ranking

@@ -104,6 +104,12 @@ def test_unknown_import_is_refused_without_network() -> None:
     assert "zzqx_not_real_42" in answer.reason
 
 
+@pytest.mark.parametrize(("module", "where"), [("urllib2", "urllib.request"), ("SocketServer", "socketserver")])
+def test_python2_names_are_explained_not_installed(module: str, where: str) -> None:
+    answer = RESOLVER.resolve(module)
+    assert isinstance(answer, Refusal) and "Python 2" in answer.reason and where in answer.reason
+
+
 def test_overrides_are_only_what_the_data_cannot_say() -> None:
     assert SHIPPED.overrides
     for module, override in SHIPPED.overrides.items():

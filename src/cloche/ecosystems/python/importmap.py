@@ -86,6 +86,7 @@ class ImportMap:
         ranking: Iterable[str],
         *,
         namespaces: Iterable[str] = (),
+        python2: Mapping[str, str] | None = None,
         runtime_needs: Mapping[str, Override] | None = None,
         long_tail: LongTail | None = None,
         header: Mapping[str, Any] | None = None,
@@ -96,6 +97,8 @@ class ImportMap:
         self._rank = {canonicalize_name(name): i for i, name in enumerate(ranking, 1)}
         self._mapped = frozenset(canonicalize_name(d) for dists in self._modules.values() for d in dists)
         self.namespaces = frozenset(namespaces)
+        # Python 2 standard-library name -> where Python 3 keeps it (urllib2 -> urllib.request, urllib.error)
+        self.python2: Mapping[str, str] = dict(python2 or {})
         self.long_tail = long_tail
         self.header = dict(header or {})
 
@@ -109,12 +112,13 @@ class ImportMap:
         cls, import_map: Mapping[str, Any], overrides_toml: str, ranking_text: str, long_tail: LongTail | None = None
     ) -> ImportMap:
         """Build from the contents of the data files (see ``data/``)."""
-        header = {k: v for k, v in import_map.items() if k not in ("modules", "unmapped")}
+        header = {k: v for k, v in import_map.items() if k not in ("modules", "unmapped", "python2")}
         return cls(
             import_map.get("modules", {}),
             parse_overrides(overrides_toml),
             parse_ranking(ranking_text),
             namespaces=import_map.get("namespaces", ()),
+            python2=import_map.get("python2", {}),
             runtime_needs=parse_overrides(overrides_toml, table="runtime_needs"),
             long_tail=long_tail,
             header=header,

@@ -55,6 +55,13 @@ class Resolver:
         answer = self.resolve_offline(module)
         if answer is not None:
             return answer
+        top = module.partition(".")[0]
+        if top in self.data.python2:
+            return Refusal(
+                module,
+                f"{top} is Python 2's name for the standard library's {self.data.python2[top]}: the script was "
+                "written for Python 2 and needs porting, not a package",
+            )
         verified = self.long_tail.resolve(module)
         if verified is not None:
             return verified
