@@ -58,7 +58,9 @@ class FactsCache:
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        assert self.folder is not None
+        for folder in (self.folder.parent, self.folder):  # facts/ and facts/<ecosystem>/, private to the server
+            folder.mkdir(mode=0o700, exist_ok=True)
         record = {"format": FORMAT, "key": key, "fetched": time.time() if fetched is None else fetched, "data": data}
         temp = path.with_suffix(f".{secrets.token_hex(6)}.tmp")
         temp.write_text(json.dumps(record), encoding="utf-8")

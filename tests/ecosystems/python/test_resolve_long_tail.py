@@ -80,12 +80,13 @@ def test_unverifiable_names_are_refused(index: LocalPypi, tmp_path: Path, module
 
 
 def test_answers_are_cached_on_disk(index: LocalPypi, tmp_path: Path) -> None:
-    cache = tmp_path / "facts"
+    cache = tmp_path / "facts" / "python"
     assert isinstance(_resolver(index, cache, TAIL).resolve("oldtimer"), Resolution)
     asked = len(index.requests)
     again = _resolver(index, cache, TAIL).resolve("oldtimer")  # a new process would read the same files
     assert isinstance(again, Resolution) and len(index.requests) == asked
     assert any(cache.iterdir())
+    assert {oct(p.stat().st_mode & 0o777) for p in (cache, cache.parent)} == {"0o700"}  # the server's own
 
 
 def test_unreachable_index_refuses_with_the_cause(tmp_path: Path) -> None:
