@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus_programs import Verdict, node_filename, node_program, python_program, verdict
-from bench.corpus_report import summarize, write_markdown
+from bench.corpus_report import current_commit, summarize, write_markdown
 from bench.harness import UV, Bench, BenchError, Scenario, Server, Target, baseline_env, command, log
 from cloche import Client
 
@@ -172,6 +172,7 @@ def measure_corpus(
 
 def run(bench: Bench) -> Scenario:
     scenario = Scenario("corpus", "Real manifest-less scripts: import-clean rate, cloche vs by-hand baselines", __doc__)
+    commit = current_commit()
     server = bench.start_server("corpus")
     corpora = {ecosystem: load(ecosystem) for ecosystem in ("python", "node")}
     queues = {eco: round_robin(c["entries"])[: bench.corpus_limit or None] for eco, c in corpora.items()}
@@ -206,7 +207,7 @@ def run(bench: Bench) -> Scenario:
                 scenario.ratios[f"{ecosystem} {variant} import-clean (%)"] = summary[f"{variant}_rate"]
     finally:
         bench.stop_server(server)
-    path = write_markdown(bench.results_dir / "corpus.md", summaries)
+    path = write_markdown(bench.results_dir / "corpus.md", summaries, commit)
     records = {eco: scenario.extra[eco]["entries"] for eco in summaries}
     (bench.results_dir / "corpus.json").write_text(json.dumps({"summaries": summaries, "records": records}, indent=1))
     scenario.notes.append(f"Failures by class, per script: {path.name} and corpus.json (beside this page).")

@@ -49,7 +49,7 @@ def summarize(ecosystem: str, corpus: dict[str, Any], records: list[dict[str, An
     return summary
 
 
-def _commit() -> str:
+def current_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, timeout=10, text=True)
     except (OSError, subprocess.TimeoutExpired):
@@ -57,13 +57,13 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+def markdown(summaries: dict[str, dict[str, Any]], commit: str) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="minutes")
     lines = [
         f"# Corpus: real manifest-less scripts, {now}",
         "",
-        f"cloche at commit {_commit()}. Corpora: `bench/corpus/` (imports of public scripts, built by "
-        "`scripts/gen_corpus.py`). Import-clean: the exec exits 0 with no import failure. Classes:",
+        f"cloche at commit {commit} (when the server started). Corpora: `bench/corpus/` (imports of public "
+        "scripts, built by `scripts/gen_corpus.py`). Import-clean: the exec exits 0 with no import failure. Classes:",
         "",
         *[f"- `{name}`: {text}" for name, text in CLASSES.items()],
         "",
@@ -95,7 +95,7 @@ def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_markdown(path: Path, summaries: dict[str, dict[str, Any]]) -> Path:
+def write_markdown(path: Path, summaries: dict[str, dict[str, Any]], commit: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(summaries))
+    path.write_text(markdown(summaries, commit))
     return path
