@@ -119,7 +119,8 @@ class DependencyService:
         record, never raised."""
         started = time.monotonic()
         detections = {e: await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, e) for e in entries}
-        planned = sandbox_needs.plan(ecosystem, self.store.get_needs(sandbox_id, ecosystem.name), detections, declared)
+        stored_needs = self.store.get_needs(sandbox_id, ecosystem.name)
+        planned = sandbox_needs.plan(ecosystem, stored_needs, detections, declared)
         own = list(detections.values())
         detection = planned.detection
 
@@ -145,7 +146,7 @@ class DependencyService:
 
         if detection is None or not ecosystem.needs_environment(detection):
             self._record(sandbox_id, ecosystem, planned.writes)
-            if ecosystem.accumulates is not None:  # none of the sandbox's sources needs anything any more
+            if ecosystem.accumulates is not None and stored_needs:  # its sources need nothing any more
                 self.store.delete_binding(sandbox_id, ecosystem.name)
             return Prepared(record())
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
