@@ -276,3 +276,15 @@ def maven_license_to_spdx(name: str, url: str | None) -> str | None:
     if url and (found := _URL_TO_SPDX.get(_url_key(url))):
         return found
     return text_to_spdx(name) if name else None
+
+
+def denied(expression: str, deny: frozenset[str]) -> bool:
+    """True when every alternative of an SPDX expression carries a denied id ("MIT OR AGPL-3.0-only" is fine)."""
+    if not deny:
+        return False
+    wanted = {d.lower() for d in deny}
+    alternatives = re.split(r"\s+OR\s+", expression.replace("(", " ").replace(")", " "), flags=re.IGNORECASE)
+    return all(
+        any(token.lower() in wanted for token in re.split(r"\s+(?:AND|WITH)\s+|\s+", alt.strip()) if token)
+        for alt in alternatives
+    )

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,13 +22,14 @@ from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
+from cloche.sbom.licenses import denied
 from cloche.service import sandbox_needs
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_env import combine as combine_exec_envs
-from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
+from cloche.store.tree_hash import workspace_signature
 
 log = logging.getLogger("cloche.deps")
 MEMO_SIZE = 256
@@ -396,29 +395,3 @@ class DependencyService:
             if self._start_companion(key, ecosystem, stored.path):
                 repaired.append(key)
         return repaired
-
-
-def denied(expression: str, deny: frozenset[str]) -> bool:
-    """True when every alternative of an SPDX expression carries a denied id ("MIT OR AGPL-3.0-only" is fine)."""
-    if not deny:
-        return False
-    wanted = {d.lower() for d in deny}
-    alternatives = re.split(r"\s+OR\s+", expression.replace("(", " ").replace(")", " "), flags=re.IGNORECASE)
-    return all(
-        any(token.lower() in wanted for token in re.split(r"\s+(?:AND|WITH)\s+|\s+", alt.strip()) if token)
-        for alt in alternatives
-    )
-
-
-def workspace_signature(root: Path) -> str:
-    """Hash of every non-directory entry's (path, type, size, mtime in ns), read without following links.
-
-    Directories are left out: an empty one (a mount point a run left behind) changes no detection, and any
-    file added, removed or rewritten inside one changes its entry here.
-    """
-    entries = sorted(
-        (info.path, info.type, info.size, info.mtime)
-        for info in safefs.list_dir(root, "", with_sha256=False)
-        if info.type != "dir"
-    )
-    return hashlib.sha256(repr(entries).encode()).hexdigest()

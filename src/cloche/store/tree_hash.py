@@ -1,4 +1,5 @@
-"""A deterministic hash of a workspace tree, for the audit record of each run ("which bytes were there").
+"""Hashes of a workspace tree: the content hash each run's audit record carries ("which bytes were there"),
+and a cheap stat-only signature that tells the dependency step whether anything changed at all.
 
 Reads the workspace only through safefs, so no symlink is ever followed; a per-workspace digest cache keeps
 repeated runs from re-reading unchanged files.
@@ -80,3 +81,17 @@ def _readlink_beneath(root: Path, rel: str) -> str | None:
         return None  # changed since the listing; the entry still counts as a symlink
     finally:
         os.close(fd)
+
+
+def workspace_signature(root: Path) -> str:
+    """Hash of every non-directory entry's (path, type, size, mtime in ns), read without following links.
+
+    Directories are left out: an empty one (a mount point a run left behind) changes no detection, and any
+    file added, removed or rewritten inside one changes its entry here.
+    """
+    entries = sorted(
+        (info.path, info.type, info.size, info.mtime)
+        for info in safefs.list_dir(root, "", with_sha256=False)
+        if info.type != "dir"
+    )
+    return hashlib.sha256(repr(entries).encode()).hexdigest()
