@@ -82,7 +82,9 @@ class ServerProcess:
             "CLOCHE_DATA_DIR": str(data_dir),
             "CLOCHE_PORT": str(self.port),
             "CLOCHE_UID_BASE": str(uid_base),
-            "CLOCHE_UID_COUNT": "1000",
+            "CLOCHE_UID_COUNT": "999",
+            # The builder uid is the range's last, so no two servers (or a default one) share it either.
+            "CLOCHE_BUILDER_UID": str(uid_base + 999),
             **(env or {}),
         }
         self.uid_range = (uid_base, uid_base + 1000)

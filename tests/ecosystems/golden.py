@@ -34,6 +34,8 @@ def check(fixtures: Path, name: str, tmp_path: Path, detect: Callable[[Path, str
     except ClocheError as e:
         got = e.to_dict()
     expected_file = case / "expected.json"
-    if UPDATE or not expected_file.exists():
+    if UPDATE:
         expected_file.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    # A missing expectation fails: writing it here would make a new case pass whatever it detected.
+    assert expected_file.exists(), f"{expected_file} is missing; write it with UPDATE_GOLDEN=1 and review it"
     assert got == json.loads(expected_file.read_text())

@@ -1,13 +1,15 @@
 """Shared helpers for jail tests that run the real bubblewrap as an unprivileged host uid.
 
-The invocation mirrors what the runner builds (user/pid/net/... namespaces, ``--disable-userns``, no
-capabilities, read-only ``/usr``, private ``/proc``, ``/dev`` and ``/tmp``, the workspace at
-``/sandbox``), so a filter or limit that holds here holds for real runs.
+The invocation is the runner's own (``Runner.confine``: namespaces, mounts, environment, seccomp, the sealed
+root), so a filter or limit that holds here holds for real runs, and a layer removed from the runner is
+removed here too. Only the cgroup and rlimits layers are left to each test, which applies its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,11 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from cloche.jail.seccomp import seccomp_fd
+from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.cgroups import Cgroups
+from cloche.jail.mounts import write_synthetic_etc
+from cloche.jail.profile import JailProfile, RunSpec
+from cloche.jail.runner import Runner
 from cloche.jail.tools import stage_tools
 
-# Host uids nobody else on a test machine uses; each sandbox gets its own in production.
-HOST_UID = 200123
+# A host uid outside the server's default pool (200000-259999) and the test servers' ranges (400000 and up),
+# distinct per pytest process so two test runs on one host never share it.
+HOST_UID = 300_000 + os.getpid() % 50_000
+JAIL_UID = 1000
 JAIL_PYTHON = "/usr/bin/python3"
 # Every process keeps forking forever, retrying when the kernel says no.
 FORK_BOMB = """
@@ -37,12 +45,38 @@ while True:
 
 
 @lru_cache(maxsize=1)
-def bwrap() -> str:
-    """bwrap staged where sandbox uids can reach it, as the server does: the checkout may sit in /root."""
+def _tools_root() -> Path:
+    """Where sandbox uids can reach bwrap and the identity files, as the server does: the checkout may sit in /root."""
     root = Path(tempfile.mkdtemp(prefix="cloche-jail-tools-", dir="/tmp"))
     root.chmod(0o755)
     atexit.register(shutil.rmtree, root, True)
-    return str(stage_tools(root).bwrap)
+    return root
+
+
+def bwrap() -> str:
+    return str(stage_tools(_tools_root()).bwrap)
+
+
+@lru_cache(maxsize=2)
+def runner(*, seccomp_filter: bool = True) -> Runner:
+    """The real runner; its cgroup layer is never used here (``confine`` stops before it), so it has no groups."""
+    root = _tools_root()
+    etc = write_synthetic_etc(root / "jail", JAIL_UID)
+    no_groups = Cgroups(version=2, parent="unused", dirs={}, mount=Path("/sys/fs/cgroup"))
+    return Runner(etc, JAIL_UID, root, no_groups, bwrap=Path(bwrap()), seccomp_filter=seccomp_filter)
+
+
+def jail_command(ws: Path, command: Sequence[str], *, seccomp: bool = True, uid: int = HOST_UID) -> BwrapCommand:
+    """Layers 1-6 of the runner for ``command`` in workspace ``ws`` (no network)."""
+    profile = JailProfile(name="exec", host_uid=uid, workspace=ws, workspace_writable=True)
+    cmd = BwrapCommand()
+
+    async def confine() -> None:
+        async with contextlib.AsyncExitStack() as release:  # nothing is held without egress
+            await runner(seccomp_filter=seccomp).confine(cmd, RunSpec(argv=tuple(command)), profile, release)
+
+    asyncio.run(confine())
+    return cmd
 
 
 @lru_cache(maxsize=1)
@@ -75,21 +109,6 @@ def workspace(uid: int = HOST_UID) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def bwrap_argv(ws: Path, command: Sequence[str], *, seccomp: int | None = None) -> list[str]:
-    argv = [bwrap(), "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "1000", "--gid", "1000"]
-    argv += ["--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv"]
-    argv += ["--setenv", "PATH", "/usr/bin:/bin", "--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib64"):
-        host = Path("/") / name
-        if host.is_symlink():
-            argv += ["--symlink", str(host.readlink()), f"/{name}"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(ws), "/sandbox"]
-    argv += ["--chdir", "/sandbox"]
-    if seccomp is not None:
-        argv += ["--seccomp", str(seccomp)]
-    return [*argv, "--", *command]
-
-
 def spawn_jailed(
     command: Sequence[str],
     ws: Path,
@@ -99,12 +118,17 @@ def spawn_jailed(
     preexec: Callable[[], None] | None = None,
     jail: bool = True,
 ) -> subprocess.Popen[str]:
-    """Start ``command`` as ``uid`` (in bwrap unless ``jail`` is False), the way the runner does."""
-    fd = seccomp_fd() if seccomp and jail else None
-    argv = bwrap_argv(ws, command, seccomp=fd) if jail else list(command)
+    """Start ``command`` as ``uid`` (in the runner's jail unless ``jail`` is False), the way the runner does."""
+    if not jail:
+        argv, fds, executable = list(command), [], None
+    else:
+        cmd = jail_command(ws, command, seccomp=seccomp, uid=uid)
+        argv, args_fd = cmd.argv(tuple(command))
+        fds, executable = [args_fd, *cmd.pass_fds], bwrap()
     try:
         return subprocess.Popen(
             argv,
+            executable=executable,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -112,13 +136,14 @@ def spawn_jailed(
             user=uid,
             group=uid,
             extra_groups=[],
-            pass_fds=[] if fd is None else [fd],
+            pass_fds=fds,
             close_fds=True,
+            start_new_session=True,
             preexec_fn=preexec,
             cwd=ws,
         )
     finally:
-        if fd is not None:
+        for fd in fds:
             os.close(fd)
 
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _bwrap import python, require_jail, run_jailed, workspace
+from _bwrap import HOST_UID, python, require_jail, run_jailed, workspace
 
 from cloche.errors import InvalidRequest
 from cloche.jail.rlimits import Rlimits
 
 # Its own uid: RLIMIT_NPROC counts every task of the uid on the host, so nothing else may share it.
-NPROC_UID = 200457
+NPROC_UID = HOST_UID + 50_000
 
 
 @pytest.fixture

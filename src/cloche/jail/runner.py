@@ -110,7 +110,12 @@ class Runner:
         trusted_networks: tuple[str, ...] = (),
         egress_launcher: Path | None = None,
         bwrap: Path | None = None,
+        *,
+        seccomp_filter: bool = True,
     ) -> None:
+        """``seccomp_filter=False`` exists for tests only: it proves each other layer holds without the filter
+        behind it (the server never sets it)."""
+        self._seccomp_filter = seccomp_filter
         self._etc = synthetic_etc
         self._cgroups = cgroups
         self._egress = egress_layer.EgressHost(run_dir, trusted_networks, egress_launcher)
@@ -137,18 +142,26 @@ class Runner:
         cmd = BwrapCommand()
         async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
             release.callback(cmd.close_fds)
-            namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity and namespaces
-            mounts.apply(cmd, profile, self._etc)  # 2. filesystem
-            environment.apply(cmd, spec)  # 3. environment
-            egress = await egress_layer.apply(cmd, profile, self._egress, release)  # 4. network
-            seccomp.apply(cmd)  # 5. system calls
-            mounts.seal_root(cmd)  # 6. sealed root
+            egress = await self.confine(cmd, spec, profile, release)  # 1-6. namespaces to sealed root
             group = cgroups.apply(cmd, self._cgroups, spec.limits, release)  # 7. cgroup
             rlimits.apply(cmd, spec.limits)  # 8. rlimits
             result = await self._spawn(cmd, spec, on_output, group)
         if egress is not None:
             result.egress_denied = egress.denied_hosts()
         return result
+
+    async def confine(
+        self, cmd: BwrapCommand, spec: RunSpec, profile: JailProfile, release: contextlib.AsyncExitStack
+    ) -> egress_layer.EgressSession | None:
+        """Layers 1-6 of the checklist; the jail tests build their bwrap invocation here too."""
+        namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity and namespaces
+        mounts.apply(cmd, profile, self._etc)  # 2. filesystem
+        environment.apply(cmd, spec)  # 3. environment
+        egress = await egress_layer.apply(cmd, profile, self._egress, release)  # 4. network
+        if self._seccomp_filter:
+            seccomp.apply(cmd)  # 5. system calls
+        mounts.seal_root(cmd)  # 6. sealed root
+        return egress
 
     async def _spawn(
         self,
