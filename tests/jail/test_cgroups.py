@@ -258,6 +258,29 @@ def test_sweep_removes_leftovers(groups: Cgroups, spawn: Spawn) -> None:
     assert proc.wait(timeout=10) != 0
 
 
+def test_a_group_that_cannot_be_removed_yet_is_retried_not_forgotten(groups: Cgroups, spawn: Spawn) -> None:
+    run = groups.create("slow-exit", LIMITS)
+    proc = spawn(python("import time; time.sleep(60)"), run)
+    assert _wait_for(lambda: proc.pid in run.pids())
+    blocker = run.paths[0] / "busy"  # a nested group keeps rmdir failing, as a task slow to exit does
+    blocker.mkdir()
+    groups.release(run, timeout=0.2)
+    assert groups.pending == {"slow-exit"} and run.paths[0].exists()
+    assert proc.wait(timeout=10) != 0  # the run's processes are killed all the same
+    blocker.rmdir()
+    assert groups.retry_pending() == 1
+    assert groups.pending == set() and not any(path.exists() for path in run.paths)
+
+
+def test_remove_parent_kills_what_is_left_and_removes_the_parent(groups: Cgroups, spawn: Spawn) -> None:
+    run = groups.create("left-at-shutdown", LIMITS)
+    proc = spawn(python("import time; time.sleep(60)"), run)
+    assert _wait_for(lambda: proc.pid in run.pids())
+    assert groups.remove_parent()
+    assert not any(path.exists() for path in groups.dirs.values())
+    assert proc.wait(timeout=10) != 0
+
+
 def test_bad_and_duplicate_names_are_refused(groups: Cgroups, make_run: Callable[..., RunCgroup]) -> None:
     for name in ("..", "a/b", "", "-x", "x" * 200):
         with pytest.raises(InvalidRequest):

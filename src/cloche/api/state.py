@@ -194,5 +194,6 @@ class AppState:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
+        await asyncio.to_thread(self.cgroups.remove_parent)  # this server's cloche-<hash>, made again at start
         self.store.close()
         self.sandboxes.audit.log.close()

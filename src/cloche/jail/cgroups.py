@@ -25,7 +25,7 @@ import re
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -232,6 +232,8 @@ class Cgroups:
     parent: str
     dirs: Mapping[str, Path]
     mount: Path  # v2: the cgroup2 mount point (v1: the memory hierarchy's)
+    # Run groups whose removal did not finish in time (a slow exit under load): retried, never forgotten.
+    pending: set[str] = field(default_factory=set, compare=False)
 
     @classmethod
     def detect(cls, parent: str = "cloche", *, mounts: Path = MOUNTS) -> Cgroups:
@@ -288,6 +290,31 @@ class Cgroups:
         names = {path.name for path in self.leftovers()}
         return sum(self._run(name).remove() for name in sorted(names) if _NAME.fullmatch(name))
 
+    def release(self, run: RunCgroup, timeout: float = KILL_TIMEOUT) -> None:
+        """Kill and remove ``run``; when it cannot be removed yet it is kept for ``retry_pending``."""
+        if not run.remove(timeout):
+            self.pending.add(run.name)
+
+    def retry_pending(self) -> int:
+        """Remove the groups an earlier ``release`` could not; the count removed (quick: no waiting)."""
+        removed = {name for name in sorted(self.pending) if self._run(name).remove(timeout=0.0)}
+        self.pending.difference_update(removed)
+        return len(removed)
+
+    def remove_parent(self) -> bool:
+        """At shutdown: remove every run group left and then the parent itself; True when all is gone."""
+        self.sweep()
+        gone = True
+        for path in dict.fromkeys(self.dirs.values()):
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove cgroup parent %s: %s", path, exc)
+                gone = False
+        return gone
+
     def leftovers(self) -> list[Path]:
         """Every run directory currently under the parent (for diagnostics and tests)."""
         found: list[Path] = []
@@ -302,7 +329,7 @@ def apply(cmd: BwrapCommand, groups: Cgroups, limits: ResourceLimits, release: c
     left in it is killed and it is removed."""
     name = f"run-{os.getpid()}-{next(_run_counter)}"
     group = groups.create(name, CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores))
-    release.callback(group.remove)
+    release.callback(groups.release, group)
     release.callback(group.kill)
     cmd.preexec.append(group.preexec_attach)
     return group

@@ -125,6 +125,7 @@ class Runner:
         # Spawns whose pid is not known yet: a child that exits in that window must be left to asyncio's
         # watcher, so no orphan reaping happens while any spawn is in flight.
         self._spawning = 0
+        self._retry_scheduled = False
         supervisor.become_subreaper()
 
     @property
@@ -146,9 +147,24 @@ class Runner:
             group = cgroups.apply(cmd, self._cgroups, spec.limits, release)  # 7. cgroup
             rlimits.apply(cmd, spec.limits)  # 8. rlimits
             result = await self._spawn(cmd, spec, on_output, group)
+        if self._cgroups.pending:
+            self._retry_groups()
         if egress is not None:
             result.egress_denied = egress.denied_hosts()
         return result
+
+    def _retry_groups(self) -> None:
+        """A group a run could not remove at once (its last task slow to exit under load) is retried every
+        second until it is gone, so no run's cgroup outlives it for long."""
+        self.reap()  # an adopted jail init that is not reaped yet can keep its group busy
+        self._cgroups.retry_pending()
+        if self._cgroups.pending and not self._retry_scheduled:
+            self._retry_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._retry_later)
+
+    def _retry_later(self) -> None:
+        self._retry_scheduled = False
+        self._retry_groups()
 
     async def confine(
         self, cmd: BwrapCommand, spec: RunSpec, profile: JailProfile, release: contextlib.AsyncExitStack
