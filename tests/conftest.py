@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -22,6 +23,8 @@ from cloche import Client
 
 # Every data dir a test server used this session: none may keep a mount or a loop device once the suite ends.
 SERVER_DATA_DIRS: list[Path] = []
+SERVER_PARENT = re.compile(r"cloche-[0-9a-f]{10}")  # api/state.py cgroup_parent: one per data dir
+UIDS_TAKEN = "in use by another cloche server"  # how a server refuses a uid range another one holds
 
 
 def _unescape(field: str) -> str:
@@ -75,18 +78,15 @@ class ServerProcess:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        # A private uid range so concurrent servers (a developer's, another test's) never collide.
-        uid_base = 400_000 + secrets.randbelow(500) * 1000
         self.env = {
             **os.environ,
             "CLOCHE_DATA_DIR": str(data_dir),
             "CLOCHE_PORT": str(self.port),
-            "CLOCHE_UID_BASE": str(uid_base),
-            "CLOCHE_UID_COUNT": "999",
-            # The builder uid is the range's last, so no two servers (or a default one) share it either.
-            "CLOCHE_BUILDER_UID": str(uid_base + 999),
+            **self._private_uids(),
             **(env or {}),
         }
+        self.own_uids = not env or "CLOCHE_UID_BASE" not in env
+        uid_base = int(self.env["CLOCHE_UID_BASE"])
         self.uid_range = (uid_base, uid_base + 1000)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
@@ -94,7 +94,26 @@ class ServerProcess:
         self.wrapper: list[str] = []  # a command the server is started through (e.g. unshare), if any
         SERVER_DATA_DIRS.append(data_dir)
 
+    @staticmethod
+    def _private_uids() -> dict[str, str]:
+        """A uid block of its own, outside the default pool (200000-259999), builder uid included."""
+        uid_base = 400_000 + secrets.randbelow(500) * 1000
+        return {"CLOCHE_UID_BASE": str(uid_base), "CLOCHE_UID_COUNT": "999", "CLOCHE_BUILDER_UID": str(uid_base + 999)}
+
     def start(self, timeout: float = 90.0) -> ServerProcess:
+        """Start the server; a uid block another server holds (its lock says so) is traded for another."""
+        for _ in range(5):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as exc:
+                if not self.own_uids or UIDS_TAKEN not in str(exc):
+                    raise
+                self.env |= self._private_uids()
+                uid_base = int(self.env["CLOCHE_UID_BASE"])
+                self.uid_range = (uid_base, uid_base + 1000)
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> ServerProcess:
         cli = [*self.wrapper, sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cli, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -179,6 +198,63 @@ def no_mount_or_loop_device_outlives_the_suite() -> Iterator[None]:
     time.sleep(0.5)  # a lazily unmounted volume releases its loop device once its last user is gone
     leaked = {str(d): (mounts_under(d), loop_devices_under(d)) for d in SERVER_DATA_DIRS}
     assert not {d: v for d, v in leaked.items() if v != ([], [])}, leaked
+
+
+def live_server_cgroup_parents() -> set[str]:
+    """The cgroup parent of every ``cloche serve`` running on this host (whoever started it)."""
+    from cloche.api.state import cgroup_parent
+    from cloche.settings import Settings
+
+    parents: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" not in argv or not any(b"cloche" in a for a in argv):
+            continue
+        env = dict(item.decode(errors="replace").partition("=")[::2] for item in environ if b"=" in item)
+        data_dir = env.get("CLOCHE_DATA_DIR") or str(Settings.model_fields["data_dir"].default)
+        if b"--data-dir" in argv and argv.index(b"--data-dir") + 1 < len(argv):
+            data_dir = argv[argv.index(b"--data-dir") + 1].decode(errors="replace")
+        parents.add(cgroup_parent(Path(data_dir).resolve()))
+    return parents
+
+
+def server_cgroup_parents() -> list[Path]:
+    """Every server's ``cloche-<hash>`` parent on this host (v2: at the root; v1: in each hierarchy)."""
+    root = Path("/sys/fs/cgroup")
+    found = [*root.glob("cloche-*"), *root.glob("*/cloche-*")]
+    return [p for p in found if SERVER_PARENT.fullmatch(p.name) and p.is_dir()]
+
+
+def remove_gone_servers_cgroup_parents() -> list[Path]:
+    """Remove every empty ``cloche-<hash>`` parent whose server is gone; a live server's is never touched, and
+    one that still holds run groups is left (rmdir refuses it)."""
+    live = live_server_cgroup_parents()
+    removed: list[Path] = []
+    for parent in server_cgroup_parents():
+        if parent.name in live or any(child.is_dir() for child in parent.iterdir()):
+            continue
+        try:
+            parent.rmdir()
+            removed.append(parent)
+        except OSError:
+            continue
+    return removed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_cgroup_parent_of_a_gone_server_is_left() -> Iterator[None]:
+    """The test servers' parents (and those of servers gone before) are removed; live servers' stay."""
+    yield
+    from cloche.api.state import cgroup_parent
+
+    remove_gone_servers_cgroup_parents()
+    ours = {cgroup_parent(d.resolve()) for d in SERVER_DATA_DIRS}
+    still = {p.name for p in server_cgroup_parents()} & ours
+    assert not still - live_server_cgroup_parents(), still
 
 
 @pytest.fixture(scope="session")

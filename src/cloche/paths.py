@@ -25,6 +25,9 @@ from pathlib import Path
 
 from cloche.errors import UnsafeDataDir
 
+# Host-wide, outside any data dir: the uid-range locks every server on the host takes (jail/uid_lock.py).
+UID_LOCK_DIR = Path("/run/cloche/uid-locks")
+
 
 @dataclass(frozen=True)
 class DataPaths:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.jail.tools import stage_tools
+from cloche.jail.uid_lock import UidRangeLock
 from cloche.metrics import Metrics
-from cloche.paths import DataPaths
+from cloche.paths import UID_LOCK_DIR, DataPaths
 from cloche.service.audit_trail import AuditTrail
 from cloche.service.deps import DependencyService
 from cloche.service.evidence import EvidenceService
@@ -71,6 +73,7 @@ class AppState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     host_checked: bool = False
+    uid_lock: UidRangeLock | None = None  # held from start() to stop(): no other server shares these uids
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -153,6 +156,10 @@ class AppState:
             self.host_checked = True
 
     async def start(self) -> None:
+        cfg = self.settings
+        owner = f"pid {os.getpid()}, data dir {self.paths.root}"
+        self.uid_lock = UidRangeLock.acquire(UID_LOCK_DIR, cfg.uid_base, cfg.uid_count, cfg.builder_uid, owner)
+        Cgroups.detect(self.cgroups.parent)  # the parent again, should an earlier stop() have removed it
         swept = self.cgroups.sweep()
         await self.check_host()  # no jail, no server
         self.envs.remove_temp()
@@ -195,5 +202,7 @@ class AppState:
                 await task
         await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
         await asyncio.to_thread(self.cgroups.remove_parent)  # this server's cloche-<hash>, made again at start
+        if self.uid_lock is not None:
+            self.uid_lock.release()
         self.store.close()
         self.sandboxes.audit.log.close()
