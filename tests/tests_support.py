@@ -89,7 +89,8 @@ def self_signed_certificate(folder: Path, hostname: str) -> tuple[Path, Path]:
 
 
 class TLSRegistry(ThreadingHTTPServer):
-    """A TLS 'package registry' on 127.0.0.1 that answers every GET with ``body`` and counts the hits."""
+    """A TLS 'package registry' on 127.0.0.1 that answers every GET with ``body``, accepts every upload (PUT,
+    POST: the way a publish goes) and keeps what it was sent; ``hits`` counts requests of any kind."""
 
     daemon_threads = True
 
@@ -99,6 +100,7 @@ class TLSRegistry(ThreadingHTTPServer):
         self.context.load_cert_chain(*tls_files)
         self.body = body
         self.hits = 0
+        self.uploads: list[bytes] = []
 
     @property
     def port(self) -> int:
@@ -119,6 +121,15 @@ class _RegistryHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(self.server.body)))
         self.end_headers()
         self.wfile.write(self.server.body)
+
+    def do_PUT(self) -> None:
+        self.server.hits += 1
+        self.server.uploads.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

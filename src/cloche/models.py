@@ -71,8 +71,9 @@ class CreateSandbox(Strict):
     env: dict[str, str] | None = Field(None, description="Environment variables set for every exec.")
     egress: list[str] | None = Field(
         None,
-        description="Hosts ('host' or 'host:port', 443 implied) the sandbox's code may reach; replaces the server "
-        "default (the official registries). [] means no network at all.",
+        description="Hosts ('host' or 'host:port', 443 implied) the sandbox's code may reach, as opaque tunnels: "
+        "such a host can receive anything the code sends it. Omitted: the server default (none; dependencies "
+        "install server-side, and refused attempts are listed in egress_denied). [] means no network at all.",
         max_length=64,
     )
 

@@ -91,8 +91,10 @@ class Settings(BaseSettings):
         199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."
     )
     egress_allow: str = Field(
-        ",".join(DEFAULT_REGISTRIES),
-        description="Server-wide default egress allowlist for sandboxes: comma-separated host[:port] (443 implied).",
+        "",
+        description="Server-wide default egress allowlist for sandboxes' code: comma-separated host[:port] (443 "
+        "implied). Empty by default: dependencies install server-side, and a registry reachable from user code "
+        "is a way out for its secrets (a publish is an upload).",
     )
     registry_allow: str = Field(
         ",".join(DEFAULT_REGISTRIES),

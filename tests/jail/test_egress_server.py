@@ -1,7 +1,8 @@
 """Egress as a sandbox's code meets it: through a real server, the real jail and the real proxy.
 
-The jail's network namespace holds only a loopback. With the default policy the in-jail launcher on
-127.0.0.1:3128 relays to the host proxy, which opens tunnels only to allowlisted registry names; with
+The jail's network namespace holds only a loopback. The in-jail launcher on 127.0.0.1:3128 relays to the host
+proxy, which opens tunnels only to the sandbox's allowlisted names: none under the default policy (user code
+gets no registry egress; dependencies install server-side), the hosts given at create otherwise; with
 ``egress: []`` there is no proxy at all. Each test asserts the refusals, what ``egress_denied`` reports,
 and a clean host afterwards.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cloche.settings import DEFAULT_REGISTRIES
 from conftest import ServerProcess
 from tests_support import TLSRegistry, assert_clean, run_command, self_signed_certificate, tls_registry
 
@@ -125,8 +127,8 @@ CONNECTS = [
 ]
 
 
-def test_default_policy_refuses_everything_but_the_registries(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python")
+def test_registry_allowlist_refuses_everything_else(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python", egress=list(DEFAULT_REGISTRIES))
     found, result = jail_python(api, sid, ATTEMPTS, " ".join(URLS), " ".join([*CONNECTS, f"localhost:{server.port}"]))
     assert [key for key, how in found.items() if how in ("fetched", "connected", "sent")] == []
     # Through the proxy: not allowlisted (403), plain HTTP (405), IP literals (403).
@@ -149,6 +151,18 @@ def test_default_policy_refuses_everything_but_the_registries(server: ServerProc
     denied = set(result["egress_denied"])
     expected = {"example.com", "pypi.org", "registry.npmjs.org.evil.example", "localhost", "metadata.google.internal"}
     assert expected <= denied, denied
+    assert_clean(server, api, sid)
+
+
+def test_default_policy_gives_user_code_no_registry(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python")
+    assert api.get(f"/v1/sandboxes/{sid}").json()["egress"] == []
+    registries = ["https://pypi.org/simple/six/", "https://registry.npmjs.org/left-pad", "https://example.com/"]
+    found, result = jail_python(api, sid, ATTEMPTS, " ".join(registries), "files.pythonhosted.org:443")
+    # The proxy runs, so clients get a clear refusal, and the run lists what it tried.
+    assert {found["via proxy " + url] for url in registries} == {"http 403"}, found
+    assert found["raw CONNECT files.pythonhosted.org:443"] == "HTTP/1.1 403 Forbidden"
+    assert result["egress_denied"] == ["pypi.org", "registry.npmjs.org", "example.com", "files.pythonhosted.org"]
     assert_clean(server, api, sid)
 
 
@@ -274,9 +288,47 @@ with urllib.request.urlopen("https://pypi.org/simple/six/", timeout=60) as reply
 
 
 @pytest.mark.network
-def test_default_policy_reaches_pypi_through_the_proxy(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python")
+def test_allowlisted_registry_reaches_pypi_through_the_proxy(server: ServerProcess, api: httpx.Client) -> None:
+    sid = create(api, language="python", egress=["pypi.org"])
     found, result = jail_python(api, sid, PYPI)
     assert found == {"status": 200, "six": True}
     assert result["egress_denied"] == []
     assert_clean(server, api, sid)
+
+
+PUBLISH = r"""
+import json, os, ssl, sys, urllib.request
+os.environ.pop("NO_PROXY"), os.environ.pop("no_proxy")  # the stand-in is named localhost: go through the proxy
+request = urllib.request.Request(sys.argv[1], data=os.environ[sys.argv[2]].encode(), method="PUT")
+try:
+    urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context(cafile="/sandbox/ca.pem"))
+    print(json.dumps({"put": "sent"}))
+except Exception as exc:
+    print(json.dumps({"put": str(exc)}))
+"""
+
+
+def test_user_code_cannot_publish_a_secret_to_a_registry(
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
+) -> None:
+    # The stand-in is a registry the server trusts (install jails may reach it, its loopback address is
+    # trusted): under the default policy the sandbox's code still gets no tunnel to it.
+    port = registry.port
+    fresh_server.env["CLOCHE_EGRESS_TRUSTED_NETWORKS"] = "127.0.0.1/32"
+    fresh_server.env["CLOCHE_REGISTRY_ALLOW"] = f"localhost:{port}"
+    fresh_server.start()
+    token = "npm_" + "s3cr3t" * 6
+    with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
+        sid = create(api, language="python", env={"NPM_TOKEN": token})
+        put = api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes())
+        assert put.status_code == 201
+        found, result = jail_python(api, sid, PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
+        assert "403" in found["put"], found
+        assert result["egress_denied"] == ["localhost"]
+        assert registry.hits == 0 and registry.uploads == []
+        # The same code with the stand-in allowlisted explicitly: an opaque tunnel, and the upload arrives.
+        sid2 = create(api, language="python", egress=[f"localhost:{port}"], env={"NPM_TOKEN": token})
+        assert api.put(f"/v1/sandboxes/{sid2}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
+        found, result = jail_python(api, sid2, PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
+        assert found == {"put": "sent"} and registry.uploads == [token.encode()], found
+        assert_clean(fresh_server, api, sid)

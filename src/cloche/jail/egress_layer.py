@@ -87,7 +87,7 @@ async def apply(
 ) -> EgressSession | None:
     """Contribute the egress plumbing, or nothing (the net namespace stays empty); the proxy stops on release."""
     policy = profile.egress
-    if policy is None or not policy.allow:
+    if policy is None or not (policy.allow or policy.report_refusals):
         return None
     directory = host.run_dir / f"egress-{secrets.token_hex(8)}"
     directory.mkdir(mode=0o711)

@@ -114,6 +114,9 @@ class EgressPolicy:
     """
 
     allow: tuple[str, ...] = ()
+    # With an empty allowlist: still run the proxy, refusing everything, so a run's attempts are answered 403
+    # and listed in ``egress_denied`` (False: no proxy and no network at all).
+    report_refusals: bool = False
     _rules: tuple[tuple[str, int, bool], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

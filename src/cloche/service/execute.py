@@ -112,7 +112,9 @@ class ExecService:
         )
 
     def _egress(self, row: SandboxRow) -> EgressPolicy:
-        return EgressPolicy(tuple(self.sandboxes.egress_hosts(row)))
+        # Under the server default (no "egress" at create) the proxy runs even with nothing allowed, so what
+        # the code tried is refused with a 403 and listed in egress_denied; an explicit [] means no network.
+        return EgressPolicy(tuple(self.sandboxes.egress_hosts(row)), report_refusals=row.egress is None)
 
     async def execute(
         self,
