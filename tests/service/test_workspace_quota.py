@@ -73,7 +73,7 @@ def test_files_past_the_inode_limit_fail_inside_the_run(server: ServerProcess, a
     api.put(f"/v1/sandboxes/{sid}/files/flood.py", content=INODE_FLOOD.encode())
     result = run(api, sid, "python3 flood.py")
     # The run is not killed: its code sees ENOSPC at the limit (200,000 files and folders, which ext4 rounds up
-    # to whole inode-table blocks: a few dozen more) and goes on.
+    # to whole inode-table blocks: 16 per 128 MiB of image) and goes on.
     assert result["status"] == "succeeded", result
     reason, made = result["stdout"].split()
     assert reason == "ENOSPC" and 199_900 < int(made) < 200_100, result["stdout"]
