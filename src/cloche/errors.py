@@ -19,6 +19,7 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     ├── Conflict              409 conflict             state does not allow the action
     │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
+    ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
     ├── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
     └── UnsafeDataDir         503 unsafe_data_dir      another user owns the data dir (start-up refuses)
@@ -91,6 +92,9 @@ class SandboxBusy(Conflict, code="sandbox_busy"): ...
 
 
 class TooLarge(ClocheError, code="too_large", status=413): ...
+
+
+class TenantQuotaExceeded(ClocheError, code="tenant_quota_exceeded", status=429): ...
 
 
 class JailUnavailable(ClocheError, code="jail_unavailable", status=503): ...

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="First host uid of the per-sandbox uid pool; sandboxes never share one."
     )
     uid_count: int = Field(60_000, gt=0, description="Size of the per-sandbox uid pool.")
+    max_sandboxes_per_tenant: int = Field(
+        1000, ge=1, description="Most live sandboxes one tenant may hold, so no tenant can take the whole uid pool."
+    )
     jail_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
     builder_uid: int = Field(
         199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."

@@ -135,7 +135,7 @@ def _view(sandbox: Sandbox) -> dict[str, object]:
     }
 
 
-@router.post("/v1/sandboxes", status_code=201, responses=seed_errors(400, 401, 413, 422, 503))
+@router.post("/v1/sandboxes", status_code=201, responses=seed_errors(400, 401, 413, 422, 429, 503))
 async def create_sandbox(s: State, who: Tenant, body: SeedCreate | None = None) -> dict[str, object]:
     body = body or SeedCreate()
     sandbox = await s.sandboxes.create(who, CreateSandbox(language=body.language))

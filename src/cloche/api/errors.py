@@ -35,6 +35,7 @@ MEANINGS = {
     409: "The sandbox's state does not allow this now.",
     413: "The body, an archive's expanded size or the workspace quota is over its limit.",
     422: "The body or a parameter does not validate (or is not JSON); the message names each bad field.",
+    429: "The tenant already holds its most live sandboxes (tenant_quota_exceeded): delete one first.",
     503: "The host cannot run sandboxes now: jail_unavailable, uid_pool_exhausted.",
 }
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -46,7 +46,7 @@ State = Annotated[AppState, Depends(state)]
 NAMES_A_SANDBOX = (401, 404, 422)  # the answers of every route with a {sandbox_id}, besides its own
 
 
-@router.post("/sandboxes", status_code=201, response_model=Sandbox, responses=documented(401, 413, 422, 503))
+@router.post("/sandboxes", status_code=201, response_model=Sandbox, responses=documented(401, 413, 422, 429, 503))
 async def create_sandbox(s: State, who: Tenant, body: CreateSandbox | None = None) -> Sandbox:
     return await s.sandboxes.create(who, body or CreateSandbox())
 

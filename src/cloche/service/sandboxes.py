@@ -6,13 +6,14 @@ import asyncio
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from pydantic import ValidationError
 
-from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound
+from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound, TenantQuotaExceeded
 from cloche.jail import supervisor
 from cloche.models import CreateSandbox, Language, Limits, Sandbox
 from cloche.paths import DataPaths
@@ -61,6 +62,7 @@ class SandboxService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._reserved: set[int] = set()  # uids of sandboxes whose workspace is being made
+        self._creating: Counter[str] = Counter()  # per tenant: creates past the quota check, not stored yet
         self.quota = WorkspaceQuota(settings, paths)
 
     # lookup
@@ -116,8 +118,10 @@ class SandboxService:
         now = utcnow()
         ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
         async with self._uid_lock:
+            self._check_tenant_quota(tenant)
             uid = self._free_uid()
             self._reserved.add(uid)
+            self._creating[tenant] += 1
         row = SandboxRow(
             id=new_sandbox_id(),
             tenant=tenant,
@@ -141,9 +145,19 @@ class SandboxService:
                 raise
         finally:
             self._reserved.discard(uid)
+            self._creating[tenant] -= 1
         await self.audit.sandbox_created(row)
         log.info("sandbox created", extra={"sandbox_id": row.id, "tenant": tenant, "host_uid": uid})
         return self.view(row)
+
+    def _check_tenant_quota(self, tenant: str) -> None:
+        """One tenant never holds more than its share of the pool (creates in flight count too)."""
+        most = self.settings.max_sandboxes_per_tenant
+        if len(self.store.list_sandboxes(tenant)) + self._creating[tenant] >= most:
+            raise TenantQuotaExceeded(
+                f"this API key's tenant already has {most} live sandboxes (CLOCHE_MAX_SANDBOXES_PER_TENANT); "
+                "delete one before creating another"
+            )
 
     def _free_uid(self) -> int:
         used = self.store.used_uids()
