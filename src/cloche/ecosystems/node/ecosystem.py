@@ -91,6 +91,8 @@ class NodeEcosystem(Ecosystem):
         return ["node", entry, *args]
 
     def detect(self, root: Path, entry: str) -> Detection:
+        """Reads the workspace, and for a scan the registry's facts about the scanned packages (host side,
+        through the facts cache): vouching and choosing releases need them. Nothing runs."""
         found = detect_node(root, entry, self.vetting)
         return detection_of(self.name, found, unresolved=found.unresolved, resolved=found.resolved)
 
