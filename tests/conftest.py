@@ -55,6 +55,15 @@ def loop_devices_under(root: Path) -> list[str]:
     return found
 
 
+def loop_devices_left(root: Path, seconds: float = 5.0) -> list[str]:
+    """Loop devices still backed by a file below ``root`` once the kernel had time to detach them (an unmounted
+    volume's loop device is released asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while (left := loop_devices_under(root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def release_mounts(root: Path) -> list[Path]:
     """Unmount what a killed server left below ``root`` (its loop devices clear themselves); returns them."""
     left = mounts_under(root)
@@ -195,8 +204,7 @@ def running_server(
 @pytest.fixture(scope="session", autouse=True)
 def no_mount_or_loop_device_outlives_the_suite() -> Iterator[None]:
     yield
-    time.sleep(0.5)  # a lazily unmounted volume releases its loop device once its last user is gone
-    leaked = {str(d): (mounts_under(d), loop_devices_under(d)) for d in SERVER_DATA_DIRS}
+    leaked = {str(d): (mounts_under(d), loop_devices_left(d)) for d in SERVER_DATA_DIRS}
     assert not {d: v for d, v in leaked.items() if v != ([], [])}, leaked
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ServerProcess, loop_devices_under, mounts_under, traversable_dir
+from conftest import ServerProcess, loop_devices_left, mounts_under, traversable_dir
 
 MIB = 2**20
 
@@ -165,7 +165,7 @@ def test_volumes_follow_sandboxes_across_restarts_crashes_and_deletes(fresh_serv
     srv.crash()
     srv.stop()  # what the fixtures do after a crash: nothing stays mounted, no loop device stays attached
     assert srv.leftover_mounts == [workspace(srv, kept)]
-    assert mounts_under(srv.data_dir) == [] and loop_devices_under(srv.data_dir) == []
+    assert mounts_under(srv.data_dir) == [] and loop_devices_left(srv.data_dir) == []
 
 
 @pytest.fixture(scope="module")
