@@ -43,6 +43,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="warm-up repetitions, discarded (default 1)")
     parser.add_argument("--full-seed", action="store_true", help="headline: run all 5 of the seed's execs per round")
     parser.add_argument("--corpus-limit", type=int, default=None, help="corpus: entries per corpus (default all)")
+    parser.add_argument(
+        "--corpus-ecosystems", default="python,node", help="corpus: which corpora, comma-separated (default both)"
+    )
     parser.add_argument("--corpus-jobs", type=int, default=3, help="corpus: entries measured at a time (default 3)")
     parser.add_argument(
         "--corpus-budget", type=float, default=3600.0, help="corpus: seconds before remaining entries are skipped"
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         full_seed=args.full_seed,
         corpus_limit=args.corpus_limit or (30 if args.quick else None),
         corpus_jobs=args.corpus_jobs,
+        corpus_ecosystems=tuple(e.strip() for e in args.corpus_ecosystems.split(",") if e.strip()),
         corpus_budget=args.corpus_budget,
         results_dir=args.out,
     )

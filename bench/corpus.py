@@ -174,7 +174,7 @@ def run(bench: Bench) -> Scenario:
     scenario = Scenario("corpus", "Real manifest-less scripts: import-clean rate, cloche vs by-hand baselines", __doc__)
     commit = current_commit()
     server = bench.start_server("corpus")
-    corpora = {ecosystem: load(ecosystem) for ecosystem in ("python", "node")}
+    corpora = {ecosystem: load(ecosystem) for ecosystem in bench.corpus_ecosystems}
     queues = {eco: round_robin(c["entries"])[: bench.corpus_limit or None] for eco, c in corpora.items()}
     budget_end = time.monotonic() + bench.corpus_budget
     progress = bench.scratch("corpus") / "records.jsonl"

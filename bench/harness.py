@@ -439,6 +439,7 @@ class Bench:
     keep: bool = False
     full_seed: bool = False
     corpus_limit: int | None = None  # entries per corpus (None: all)
+    corpus_ecosystems: tuple[str, ...] = ("python", "node")  # which corpora to run
     corpus_jobs: int = 3  # corpus entries measured at a time
     corpus_budget: float = 3600.0  # seconds; corpus entries not started by then are reported as not measured
     results_dir: Path = field(default_factory=lambda: REPO / "bench" / "results")
