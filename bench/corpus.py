@@ -205,10 +205,12 @@ def run(bench: Bench) -> Scenario:
             )
             for variant in ("cloche", "baseline"):
                 scenario.ratios[f"{ecosystem} {variant} import-clean (%)"] = summary[f"{variant}_rate"]
+        # Written before the server's data dir is removed: deleting a store of many environments can take minutes.
+        path = write_markdown(bench.results_dir / "corpus.md", summaries, commit)
+        records = {eco: scenario.extra[eco]["entries"] for eco in summaries}
+        document = json.dumps({"summaries": summaries, "records": records}, indent=1)
+        (bench.results_dir / "corpus.json").write_text(document)
+        scenario.notes.append(f"Failures by class, per script: {path.name} and corpus.json (beside this page).")
     finally:
         bench.stop_server(server)
-    path = write_markdown(bench.results_dir / "corpus.md", summaries, commit)
-    records = {eco: scenario.extra[eco]["entries"] for eco in summaries}
-    (bench.results_dir / "corpus.json").write_text(json.dumps({"summaries": summaries, "records": records}, indent=1))
-    scenario.notes.append(f"Failures by class, per script: {path.name} and corpus.json (beside this page).")
     return scenario
