@@ -4,7 +4,6 @@ scan-mode fingerprint. Workspaces are built in tmp_path; nothing here touches th
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -232,8 +231,8 @@ def test_size_limit_skips_large_local_files(tmp_path: Path) -> None:
     assert [e.file for e in result.errors] == ["big.py"]
 
 
-def test_thousand_files_scan_quickly(tmp_path: Path) -> None:
-    # Sanity only, with a generous bound: the real speed claim lives in benchmarks.
+def test_thousand_files_scan_whole(tmp_path: Path) -> None:
+    # Correctness on a large tree only: how fast this is is measured by `make bench` (the scan scenario).
     n = 1000
     files = {"main.py": "import app.m0\n", "app/__init__.py": ""}
     for i in range(n):
@@ -241,12 +240,9 @@ def test_thousand_files_scan_quickly(tmp_path: Path) -> None:
         body = "".join(f"def f{k}(x):\n    return len(str(x)) + {k}\n\n" for k in range(10))
         files[f"app/m{i}.py"] = f"import os\nimport requests\n{children}\n{body}"
     write_tree(tmp_path, files)
-    start = time.perf_counter()
     result = scan(tmp_path)
-    elapsed = time.perf_counter() - start
     assert len(result.files) == n + 2
     assert list(result.modules()) == ["requests"]
-    assert elapsed < 3.0, f"scanning {n} files took {elapsed:.2f}s"
 
 
 # The scan-mode fingerprint
