@@ -78,7 +78,7 @@ def test_run_reports_install_failure_and_unlisted_imports(offline_server: Server
     (tmp_path / "main.py").write_text("import six\nimport yaml\n")
     noted = cli(offline_server, "run", "--dir", str(tmp_path), "main.py")
     assert noted.returncode == 1 and "No module named 'yaml'" in noted.stderr
-    assert "note: 'yaml' is imported but not listed in the manifest (add PyYAML)" in noted.stderr
+    assert "note: 'yaml' is imported but not listed in the manifest (add pyyaml)" in noted.stderr
 
 
 def test_logs_sbom_and_diff(offline_server: ServerProcess, tmp_path: Path) -> None:
