@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 import ssl
 import subprocess
@@ -56,6 +57,20 @@ def run_command(api: Any, sid: str, command: str, default_timeout: float | None 
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+def sse_exec(api: Any, sid: str, body: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """An exec as server-sent events: (event, data) pairs in order."""
+    events: list[tuple[str, Any]] = []
+    with api.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind = ""
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    return events
 
 
 def assert_clean(server: Any, api: Any, sid: str) -> None:

@@ -15,7 +15,8 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   ├── SandboxNotFound   404 sandbox_not_found    unknown id, another tenant's, or deleted
     │   ├── SandboxExpired    404 sandbox_expired      reaped after its idle TTL
     │   ├── FileNotFound      404 file_not_found
-    │   └── RunNotFound       404 run_not_found
+    │   ├── RunNotFound       404 run_not_found
+    │   └── SecretNotFound    404 secret_not_found     no secret of that name for this tenant
     ├── Conflict              409 conflict             state does not allow the action
     │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
@@ -83,6 +84,9 @@ class FileNotFound(NotFound, code="file_not_found"): ...
 
 
 class RunNotFound(NotFound, code="run_not_found"): ...
+
+
+class SecretNotFound(NotFound, code="secret_not_found"): ...
 
 
 class Conflict(ClocheError, code="conflict", status=409): ...

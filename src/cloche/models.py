@@ -57,6 +57,59 @@ class Limits(Strict):
     )
 
 
+def _secret_names() -> Any:
+    return Field(
+        None,
+        max_length=64,
+        description="Names of the tenant's secrets (POST /v1/secrets) given to the run(s) as environment "
+        "variables, masked as *** in every output.",
+    )
+
+
+def _check_names(names: list[str] | None) -> None:
+    import re
+
+    for name in names or []:
+        if not re.match(ENV_NAME_PATTERN, name):
+            raise ValueError(f"secret name {name!r} is not a valid variable name")
+
+
+class CreateSecret(Strict):
+    name: str = Field(pattern=ENV_NAME_PATTERN, description="Environment variable name the value is given as.")
+    value: str = Field(
+        min_length=8, max_length=65_536, description="The value; at least 8 characters, so masking it is meaningful."
+    )
+    hosts: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Hosts ('host' or 'host:port') the secret is meant for: a run holding it gets tunnels to "
+        "them, in addition to its sandbox's egress.",
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\0" in value or value.encode(errors="ignore").decode() != value:  # NUL, or unpaired surrogates
+            raise ValueError("a secret value may not contain a NUL byte or unpaired surrogates")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _valid_hosts(cls, hosts: list[str]) -> list[str]:
+        EgressPolicy(tuple(hosts))
+        return hosts
+
+
+class SecretInfo(BaseModel):
+    name: str
+    hosts: list[str] = Field(description="Hosts a run holding the secret may reach.")
+    created_at: datetime = Field(description="When the value was last set (UTC).")
+
+
+class SecretList(BaseModel):
+    secrets: list[SecretInfo] = Field(description="The tenant's secrets, by name; values are never returned.")
+
+
 class CreateSandbox(Strict):
     language: Language | None = Field(
         None, description="Language of the sandbox; omitted means it follows the first file executed."
@@ -76,10 +129,12 @@ class CreateSandbox(Strict):
         "install server-side, and refused attempts are listed in egress_denied). [] means no network at all.",
         max_length=64,
     )
+    secrets: list[str] | None = _secret_names()
 
     @model_validator(mode="after")
     def _valid_env(self) -> CreateSandbox:
         _check_env(self.env)
+        _check_names(self.secrets)
         return self
 
     @field_validator("egress")
@@ -100,6 +155,7 @@ class Sandbox(BaseModel):
     limits: Limits = Field(description="Default limits for execs in this sandbox.")
     env_keys: list[str] = Field(description="Names of the sandbox-level environment variables (values hidden).")
     egress: list[str] = Field(description="Hosts the sandbox's code may reach ([] means no network).")
+    secrets: list[str] = Field(default_factory=list, description="Names of the secrets every exec gets.")
 
 
 class SandboxList(BaseModel):
@@ -144,6 +200,7 @@ class ExecRequest(Strict):
         None, gt=0, le=LONGEST_SECONDS, description="Wall clock; clamped to the server maximum."
     )
     limits: Limits | None = Field(None, description="Limits for this exec; each clamped to the server maximum.")
+    secrets: list[str] | None = _secret_names()
 
     @model_validator(mode="after")
     def _one_target(self) -> ExecRequest:
@@ -156,6 +213,7 @@ class ExecRequest(Strict):
         if any("\0" in a for a in self.args) or "\0" in (self.command or ""):
             raise ValueError("arguments may not contain NUL bytes")
         _check_env(self.env)
+        _check_names(self.secrets)
         return self
 
 

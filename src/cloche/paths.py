@@ -5,6 +5,7 @@ into their jails but cannot list it; every entry directly in it is private: file
 write for group and others, see ``DataPaths.make_private``)::
 
     cloche.db            SQLite metadata (WAL)
+    secrets.key          the key that seals secrets in cloche.db (unless CLOCHE_SECRETS_KEY is set), 0600
     workspaces/<sb_id>/  one workspace per sandbox, owned by the sandbox's host uid, mode 0700: the mount point
                          of its volume (or a plain folder when the quota is enforced by walking it)
     volumes/<sb_id>.img  each workspace's ext4 image (sparse), root-only
@@ -36,6 +37,10 @@ class DataPaths:
     @property
     def db(self) -> Path:
         return self.root / "cloche.db"
+
+    @property
+    def secrets_key(self) -> Path:
+        return self.root / "secrets.key"
 
     @property
     def workspaces(self) -> Path:

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         description="Also trust the exact addresses the registry names resolve to at start-up, even if not "
         "global; loopback, link-local and metadata addresses are never trusted.",
     )
+    secrets_key: str | None = Field(
+        None,
+        description="Key that seals secrets at rest: 32 bytes in URL-safe base64. Unset: the key file "
+        "<data_dir>/secrets.key (created 0600 at first start; back it up with the database, or secrets are lost).",
+    )
     python_index_url: str = Field("https://pypi.org/simple", description="Python package index installers use.")
     python_wheel_dir: Path | None = Field(
         None, description="A local folder of wheels used instead of the index (offline hosts, tests)."

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests_support import pool_processes_of, run_command
+from tests_support import pool_processes_of, run_command, sse_exec
 
 
 @pytest.fixture
@@ -136,15 +135,7 @@ def test_exec_bad_input(http: httpx.Client, sid: str, body: dict[str, object], s
 
 def test_sse_stream(http: httpx.Client, sid: str) -> None:
     body = {"command": "echo one; sleep 0.2; echo two >&2; exit 4"}
-    events: list[tuple[str, object]] = []
-    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        kind = ""
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
+    events = sse_exec(http, sid, body)
     kinds = [k for k, _ in events]
     assert kinds == ["stdout", "stderr", "done"]
     done = events[-1][1]

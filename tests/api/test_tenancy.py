@@ -29,6 +29,7 @@ JSON_BODIES: dict[str, Any] = {
     "SeedCreate": {},
     "ExecRequest": {"command": "echo hi"},
     "SeedExec": {"command": "echo hi"},
+    "CreateSecret": {"name": "BOB_TOKEN", "value": "bob's own value"},
 }
 # Routes that take no sandbox: what another tenant's key gets from them.
 OPEN_ROUTES: dict[tuple[str, str], int] = {
@@ -38,6 +39,9 @@ OPEN_ROUTES: dict[tuple[str, str], int] = {
     ("GET", "/jhansi/health"): 200,
     ("GET", "/health"): 200,
     ("GET", "/metrics"): 200,
+    ("POST", "/v1/secrets"): 201,  # bob's own
+    ("GET", "/v1/secrets"): 200,  # bob's own: alice's are not listed
+    ("DELETE", "/v1/secrets/{name}"): 404,  # alice's name: not bob's
 }
 
 
@@ -71,11 +75,13 @@ def _operations(server: ServerProcess) -> list[tuple[str, str, dict[str, Any]]]:
 def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) -> None:
     with api(keyed_server, ALICE) as alice, api(keyed_server, BOB) as bob:
         sid = alice.post("/v1/sandboxes", json={}).json()["id"]
+        assert alice.post("/v1/secrets", json={"name": "ALICE_TOKEN", "value": "alice's value"}).status_code == 201
         assert alice.put(f"/v1/sandboxes/{sid}/files/a.txt", content=b"alice's\n").status_code == 201
         run = alice.post(f"/v1/sandboxes/{sid}/exec", json={"command": "cat a.txt"}).json()
         assert run["stdout"] == "alice's\n"
         values = {"sandbox_id": sid, "run_id": run["run_id"], "path": "a.txt", "from": run["run_id"]}
         values["to"] = run["run_id"]
+        values["name"] = "ALICE_TOKEN"
 
         operations = _operations(keyed_server)
         assert len(operations) >= 20
@@ -96,6 +102,8 @@ def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) ->
         assert alice.get(f"/v1/sandboxes/{sid}/files/a.txt").content == b"alice's\n"
         assert [r["run_id"] for r in alice.get(f"/v1/sandboxes/{sid}/runs").json()["runs"]] == [run["run_id"]]
         assert "b.txt" not in str(alice.get(f"/v1/sandboxes/{sid}/files").json())
+        assert [s["name"] for s in alice.get("/v1/secrets").json()["secrets"]] == ["ALICE_TOKEN"]
+        assert [s["name"] for s in bob.get("/v1/secrets").json()["secrets"]] == ["BOB_TOKEN"]
 
 
 def test_bare_keys_with_a_shared_prefix_are_different_tenants(keyed_server: ServerProcess) -> None:

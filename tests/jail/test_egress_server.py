@@ -318,17 +318,47 @@ def test_user_code_cannot_publish_a_secret_to_a_registry(
     fresh_server.env["CLOCHE_REGISTRY_ALLOW"] = f"localhost:{port}"
     fresh_server.start()
     token = "npm_" + "s3cr3t" * 6
+    publish = (PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
-        sid = create(api, language="python", env={"NPM_TOKEN": token})
-        put = api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes())
-        assert put.status_code == 201
-        found, result = jail_python(api, sid, PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
+        assert api.post("/v1/secrets", json={"name": "NPM_TOKEN", "value": token}).status_code == 201
+        sid = create(api, language="python", secrets=["NPM_TOKEN"])
+        assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
+        found, result = jail_python(api, sid, *publish)
         assert "403" in found["put"], found
         assert result["egress_denied"] == ["localhost"]
         assert registry.hits == 0 and registry.uploads == []
         # The same code with the stand-in allowlisted explicitly: an opaque tunnel, and the upload arrives.
-        sid2 = create(api, language="python", egress=[f"localhost:{port}"], env={"NPM_TOKEN": token})
+        sid2 = create(api, language="python", egress=[f"localhost:{port}"], secrets=["NPM_TOKEN"])
         assert api.put(f"/v1/sandboxes/{sid2}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
-        found, result = jail_python(api, sid2, PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
+        found, result = jail_python(api, sid2, *publish)
         assert found == {"put": "sent"} and registry.uploads == [token.encode()], found
+        assert_clean(fresh_server, api, sid)
+
+
+def test_a_secret_opens_its_own_hosts_to_the_runs_that_hold_it(
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
+) -> None:
+    port = registry.port
+    fresh_server.env["CLOCHE_EGRESS_TRUSTED_NETWORKS"] = "127.0.0.1/32"
+    fresh_server.start()
+    token = "api-" + "k3y" * 8
+    publish = (PUBLISH, f"https://localhost:{port}/v1/echo", "API_TOKEN")
+    with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
+        made = api.post("/v1/secrets", json={"name": "API_TOKEN", "value": token, "hosts": [f"localhost:{port}"]})
+        assert made.status_code == 201, made.text
+        sid = create(api, language="python")
+        assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
+        put = api.put(f"/v1/sandboxes/{sid}/files/probe.py", content=PUBLISH.encode())
+        assert put.status_code == 201
+        # Without the secret: the default policy, nothing reachable.
+        refused = run(api, sid, "API_TOKEN=x-not-the-secret python3 probe.py " + " ".join(publish[1:]))
+        assert "403" in refused["stdout"] and refused["egress_denied"] == ["localhost"], refused
+        assert registry.uploads == []
+        # Holding it (this exec asks): a tunnel to its host, and only there.
+        held = run(api, sid, "python3 probe.py " + " ".join(publish[1:]), secrets=["API_TOKEN"])
+        assert held["stdout"] == '{"put": "sent"}\n' and held["egress_denied"] == [], held
+        assert registry.uploads == [token.encode()]
+        elsewhere = f"python3 probe.py https://localhost:{fresh_server.port}/ API_TOKEN"
+        other = run(api, sid, elsewhere, secrets=["API_TOKEN"])
+        assert "403" in other["stdout"] and other["egress_denied"] == ["localhost"], other
         assert_clean(fresh_server, api, sid)

@@ -19,6 +19,7 @@ from cloche.errors import ClocheError
 from cloche.jail.runner import StreamName
 from cloche.models import (
     CreateSandbox,
+    CreateSecret,
     ExecRequest,
     ExecResult,
     FileEntry,
@@ -28,7 +29,10 @@ from cloche.models import (
     RunRecord,
     Sandbox,
     SandboxList,
+    SecretInfo,
+    SecretList,
 )
+from cloche.store.metadata import SecretRow
 
 router = APIRouter(prefix="/v1")
 CYCLONEDX = "application/vnd.cyclonedx+json"
@@ -48,7 +52,29 @@ NAMES_A_SANDBOX = (401, 404, 422)  # the answers of every route with a {sandbox_
 
 @router.post("/sandboxes", status_code=201, response_model=Sandbox, responses=documented(401, 413, 422, 429, 503))
 async def create_sandbox(s: State, who: Tenant, body: CreateSandbox | None = None) -> Sandbox:
-    return await s.sandboxes.create(who, body or CreateSandbox())
+    body = body or CreateSandbox()
+    s.secrets.check(who, body.secrets or [])
+    return await s.sandboxes.create(who, body)
+
+
+def _secret_info(row: SecretRow) -> SecretInfo:
+    return SecretInfo(name=row.name, hosts=row.hosts, created_at=row.created_at)
+
+
+@router.post("/secrets", status_code=201, response_model=SecretInfo, responses=documented(401, 422))
+async def put_secret(s: State, who: Tenant, body: CreateSecret) -> SecretInfo:
+    return _secret_info(s.secrets.put(who, body.name, body.value, body.hosts))
+
+
+@router.get("/secrets", response_model=SecretList, responses=documented(401))
+async def list_secrets(s: State, who: Tenant) -> SecretList:
+    return SecretList(secrets=[_secret_info(row) for row in s.secrets.listing(who)])
+
+
+@router.delete("/secrets/{name}", status_code=204, responses=documented(401, 404, 422))
+async def delete_secret(s: State, who: Tenant, name: str) -> Response:
+    s.secrets.delete(who, name)
+    return Response(status_code=204)
 
 
 @router.get("/sandboxes", response_model=SandboxList, responses=documented(401))

@@ -35,6 +35,7 @@ from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
 from cloche.service.sandboxes import SandboxService
+from cloche.service.secrets import SecretService, load_key
 from cloche.settings import Settings
 from cloche.store.audit_log import AuditLog
 from cloche.store.envstore import EnvironmentStore
@@ -68,6 +69,7 @@ class AppState:
     deps: DependencyService
     execs: ExecService
     evidence: EvidenceService
+    secrets: SecretService
     api_keys: dict[str, str]
     tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -131,6 +133,7 @@ class AppState:
         )
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
+        secrets = SecretService(store, load_key(settings.secrets_key, paths.secrets_key))
         return cls(
             settings=settings,
             paths=paths,
@@ -141,8 +144,9 @@ class AppState:
             sandboxes=sandboxes,
             files=FileService(sandboxes),
             deps=deps,
-            execs=ExecService(sandboxes, runner, registry, deps),
+            execs=ExecService(sandboxes, runner, registry, deps, secrets),
             evidence=EvidenceService(sandboxes),
+            secrets=secrets,
             api_keys=settings.parsed_api_keys(),
             tools=tools,
             metrics=metrics,

@@ -20,10 +20,12 @@ from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummar
 from cloche.service.command_deps import CommandDependencies, CommandDeps
 from cloche.service.deps import DependencyService, Progress
 from cloche.service.ids import new_run_id, utcnow
+from cloche.service.masking import Masker
 from cloche.service.records import DependencyRecord
 from cloche.service.run_capture import RunCapture
 from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
+from cloche.service.secrets import Held, SecretService
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
 
@@ -49,6 +51,7 @@ class ExecService:
         runner: Runner,
         ecosystems: EcosystemRegistry,
         deps: DependencyService,
+        secrets: SecretService,
         metrics: Metrics | None = None,
     ) -> None:
         self.sandboxes = sandboxes
@@ -56,6 +59,7 @@ class ExecService:
         self.runner = runner
         self.ecosystems = ecosystems
         self.deps = deps
+        self.secrets = secrets
         self.metrics = metrics or deps.metrics
         self.commands = CommandDependencies(ecosystems, deps)
 
@@ -85,7 +89,7 @@ class ExecService:
         prepared = await self.deps.prepare(row.id, target.ecosystem, root, [target.entry], progress)
         return CommandDeps(prepared, target.argv)
 
-    def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv) -> RunSpec:
+    def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv, held: Held) -> RunSpec:
         settings = self.settings
         asked = {**row.limits, **(request.limits.model_dump(exclude_none=True) if request.limits else {})}
         if request.timeout_seconds:
@@ -102,7 +106,7 @@ class ExecService:
         )
         return RunSpec(
             argv=tuple(argv),
-            env={**exec_env.env, **row.env, **(request.env or {})},  # over the runner's base variables
+            env={**exec_env.env, **row.env, **(request.env or {}), **held.values},  # over the runner's base ones
             cwd=SANDBOX_DIR,
             stdin=request.stdin.encode() if request.stdin is not None else None,
             timeout_seconds=min(float(timeout), settings.max_timeout_seconds),
@@ -111,10 +115,12 @@ class ExecService:
             watchdog=self.sandboxes.quota.watchdog(row),
         )
 
-    def _egress(self, row: SandboxRow) -> EgressPolicy:
+    def _egress(self, row: SandboxRow, held: Held) -> EgressPolicy:
         # Under the server default (no "egress" at create) the proxy runs even with nothing allowed, so what
         # the code tried is refused with a 403 and listed in egress_denied; an explicit [] means no network.
-        return EgressPolicy(tuple(self.sandboxes.egress_hosts(row)), report_refusals=row.egress is None)
+        # The run's secrets add the hosts they are meant for.
+        allow = dict.fromkeys([*self.sandboxes.egress_hosts(row), *held.hosts])
+        return EgressPolicy(tuple(allow), report_refusals=row.egress is None)
 
     async def execute(
         self,
@@ -156,13 +162,16 @@ class ExecService:
         async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
             target = self._target(row, request)
+            held = self.secrets.hold(tenant, [*row.secrets, *(request.secrets or [])])
+            masker = Masker(held.values.values())
             if row.language is None and target.ecosystem is not None:
                 self.sandboxes.store.set_language(row.id, target.ecosystem.name)  # the first file decides
             language = row.language or (target.ecosystem.name if target.ecosystem else None)
-            run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=target.argv, status="running", started_at=utcnow())
+            argv = [masker.mask(a) for a in target.argv]  # as stored and audited
+            run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
             runs.append(run)
-            capture = RunCapture(self.sandboxes.store, run.id, on_output)
+            capture = RunCapture(self.sandboxes.store, run.id, on_output, masker)
             bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
             audit = self.sandboxes.audit
@@ -181,7 +190,7 @@ class ExecService:
                     return await self._end_unrun(run, language, record, "install_failed", error, "Install failed:\n")
                 if not found.argv:  # only package installs, which the server has performed: nothing to run
                     done = RunResult("succeeded", 0, installs, "", _install_lines(record) + installs, False, 0)
-                    self._finish(run, language, done, done.status, None)
+                    self._finish(run, language, done, done.status, None, masker)
                     await audit.run_finished(run, record, workspace)
                     return _result(run, record)
                 # A walked workspace over its quota runs nothing until files are deleted.
@@ -190,18 +199,19 @@ class ExecService:
                     return await self._end_unrun(run, language, record, "killed", refused)
                 # Every run gets the command tools (python, pip) whatever its environments.
                 exec_env = combine([prepared.exec_env, *(e.command_tools for e in self.ecosystems.ecosystems)])
-                spec = self._spec(row, request, found.argv, exec_env)
+                spec = self._spec(row, request, found.argv, exec_env, held)
                 profile = JailProfile(
                     name="exec",
                     host_uid=row.host_uid,
                     workspace=workspace,
                     workspace_writable=True,
                     mounts=exec_env.mounts,
-                    egress=self._egress(row),
+                    egress=self._egress(row, held),
                     tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
                 )
                 async with capture.saving():
                     result = await self.runner.run(spec, profile, capture.sink)
+                    await capture.flush()
                 result.output = _install_lines(record) + installs + result.output
                 # The watchdog's last check may have been cut short by the run's end: measure once more.
                 late = await self.sandboxes.quota.verdict(row)
@@ -209,14 +219,14 @@ class ExecService:
                     result.status, result.exit_code, result.error = "killed", None, late
             except asyncio.CancelledError as exc:
                 capture.keep_in(run)
-                self._finish(run, language, None, "killed", str(exc) or "the client disconnected")
+                self._finish(run, language, None, "killed", str(exc) or "the client disconnected", masker)
                 audit.run_aborted(run, record)
                 raise
             except Exception as exc:
                 self.metrics.jail_failed()
-                self._finish(run, language, None, "failed", f"cloche could not run this: {exc}")
+                self._finish(run, language, None, "failed", f"cloche could not run this: {exc}", masker)
                 raise
-            self._finish(run, language, result, result.status, result.error)
+            self._finish(run, language, result, result.status, result.error, masker)
             self.sandboxes.touch(row.id)
             await audit.run_finished(run, record, workspace)
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
@@ -227,19 +237,28 @@ class ExecService:
     ) -> ExecResult:
         """Record a run that was never started (its install failed, or its workspace is over quota)."""
         run.output = f"{heading}{error}\n"
-        self._finish(run, language, None, status, error)
+        self._finish(run, language, None, status, error, Masker(()))
         await self.sandboxes.audit.run_finished(run, record, self.sandboxes.paths.workspace(run.sandbox_id))
         return _result(run, record)
 
     def _finish(
-        self, run: RunRow, language: str | None, result: RunResult | None, status: str, error: str | None
+        self,
+        run: RunRow,
+        language: str | None,
+        result: RunResult | None,
+        status: str,
+        error: str | None,
+        masker: Masker,
     ) -> None:
+        """Record the run's end; every text it keeps passes the run's secret masker first."""
         run.status = status
-        run.error = error
+        run.error = masker.mask_opt(error)
         run.finished_at = utcnow()
         if result is not None:
             run.exit_code = result.exit_code
             run.stdout, run.stderr, run.output = result.stdout, result.stderr, result.output
+        run.stdout, run.stderr, run.output = (masker.mask(t) for t in (run.stdout, run.stderr, run.output))
+        if result is not None:
             run.truncated = result.truncated
             run.duration_ms = result.duration_ms
             run.extra["egress_denied"] = result.egress_denied

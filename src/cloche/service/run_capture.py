@@ -2,7 +2,8 @@
 
 The runner hands every piece of output (already capped per stream) to its sink; ``RunCapture`` is that sink. It
 passes each piece on to the caller's sink (an SSE stream), keeps the text, and writes it to the run row at most
-once per ``SAVE_SECONDS`` while the run goes on, so a crash loses at most that much.
+once per ``SAVE_SECONDS`` while the run goes on, so a crash loses at most that much. Each stream passes the
+run's secret masker first, so no piece a caller or the run row sees holds a secret (``flush`` at the end).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from cloche.jail.runner import StreamName
+from cloche.service.masking import Masker, StreamMasker
 from cloche.store.metadata import MetadataStore, RunRow
 
 Sink = Callable[[StreamName, str], Awaitable[None]]
@@ -19,13 +21,24 @@ SAVE_SECONDS = 1.0
 
 
 class RunCapture:
-    def __init__(self, store: MetadataStore, run_id: str, forward: Sink | None) -> None:
+    def __init__(self, store: MetadataStore, run_id: str, forward: Sink | None, masker: Masker) -> None:
         self._store, self._run_id, self._forward = store, run_id, forward
+        self._maskers: dict[StreamName, StreamMasker] = {"stdout": masker.stream(), "stderr": masker.stream()}
         self._streams: dict[StreamName, list[str]] = {"stdout": [], "stderr": []}
         self._interleaved: list[str] = []
         self._dirty = False
 
     async def sink(self, name: StreamName, text: str) -> None:
+        await self._keep(name, self._maskers[name].feed(text))
+
+    async def flush(self) -> None:
+        """Pass on what each stream's masker held back (the run has ended)."""
+        for name, masker in self._maskers.items():
+            await self._keep(name, masker.flush())
+
+    async def _keep(self, name: StreamName, text: str) -> None:
+        if not text:
+            return
         self._streams[name].append(text)
         self._interleaved.append(text)
         self._dirty = True

@@ -95,6 +95,7 @@ class SandboxService:
             limits=stored_limits(row.limits),
             env_keys=sorted(row.env),
             egress=self.egress_hosts(row),
+            secrets=row.secrets,
         )
 
     def egress_hosts(self, row: SandboxRow) -> list[str]:
@@ -133,6 +134,7 @@ class SandboxService:
             limits=(request.limits or Limits()).model_dump(exclude_none=True),
             env=request.env or {},
             egress=request.egress,
+            secrets=list(dict.fromkeys(request.secrets or [])),
         )
         try:
             # The workspace (a volume: mkfs and mount) is complete before the row exists, so a crash in between

@@ -25,6 +25,18 @@ class SandboxRow:
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
     egress: list[str] | None = None  # None: the server default
+    secrets: list[str] = field(default_factory=list)  # names of the tenant's secrets every run gets
+
+
+@dataclass
+class SecretRow:
+    """A tenant's secret: its value sealed (nonce + AES-GCM ciphertext), never stored in the clear."""
+
+    tenant: str
+    name: str
+    sealed: bytes
+    hosts: list[str]
+    created_at: datetime
 
 
 @dataclass
@@ -134,5 +146,16 @@ class MetadataStore(Protocol):
 
     def bound_env_keys(self) -> set[str]:
         """Environment keys referenced by live sandboxes (the garbage collector keeps these)."""
+
+    def put_secret(self, row: SecretRow) -> None:
+        """Insert or replace the tenant's secret of that name."""
+
+    def get_secret(self, tenant: str, name: str) -> SecretRow | None: ...
+
+    def list_secrets(self, tenant: str) -> list[SecretRow]:
+        """By name."""
+
+    def delete_secret(self, tenant: str, name: str) -> bool:
+        """False when there was none."""
 
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloche.store.metadata import EnvBinding, RunRow, SandboxNeed, SandboxRow
+from cloche.store.metadata import EnvBinding, RunRow, SandboxNeed, SandboxRow, SecretRow
 
 SCHEMA_VERSION = 1
 PRIVATE_MODE = 0o600  # sandboxes' env values and runs' output: no other local user may read them
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     env TEXT NOT NULL,
     deleted_at TEXT,
     deleted_reason TEXT,
-    egress TEXT
+    egress TEXT,
+    secrets TEXT NOT NULL DEFAULT '[]'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sandboxes_live_uid ON sandboxes(host_uid) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes(tenant, created_at);
@@ -70,7 +71,17 @@ CREATE TABLE IF NOT EXISTS sandbox_needs (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (sandbox_id, ecosystem, source)
 );
+CREATE TABLE IF NOT EXISTS secrets (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    hosts TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
 """
+# Columns added after a table first shipped: (table, column, definition), added to older database files.
+ADDED_COLUMNS = (("sandboxes", "secrets", "TEXT NOT NULL DEFAULT '[]'"),)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -103,6 +114,10 @@ class SqliteMetadataStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         with self._lock:
             self._db.executescript(SCHEMA)
+            for table, column, definition in ADDED_COLUMNS:
+                have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
@@ -130,12 +145,13 @@ class SqliteMetadataStore:
             deleted_at=_dt(row["deleted_at"]),
             deleted_reason=row["deleted_reason"],
             egress=None if row["egress"] is None else json.loads(row["egress"]),
+            secrets=json.loads(row["secrets"]),
         )
 
     def insert_sandbox(self, row: SandboxRow) -> None:
         self._exec(
             "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds,"
-            " limits, env, egress) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " limits, env, egress, secrets) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 row.id,
                 row.tenant,
@@ -147,6 +163,7 @@ class SqliteMetadataStore:
                 json.dumps(row.limits),
                 json.dumps(row.env),
                 None if row.egress is None else json.dumps(row.egress),
+                json.dumps(row.secrets),
             ),
         )
 
@@ -346,6 +363,34 @@ class SqliteMetadataStore:
             " WHERE s.deleted_at IS NULL"
         )
         return {r[0] for r in rows}
+
+    # secrets (sealed by the service; this store never sees a value)
+
+    @staticmethod
+    def _secret(row: sqlite3.Row) -> SecretRow:
+        return SecretRow(
+            tenant=row["tenant"],
+            name=row["name"],
+            sealed=bytes(row["sealed"]),
+            hosts=json.loads(row["hosts"]),
+            created_at=_req_dt(row["created_at"]),
+        )
+
+    def put_secret(self, row: SecretRow) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO secrets (tenant, name, sealed, hosts, created_at) VALUES (?,?,?,?,?)",
+            (row.tenant, row.name, row.sealed, json.dumps(row.hosts), _ts(row.created_at)),
+        )
+
+    def get_secret(self, tenant: str, name: str) -> SecretRow | None:
+        rows = self._fetch("SELECT * FROM secrets WHERE tenant = ? AND name = ?", (tenant, name))
+        return self._secret(rows[0]) if rows else None
+
+    def list_secrets(self, tenant: str) -> list[SecretRow]:
+        return [self._secret(r) for r in self._fetch("SELECT * FROM secrets WHERE tenant = ? ORDER BY name", (tenant,))]
+
+    def delete_secret(self, tenant: str, name: str) -> bool:
+        return self._exec("DELETE FROM secrets WHERE tenant = ? AND name = ?", (tenant, name)).rowcount > 0
 
     def close(self) -> None:
         with self._lock:
