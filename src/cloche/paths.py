@@ -67,7 +67,11 @@ class DataPaths:
 
     def registry_facts(self, ecosystem: str) -> Path:
         """The server's own cache of what a registry said about packages (never written by a jail)."""
-        return self.root / "facts" / ecosystem
+        return self.facts / ecosystem
+
+    @property
+    def facts(self) -> Path:
+        return self.root / "facts"
 
     @property
     def tmp(self) -> Path:
@@ -90,6 +94,9 @@ class DataPaths:
         for private in (self.cache,):
             private.mkdir(exist_ok=True)
             os.chmod(private, 0o711)
+        # Host-only state made lazily later: private from the start, as make_private only runs at start-up.
+        self.facts.mkdir(exist_ok=True)
+        os.chmod(self.facts, 0o700)
         self.volumes.mkdir(exist_ok=True)
         os.chmod(self.volumes, 0o700)  # raw images: root only
         # Install jails (builder uid) read their inputs from session dirs below tmp/.
