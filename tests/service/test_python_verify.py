@@ -43,7 +43,7 @@ def _mapped_modules(count: int) -> list[tuple[str, str]]:
     return list(picked.values())
 
 
-DRIFT, NEED, BROKEN, EXTRA = _mapped_modules(4)
+DRIFT, NEED, BROKEN, EXTRA, DEEP = _mapped_modules(5)
 
 
 def _second_provider() -> tuple[str, str, str] | None:
@@ -67,6 +67,11 @@ def wheels() -> Iterator[Path]:
         module, project = DRIFT
         build_wheel(folder, project, "5.0.0", {f"{module}/__init__.py": "OTHER = 1\n"})
         build_wheel(folder, project, "4.9.0", {f"{module}/__init__.py": "def wanted():\n    return 'old'\n"})
+        # A submodule removed two series ago: the back-off keeps stepping back until a release has it.
+        module, project = DEEP
+        for version in ("5.0.0", "4.0.0"):
+            build_wheel(folder, project, version, {f"{module}/__init__.py": ""})
+        build_wheel(folder, project, "3.0.0", {f"{module}/__init__.py": "", f"{module}/legacy.py": "U = 'old'\n"})
         # An undeclared runtime need: the package imports pkg_resources and declares nothing.
         module, project = NEED
         build_wheel(folder, project, "1.0.0", {f"{module}/__init__.py": "import pkg_resources\nOK = pkg_resources.X\n"})
@@ -133,6 +138,23 @@ def test_version_backoff_finds_the_release_with_the_imported_name(cloche: Client
         second = box.exec(filename="main.py")
         assert second.stdout == "old\n"
         assert second.install is not None and second.install.reused_environment and second.install.verified is None
+
+
+def test_version_backoff_steps_back_series_by_series_for_a_removed_submodule(cloche: Client) -> None:
+    module, project = DEEP
+    with cloche.create() as box:
+        box.write("main.py", f"from {module}.legacy import U\nprint(U)\n")
+        result = box.exec(filename="main.py")
+        assert result.status == "succeeded", result.output
+        assert result.stdout == "old\n"
+        install = result.install
+        assert install is not None and install.verified is True
+        steps = [(s.action, s.requirement, s.outcome) for s in install.recovery]
+        assert steps == [
+            ("version_backoff", f"{project}<5", "failed"),
+            ("version_backoff", f"{project}<4", "fixed"),
+        ]
+        assert [p.version for p in install.installed] == ["3.0.0"]
 
 
 def test_undeclared_runtime_need_is_installed(cloche: Client) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.recovery import Answer, _series_bound, runtime_needs
+from cloche.ecosystems.python.recovery import Answer, _earlier_bound, _series_bound, runtime_needs
 from cloche.ecosystems.python.resolve import Resolver
 
 RESOLVER = Resolver()
@@ -45,6 +45,11 @@ def test_backoff_steps_to_the_previous_series() -> None:
     assert _series_bound("0.24.2") == "0.24"
     assert _series_bound("0.0.9") is None
     assert _series_bound("not a version") is None
+    # When the previous series lacks the name too, the next round steps one series further back.
+    assert _earlier_bound("5") == "4"
+    assert _earlier_bound("0.24") == "0.23"
+    assert _earlier_bound("1") is None
+    assert _earlier_bound("0.1") is None
 
 
 def test_runtime_needs_are_reviewed_data() -> None:

@@ -13,9 +13,10 @@ the following round. The repairs, in the order they are tried for an import:
   for.
 - ``next_provider`` (imports cloche mapped itself): the chosen project does not ship the module: use the next
   provider by download rank.
-- ``version_backoff``: the module lacks a name the entry imports from it (API drift), in the chosen project,
-  or in a dependency whose own import fails with "cannot import name": back off to the newest release of the
-  previous series (``<major``, or ``<0.minor``), at most ``MAX_BACKOFF`` times per project.
+- ``version_backoff``: the module lacks a name or a submodule the entry imports from it (API drift), in the
+  chosen project, or in a dependency whose own import fails with "cannot import name": back off to the newest
+  release of the previous series (``<major``, or ``<0.minor``); when that release lacks it too, one series
+  further back each round, at most ``MAX_BACKOFF`` times per project.
 
 Declared needs (a manifest, an inline block) are never replaced or re-pinned; only additions are made.
 """
@@ -97,6 +98,20 @@ def _name(requirement: str) -> str | None:
         return None
 
 
+def _earlier_bound(bound: str) -> str | None:
+    """The series before the bound ``"<bound"`` already tried: "5" -> "4", "0.24" -> "0.23"; None past the
+    first series (which series comes before 1.0 is not known without asking the index)."""
+    try:
+        v = Version(bound)
+    except InvalidVersion:
+        return None
+    if v.major >= 2:
+        return str(v.major - 1)
+    if v.major == 0 and v.minor >= 2:
+        return f"0.{v.minor - 1}"
+    return None
+
+
 def _series_bound(version: str) -> str | None:
     """The start of ``version``'s release series: newer releases of a series rarely remove names."""
     try:
@@ -115,6 +130,7 @@ class _State:
         self.providers = {n.module: [n.distribution or "", *n.alternatives] for n in needs}
         self.tried: set[tuple[str, str]] = set()  # (module, requirement)
         self.backoffs: dict[str, int] = {}  # project -> tries
+        self.bounds: dict[str, str] = {}  # project -> the last "<bound" tried
 
     def apply(self, repairs: Sequence[_Repair]) -> list[str]:
         out = list(self.requirements)
@@ -187,10 +203,14 @@ class _State:
             return None
         key = canonicalize_name(project)
         versions = {canonicalize_name(name): version for name, version, _ in parse_lock(lock.text)}
-        bound = _series_bound(versions.get(key, ""))
+        # A back-off that did not help is dropped (the kept lock still holds the newest release): step one
+        # series further back than the last bound tried, not from the kept version again.
+        tried = self.bounds.get(key)
+        bound = _series_bound(versions.get(key, "")) if tried is None else _earlier_bound(tried)
         if bound is None or self.backoffs.get(key, 0) >= MAX_BACKOFF:
             return None
         self.backoffs[key] = self.backoffs.get(key, 0) + 1
+        self.bounds[key] = bound
         lacking = ", ".join(answer.names) or answer.missing or (drift.group(1) if drift else "")
         detail = f"{project} {versions.get(key)} lacks {lacking}; trying its newest release before {bound}"
         return _Repair("version_backoff", need.module, f"{project}<{bound}", key, detail)
