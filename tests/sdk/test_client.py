@@ -58,3 +58,17 @@ def test_upload_files_and_archive(client: Client, tmp_path: object) -> None:
         assert box.upload(tmp_path / "a.py").filename == "a.py"
         assert [f.path for f in box.upload_archive(buffer.getvalue()).files] == ["z/b.py"]
         assert box.exec(filename="z/b.py").stdout == "b\n"
+
+
+def test_secrets(client: Client) -> None:
+    info = client.set_secret("SDK_TOKEN", "sdk-token-value-123", hosts=("api.example.com",))
+    assert (info.name, info.hosts) == ("SDK_TOKEN", ["api.example.com"])
+    assert "SDK_TOKEN" in [s.name for s in client.secrets()]
+    with client.create(language="python", secrets=["SDK_TOKEN"]) as box:
+        result = box.exec(command="echo $SDK_TOKEN")
+        assert result.stdout == "***\n"
+    client.delete_secret("SDK_TOKEN")
+    assert "SDK_TOKEN" not in [s.name for s in client.secrets()]
+    with pytest.raises(ClocheAPIError) as missing:
+        client.delete_secret("SDK_TOKEN", missing_ok=False)
+    assert missing.value.code == "secret_not_found"

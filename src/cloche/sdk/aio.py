@@ -12,6 +12,7 @@ Requests, paths and answer parsing are shared with the blocking client (``cloche
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox
+from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
 from cloche.sdk import calls
 from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import raise_for
@@ -57,6 +58,16 @@ class AsyncClient(Endpoint[httpx.AsyncClient]):
 
     async def list(self) -> list[Sandbox]:
         return await self.send(calls.list_sandboxes())
+
+    async def set_secret(self, name: str, value: str, hosts: tuple[str, ...] = ()) -> SecretInfo:
+        """Create or replace a secret; sandboxes and execs name it in ``secrets=[...]``."""
+        return await self.send(calls.put_secret(name, value, hosts))
+
+    async def secrets(self) -> builtins.list[SecretInfo]:
+        return await self.send(calls.list_secrets())
+
+    async def delete_secret(self, name: str, missing_ok: bool = True) -> None:
+        await self.send(calls.delete_secret(name, missing_ok))
 
     async def events(self, call: Call[None]) -> AsyncIterator[ExecEvent]:
         """Send a streaming call and yield its decoded events."""

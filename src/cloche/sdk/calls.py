@@ -18,7 +18,18 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SandboxList
+from cloche.models import (
+    ExecResult,
+    FileEntry,
+    FileList,
+    FilesWritten,
+    RunList,
+    RunRecord,
+    Sandbox,
+    SandboxList,
+    SecretInfo,
+    SecretList,
+)
 from cloche.sdk.errors import error_for_code, raise_for
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -110,6 +121,22 @@ def get(sandbox_id: str) -> Call[Sandbox]:
 
 def delete(sandbox_id: str, missing_ok: bool = True) -> Call[None]:
     return Call("DELETE", _base(sandbox_id), _nothing, missing_ok=missing_ok)
+
+
+# secrets (per tenant; values go in, never come back)
+
+
+def put_secret(name: str, value: str, hosts: tuple[str, ...]) -> Call[SecretInfo]:
+    body = {"name": name, "value": value, "hosts": list(hosts)}
+    return Call("POST", "/v1/secrets", _model(SecretInfo), {"json": body})
+
+
+def list_secrets() -> Call[list[SecretInfo]]:
+    return Call("GET", "/v1/secrets", lambda r: SecretList.model_validate(r.json()).secrets)
+
+
+def delete_secret(name: str, missing_ok: bool = True) -> Call[None]:
+    return Call("DELETE", f"/v1/secrets/{urllib.parse.quote(name, safe='')}", _nothing, missing_ok=missing_ok)
 
 
 # files

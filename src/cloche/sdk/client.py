@@ -8,6 +8,7 @@ with Client() as cloche:                      # CLOCHE_URL, CLOCHE_API_KEY
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox
+from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
 from cloche.sdk import calls
 from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import ClocheAPIError, raise_for
@@ -55,6 +56,16 @@ class Client(Endpoint[httpx.Client]):
 
     def list(self) -> list[Sandbox]:
         return self.send(calls.list_sandboxes())
+
+    def set_secret(self, name: str, value: str, hosts: tuple[str, ...] = ()) -> SecretInfo:
+        """Create or replace a secret; sandboxes and execs name it in ``secrets=[...]``."""
+        return self.send(calls.put_secret(name, value, hosts))
+
+    def secrets(self) -> builtins.list[SecretInfo]:
+        return self.send(calls.list_secrets())
+
+    def delete_secret(self, name: str, missing_ok: bool = True) -> None:
+        self.send(calls.delete_secret(name, missing_ok))
 
     def events(self, call: Call[None]) -> Iterator[ExecEvent]:
         """Send a streaming call and yield its decoded events."""

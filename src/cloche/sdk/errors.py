@@ -5,7 +5,8 @@ The class follows the HTTP status; ``code`` is the server's stable error code::
     ClocheAPIError                 any error answer (and the base to catch)
     ├── InvalidRequestError  400   invalid_request, invalid_path, invalid_archive, unsupported; 422 validation_error
     ├── UnauthorizedError    401   unauthorized
-    ├── NotFoundError        404   not_found, sandbox_not_found, sandbox_expired, file_not_found, run_not_found
+    ├── NotFoundError        404   not_found, sandbox_not_found, sandbox_expired, file_not_found, run_not_found,
+                                   secret_not_found
     ├── ConflictError        409   conflict, sandbox_busy
     ├── TooLargeError        413   too_large
     └── UnavailableError     503   jail_unavailable, uid_pool_exhausted
