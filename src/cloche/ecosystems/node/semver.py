@@ -4,6 +4,10 @@ Implements node-semver's grammar for ranges: ``||`` alternatives of space-separa
 (``>=``, ``<=``, ``>``, ``<``, ``=``), caret (``^1.2``), tilde (``~1.2.3``), x-ranges (``1.x``, ``*``,
 ``""``) and hyphen ranges (``1.2 - 2``). Prerelease versions only satisfy a comparator of the same
 ``major.minor.patch`` with a prerelease, as in npm. A range that does not parse satisfies nothing.
+
+Written here because the Python library for npm ranges (semantic_version's ``NpmSpec``) refuses the spaced
+operators real ``engines`` fields use (``">= 6.9.0"``, which node-semver accepts), and a refused range would
+turn a fitting release into a misfit.
 """
 
 from __future__ import annotations
