@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REGISTRIES: tuple[str, ...] = (
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         description="Also trust the exact addresses the registry names resolve to at start-up, even if not "
         "global; loopback, link-local and metadata addresses are never trusted.",
     )
-    secrets_key: str | None = Field(
+    secrets_key: SecretStr | None = Field(  # SecretStr: never shown by repr or a settings dump
         None,
         description="Key that seals secrets at rest: 32 bytes in URL-safe base64. Unset: the key file "
         "<data_dir>/secrets.key (created 0600 at first start; back it up with the database, or secrets are lost).",

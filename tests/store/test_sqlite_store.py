@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cloche.store.metadata import RunRow, SandboxNeed, SandboxRow
-from cloche.store.sqlite import SqliteMetadataStore
+from cloche.store.metadata import RunRow, SandboxNeed, SandboxRow, SecretRow
+from cloche.store.sqlite import SCHEMA, SqliteMetadataStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -90,3 +91,32 @@ def test_needs_per_source_survive_a_reopen(tmp_path: Path) -> None:
     store.delete_need("sb_1", "python", "declared")
     assert [n.source for n in store.get_needs("sb_1", "python")] == ["entry:main.py"]
     assert [n.requirements for n in store.get_needs("sb_1", "node")] == [["left-pad@1.3.0"]]
+
+
+def test_a_database_from_before_secrets_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace(",\n    secrets TEXT NOT NULL DEFAULT '[]'", ""))
+    old.execute(
+        "INSERT INTO sandboxes (id, tenant, host_uid, created_at, last_used_at, limits, env)"
+        " VALUES ('sb_old', 't', 7, ?, ?, '{}', '{}')",
+        (NOW.isoformat(), NOW.isoformat()),
+    )
+    old.commit()
+    old.close()
+    store = SqliteMetadataStore(path)
+    row = store.get_sandbox("sb_old")
+    assert row is not None and row.secrets == []
+    store.insert_sandbox(SandboxRow("sb_new", "t", None, 8, NOW, NOW, None, {}, {}, secrets=["TOKEN"]))
+    again = store.get_sandbox("sb_new")
+    assert again is not None and again.secrets == ["TOKEN"]
+
+
+def test_secrets_are_per_tenant(store: SqliteMetadataStore) -> None:
+    store.put_secret(SecretRow("a", "TOKEN", b"sealed-a", ["h.example"], NOW))
+    store.put_secret(SecretRow("b", "TOKEN", b"sealed-b", [], NOW))
+    got = store.get_secret("a", "TOKEN")
+    assert got is not None and (got.sealed, got.hosts) == (b"sealed-a", ["h.example"])
+    assert [s.tenant for s in store.list_secrets("b")] == ["b"]
+    assert store.delete_secret("a", "TOKEN") and not store.delete_secret("a", "TOKEN")
+    assert store.get_secret("a", "TOKEN") is None and store.get_secret("b", "TOKEN") is not None

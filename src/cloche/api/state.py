@@ -133,7 +133,8 @@ class AppState:
         )
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
-        secrets = SecretService(store, load_key(settings.secrets_key, paths.secrets_key))
+        configured_key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+        secrets = SecretService(store, load_key(configured_key, paths.secrets_key))
         return cls(
             settings=settings,
             paths=paths,
