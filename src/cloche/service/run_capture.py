@@ -37,20 +37,25 @@ class RunCapture:
             await self._keep(name, masker.flush())
 
     async def _keep(self, name: StreamName, text: str) -> None:
-        if not text:
-            return
-        self._streams[name].append(text)
-        self._interleaved.append(text)
-        self._dirty = True
-        if self._forward is not None:
+        if self._add(name, text) and self._forward is not None:
             await self._forward(name, text)
+
+    def _add(self, name: StreamName, text: str) -> bool:
+        if text:
+            self._streams[name].append(text)
+            self._interleaved.append(text)
+            self._dirty = True
+        return bool(text)
 
     def texts(self) -> tuple[str, str, str]:
         """(stdout, stderr, output) so far."""
         return "".join(self._streams["stdout"]), "".join(self._streams["stderr"]), "".join(self._interleaved)
 
     def keep_in(self, run: RunRow) -> None:
-        """Put the output so far into a run that ended without the runner's own result."""
+        """Put the output so far into a run that ended without the runner's own result (with what the
+        maskers held back: nothing will follow it)."""
+        for name, masker in self._maskers.items():
+            self._add(name, masker.flush())
         run.stdout, run.stderr, run.output = self.texts()
 
     def save(self) -> None:
