@@ -13,11 +13,24 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 FORMAT = 1
+T = TypeVar("T")
+
+
+def iso_epoch(text: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 time as registries write them ("...Z"), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -65,3 +78,33 @@ class FactsCache:
         temp = path.with_suffix(f".{secrets.token_hex(6)}.tmp")
         temp.write_text(json.dumps(record), encoding="utf-8")
         os.replace(temp, path)
+
+    def through(
+        self,
+        key: str,
+        read: Callable[[], T],
+        *,
+        ttl: Callable[[T], float],
+        load: Callable[[Any], T],
+        dump: Callable[[T], Any],
+        unavailable: type[Exception],
+    ) -> T:
+        """The cached answer while ``ttl`` of it holds, else ``read()`` (then cached); when the registry is
+        ``unavailable``, a stale answer beats none."""
+        stored = self.get(key)
+        known: T | None = None
+        if stored is not None:
+            try:
+                known = load(stored.data)
+            except (KeyError, TypeError, ValueError):  # an older shape of the same record: absent
+                known = None
+        if stored is not None and known is not None and stored.fresh(ttl(known)):
+            return known
+        try:
+            value = read()
+        except unavailable:
+            if known is not None:
+                return known
+            raise
+        self.put(key, dump(value))
+        return value

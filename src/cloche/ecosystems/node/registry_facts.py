@@ -16,14 +16,9 @@ registry is a folder in the registry's URL layout (``<name>.json`` is ``<registr
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,13 +26,13 @@ from urllib.parse import quote
 import httpx
 
 from cloche.ecosystems.common import local_source
+from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
 from cloche.ecosystems.node.semver import Version
 
 FACTS_TTL = 6 * 3600.0
 MISSING_TTL = 600.0
 TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
-FACTS_FORMAT = 1
 
 
 class RegistryUnavailable(Exception):
@@ -92,15 +87,6 @@ class PackageFacts:
         return next((r for r in self.releases if r.version == version), None)
 
 
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -112,14 +98,14 @@ def distil(name: str, packument: Mapping[str, Any]) -> PackageFacts:
     tags = _object(packument.get("dist-tags"))
     if not versions:  # an unpublished package keeps only {"time": {"unpublished": ...}}
         return PackageFacts(name, found=True, unpublished="unpublished" in times)
-    published = [t for k, v in times.items() if k not in ("created", "modified") and (t := _epoch(v)) is not None]
-    created = _epoch(times.get("created"))
+    published = [t for k, v in times.items() if k not in ("created", "modified") and (t := iso_epoch(v)) is not None]
+    created = iso_epoch(times.get("created"))
     releases = []
     for version, manifest in versions.items():
         parsed = Version.parse(version)
         if parsed is None or parsed.pre or not isinstance(manifest, dict):
             continue
-        releases.append((parsed, Release.of({**manifest, "version": version}, _epoch(times.get(version)))))
+        releases.append((parsed, Release.of({**manifest, "version": version}, iso_epoch(times.get(version)))))
     releases.sort(key=lambda r: r[0], reverse=True)
     latest = tags.get("latest") if isinstance(tags.get("latest"), str) else None
     return PackageFacts(
@@ -143,7 +129,7 @@ class RegistryFacts:
     def __init__(self, registry: str, cache_dir: Path | None, *, timeout: float = TIMEOUT) -> None:
         self.registry = registry.rstrip("/")
         self.folder = local_source(registry)
-        self.cache_dir = cache_dir
+        self.cache = FactsCache(cache_dir, self.registry)
         self.timeout = timeout
         self._client: httpx.Client | None = None
 
@@ -155,11 +141,11 @@ class RegistryFacts:
 
     def packument(self, name: str) -> PackageFacts:
         """Everything about ``name`` (full packument); ``found=False`` when the registry does not know it."""
-        return self._cached(f"packument:{name}", lambda: self._read(name, latest=False))
+        return self._cached(name, latest=False)
 
     def latest(self, name: str) -> Release | None:
         """The release ``latest`` points at (small document), or None when the registry does not know it."""
-        facts = self._cached(f"latest:{name}", lambda: self._read(name, latest=True))
+        facts = self._cached(name, latest=True)
         return facts.releases[0] if facts.found and facts.releases else None
 
     def _read(self, name: str, *, latest: bool) -> PackageFacts:
@@ -196,44 +182,12 @@ class RegistryFacts:
             raise RegistryUnavailable(f"{url}: not JSON") from e
         return data if isinstance(data, dict) else None
 
-    def _cached(self, key: str, read: Callable[[], PackageFacts]) -> PackageFacts:
-        path = self._cache_path(key)
-        stored = self._load(path)
-        now = time.time()
-        if stored is not None:
-            fetched, facts = stored
-            if now - fetched < (FACTS_TTL if facts.found else MISSING_TTL):
-                return facts
-        try:
-            facts = read()
-        except RegistryUnavailable:
-            if stored is not None:
-                return stored[1]  # stale beats nothing while the registry is away
-            raise
-        self._store(path, now, facts)
-        return facts
-
-    def _cache_path(self, key: str) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        digest = hashlib.sha256(f"{self.registry}\n{key}".encode()).hexdigest()
-        return self.cache_dir / f"{digest}.json"
-
-    def _load(self, path: Path | None) -> tuple[float, PackageFacts] | None:
-        if path is None:
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != FACTS_FORMAT:
-                return None
-            return float(data["fetched"]), _from_json(data["facts"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _store(self, path: Path | None, fetched: float, facts: PackageFacts) -> None:
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{secrets.token_hex(6)}.tmp")  # threads of one server may race
-        temp.write_text(json.dumps({"format": FACTS_FORMAT, "fetched": fetched, "facts": asdict(facts)}))
-        os.replace(temp, path)
+    def _cached(self, name: str, *, latest: bool) -> PackageFacts:
+        return self.cache.through(
+            f"{'latest' if latest else 'packument'}:{name}",
+            lambda: self._read(name, latest=latest),
+            ttl=lambda facts: FACTS_TTL if facts.found else MISSING_TTL,
+            load=_from_json,
+            dump=asdict,
+            unavailable=RegistryUnavailable,
+        )

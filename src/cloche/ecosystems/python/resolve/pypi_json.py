@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from cloche.ecosystems.facts_cache import FactsCache
+from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
 from cloche.ecosystems.python.resolve.wheel_files import ZipListingError, http_member_names, import_names, pick_wheel
 
 FACTS_TTL = 24 * 3600.0
@@ -41,15 +40,6 @@ class ProjectFacts:
     wheel_filename: str | None = None
 
 
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
     """The facts of one ``/<name>/json`` document read from ``url`` (file URLs may be relative to it)."""
     info: dict[str, Any] = document["info"] if isinstance(document.get("info"), dict) else {}
@@ -58,10 +48,10 @@ def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
         for files in (document.get("releases") or {}).values()
         if isinstance(files, list)
         for f in files
-        if isinstance(f, dict) and (t := _epoch(f.get("upload_time_iso_8601") or f.get("upload_time"))) is not None
+        if isinstance(f, dict) and (t := iso_epoch(f.get("upload_time_iso_8601") or f.get("upload_time"))) is not None
     ]
     current = [f for f in document.get("urls") or [] if isinstance(f, dict)]
-    uploads += [t for f in current if (t := _epoch(f.get("upload_time_iso_8601") or f.get("upload_time")))]
+    uploads += [t for f in current if (t := iso_epoch(f.get("upload_time_iso_8601") or f.get("upload_time")))]
     wheel = pick_wheel(current)
     return ProjectFacts(
         name=str(info.get("name") or requested),
@@ -91,20 +81,14 @@ class PypiJson:
             return self._client
 
     def project(self, name: str) -> ProjectFacts:
-        key = f"project:{name}"
-        stored = self.cache.get(key)
-        if stored is not None:
-            facts = ProjectFacts(**stored.data)
-            if stored.fresh(FACTS_TTL if facts.found else MISSING_TTL):
-                return facts
-        try:
-            facts = self._read(name)
-        except PypiUnavailable:
-            if stored is not None:
-                return ProjectFacts(**stored.data)  # stale beats nothing while PyPI is away
-            raise
-        self.cache.put(key, asdict(facts))
-        return facts
+        return self.cache.through(
+            f"project:{name}",
+            lambda: self._read(name),
+            ttl=lambda facts: FACTS_TTL if facts.found else MISSING_TTL,
+            load=lambda data: ProjectFacts(**data),
+            dump=asdict,
+            unavailable=PypiUnavailable,
+        )
 
     def _read(self, name: str) -> ProjectFacts:
         url = f"{self.base_url}/{quote(name)}/json"
