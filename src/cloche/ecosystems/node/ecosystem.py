@@ -41,6 +41,7 @@ from cloche.ecosystems.base import (
 from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source_mounts, run_installer
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.accumulate import NodeNeeds
+from cloche.ecosystems.node.browsers import SKIP_BROWSER_DOWNLOADS, browser_env
 from cloche.ecosystems.node.detect import NodeDetection, popular
 from cloche.ecosystems.node.detect import detect as detect_node
 from cloche.ecosystems.node.install_errors import outside_world
@@ -119,6 +120,8 @@ class NodeEcosystem(Ecosystem):
             # TLS-inspecting gateway work like uv's. (Not set for runs: parsing the whole store costs every node
             # start ~70 ms; a sandbox behind a TLS-intercepting proxy sets it in its env.)
             "NODE_EXTRA_CA_CERTS": "/etc/ssl/certs/ca-certificates.crt",
+            # Browser automation packages install without downloading their browser (browsers.py).
+            **SKIP_BROWSER_DOWNLOADS,
         }
 
     def _jail_registry(self) -> str:
@@ -176,7 +179,8 @@ class NodeEcosystem(Ecosystem):
 
     def exec_env(self, environment: Path, detection: Detection) -> ExecEnv:
         mounts = [Mount("ro-bind", ENV_MOUNT, environment)]
-        if (environment / "node_modules").is_dir():
-            mounts.append(Mount("ro-bind", RUN_MODULES, environment / "node_modules"))
-        env = {"PATH": f"{RUN_MODULES}/.bin:/usr/local/bin:/usr/bin:/bin"}
+        modules = environment / "node_modules"
+        if modules.is_dir():
+            mounts.append(Mount("ro-bind", RUN_MODULES, modules))
+        env = {"PATH": f"{RUN_MODULES}/.bin:/usr/local/bin:/usr/bin:/bin", **browser_env(modules)}
         return ExecEnv(mounts=tuple(mounts), env=env)
