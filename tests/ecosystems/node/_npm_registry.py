@@ -135,6 +135,8 @@ def standard_registry(root: Path) -> Path:
     - ``native-addon``: a C addon built by node-gyp at install time (no prebuilt binary to download).
     - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
       the install jail's proxy, the way binary and browser downloaders do.
+    - ``browser-kit``: an install script that downloads a browser unless PUPPETEER_SKIP_DOWNLOAD is set (as
+      puppeteer's does); what it saw is in the installed package (``require('browser-kit').skipped``).
     """
     root.mkdir(parents=True, exist_ok=True)
     for version, age in (("1.0.0", 400), ("1.1.0", 300), ("1.2.0", 200)):
@@ -173,6 +175,9 @@ def standard_registry(root: Path) -> Path:
     scripts = {"scripts": {"install": "node install.js"}, "hasInstallScript": True}
     for version, age in (("1.0.0", 300), ("1.1.0", 200)):
         publish(root, "downloads-binary", version, age_days=age, files=downloader, manifest=scripts)
+    browser = {"index.js": BROWSER_KIT, "install.js": BROWSER_KIT_INSTALL.replace("/* download */", DOWNLOADER)}
+    for version, age in (("1.0.0", 300), ("1.1.0", 200)):
+        publish(root, "browser-kit", version, age_days=age, files=browser, manifest=scripts)
     return root
 
 
@@ -206,4 +211,20 @@ req.on('connect', (res) => {
 });
 req.on('error', (e) => { console.error(`Error: could not download ${url}: ${e.message}`); process.exit(1); });
 req.end();
+"""
+
+# What puppeteer's install script does: skip when told to (recording that it did), else download the browser.
+BROWSER_KIT_INSTALL = """
+const skip = process.env.PUPPETEER_SKIP_DOWNLOAD;
+if (skip) {
+  require('fs').writeFileSync(__dirname + '/skipped.txt', 'PUPPETEER_SKIP_DOWNLOAD=' + skip);
+  console.log('browser download skipped');
+} else {
+/* download */
+}
+"""
+BROWSER_KIT = """
+const fs = require('fs');
+exports.skipped = fs.readFileSync(__dirname + '/skipped.txt', 'utf8');
+exports.executablePath = process.env.PUPPETEER_EXECUTABLE_PATH || null;
 """
