@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from cloche.ecosystems.common import local_source
 from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
 from cloche.ecosystems.node.semver import Version
+from cloche.ecosystems.registry_http import RegistryHttp
 
 FACTS_TTL = 6 * 3600.0
 MISSING_TTL = 600.0
@@ -130,14 +129,12 @@ class RegistryFacts:
         self.registry = registry.rstrip("/")
         self.folder = local_source(registry)
         self.cache = FactsCache(cache_dir, self.registry)
-        self.timeout = timeout
-        self._client: httpx.Client | None = None
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            headers = {"Accept": "application/json"}
-            self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, headers=headers)
-        return self._client
+        self.http = RegistryHttp(
+            timeout=timeout,
+            max_bytes=MAX_DOCUMENT_BYTES,
+            unavailable=RegistryUnavailable,
+            missing=frozenset({404, 405}),  # 405: a registry without the /latest document
+        )
 
     def packument(self, name: str) -> PackageFacts:
         """Everything about ``name`` (full packument); ``found=False`` when the registry does not know it."""
@@ -168,19 +165,8 @@ class RegistryFacts:
             data: Any = json.loads(path.read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else None
         url = f"{self.registry}/{quote(name, safe='@')}" + ("/latest" if latest else "")
-        try:
-            response = self._http().get(url)
-        except httpx.HTTPError as e:
-            raise RegistryUnavailable(f"{url}: {e.__class__.__name__}: {e}") from e
-        if response.status_code in (404, 405):
-            return None
-        if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
-            raise RegistryUnavailable(f"{url}: HTTP {response.status_code}")
-        try:
-            data = response.json()
-        except ValueError as e:
-            raise RegistryUnavailable(f"{url}: not JSON") from e
-        return data if isinstance(data, dict) else None
+        document = self.http.document(url)
+        return document.data if document is not None else None
 
     def _cached(self, name: str, *, latest: bool) -> PackageFacts:
         return self.cache.through(

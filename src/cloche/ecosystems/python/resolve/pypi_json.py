@@ -9,7 +9,6 @@ for as long as the cache is. When PyPI cannot be reached, a stale answer is used
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 
 from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
 from cloche.ecosystems.python.resolve.wheel_files import ZipListingError, http_member_names, import_names, pick_wheel
+from cloche.ecosystems.registry_http import RegistryHttp
 
 FACTS_TTL = 24 * 3600.0
 MISSING_TTL = 600.0
@@ -69,16 +69,7 @@ class PypiJson:
     def __init__(self, base_url: str, cache_dir: Path | None, *, timeout: float = TIMEOUT) -> None:
         self.base_url = base_url.rstrip("/")
         self.cache = FactsCache(cache_dir, self.base_url)
-        self.timeout = timeout
-        self._client: httpx.Client | None = None
-        self._lock = threading.Lock()
-
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                headers = {"Accept": "application/json", "User-Agent": "cloche"}
-                self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, headers=headers)
-            return self._client
+        self.http = RegistryHttp(timeout=timeout, max_bytes=MAX_DOCUMENT_BYTES, unavailable=PypiUnavailable)
 
     def project(self, name: str) -> ProjectFacts:
         return self.cache.through(
@@ -91,22 +82,10 @@ class PypiJson:
         )
 
     def _read(self, name: str) -> ProjectFacts:
-        url = f"{self.base_url}/{quote(name)}/json"
-        try:
-            response = self._http().get(url)
-        except httpx.HTTPError as e:
-            raise PypiUnavailable(f"{url}: {e.__class__.__name__}: {e}") from e
-        if response.status_code == 404:
+        document = self.http.document(f"{self.base_url}/{quote(name)}/json")
+        if document is None:
             return ProjectFacts(name, found=False)
-        if response.status_code != 200 or len(response.content) > MAX_DOCUMENT_BYTES:
-            raise PypiUnavailable(f"{url}: HTTP {response.status_code}")
-        try:
-            document = response.json()
-        except ValueError as e:
-            raise PypiUnavailable(f"{url}: not JSON") from e
-        if not isinstance(document, dict):
-            raise PypiUnavailable(f"{url}: not a project document")
-        return distil(name, document, str(response.url))
+        return distil(name, document.data, document.url)
 
     def wheel_modules(self, url: str) -> frozenset[str]:
         """The import names the wheel at ``url`` ships (its bytes never change: cached without expiry)."""
@@ -115,14 +94,11 @@ class PypiJson:
         if stored is not None and isinstance(stored.data, list):
             return frozenset(stored.data)
         try:
-            names = import_names(http_member_names(self._http(), url))
+            names = import_names(http_member_names(self.http.client(), url))
         except (httpx.HTTPError, ZipListingError) as e:
             raise PypiUnavailable(f"{url}: {e.__class__.__name__}: {e}") from e
         self.cache.put(key, sorted(names))
         return frozenset(names)
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self.http.close()
