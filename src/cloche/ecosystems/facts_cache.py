@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 FORMAT = 1
+MISSING_TTL = 600.0  # how long "no such name" is trusted: a name published later is seen soon
 T = TypeVar("T")
 
 

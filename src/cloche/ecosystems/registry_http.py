@@ -17,6 +17,11 @@ import httpx
 HEADERS = {"Accept": "application/json", "User-Agent": "cloche"}
 
 
+class Unavailable(Exception):
+    """The registry could not be asked (network, timeout, 5xx, a malformed answer) and nothing usable was
+    cached; each ecosystem names its own."""
+
+
 @dataclass(frozen=True)
 class JsonDocument:
     url: str  # where it was read from, after redirects (relative links in it are relative to this)
@@ -31,7 +36,7 @@ class RegistryHttp:
         *,
         timeout: float,
         max_bytes: int,
-        unavailable: type[Exception],
+        unavailable: type[Unavailable],
         missing: frozenset[int] = frozenset({404}),
     ) -> None:
         self.timeout = timeout

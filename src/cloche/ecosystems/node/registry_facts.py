@@ -24,18 +24,17 @@ from typing import Any
 from urllib.parse import quote
 
 from cloche.ecosystems.common import local_source
-from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
+from cloche.ecosystems.facts_cache import MISSING_TTL, FactsCache, iso_epoch
 from cloche.ecosystems.node.semver import Version
-from cloche.ecosystems.registry_http import RegistryHttp
+from cloche.ecosystems.registry_http import RegistryHttp, Unavailable
 
 FACTS_TTL = 6 * 3600.0
-MISSING_TTL = 600.0
 TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
 
-class RegistryUnavailable(Exception):
-    """The registry could not be asked (network, timeout, 5xx) and nothing usable was cached."""
+class RegistryUnavailable(Unavailable):
+    """The npm registry could not be asked."""
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,17 @@ from urllib.parse import quote
 
 import httpx
 
-from cloche.ecosystems.facts_cache import FactsCache, iso_epoch
+from cloche.ecosystems.facts_cache import MISSING_TTL, FactsCache, iso_epoch
 from cloche.ecosystems.python.resolve.wheel_files import ZipListingError, http_member_names, import_names, pick_wheel
-from cloche.ecosystems.registry_http import RegistryHttp
+from cloche.ecosystems.registry_http import RegistryHttp, Unavailable
 
 FACTS_TTL = 24 * 3600.0
-MISSING_TTL = 600.0
 TIMEOUT = 5.0
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
-class PypiUnavailable(Exception):
-    """PyPI could not be asked (network, timeout, 5xx, a malformed answer) and nothing usable was cached."""
+class PypiUnavailable(Unavailable):
+    """PyPI could not be asked (or a wheel's listing could not be read)."""
 
 
 @dataclass(frozen=True)
