@@ -142,7 +142,7 @@ def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused
         assert (resolved.package, resolved.source) == ("old-helper", "registry facts")
         assert [i.name for i in result.install.installed] == ["old-helper"]
         hints = {u.module: u.hint or "" for u in result.unresolved_imports}
-        assert "first published 7 days ago" in hints["fresh-helper"]
+        assert "first released 7 days ago" in hints["fresh-helper"]
         assert "has no package named" in hints["zzqx-not-real-42"]
         assert box.exec(command="ls /node_modules").stdout.split() == ["old-helper"]
 

@@ -15,6 +15,7 @@ from cloche.ecosystems.node.registry_facts import RegistryFacts, RegistryUnavail
 from cloche.ecosystems.node.release_fit import Usage, misfits
 from cloche.ecosystems.node.semver import Version, satisfies
 from cloche.ecosystems.node.vetting import SOURCE_POPULAR, SOURCE_REGISTRY, Vetting
+from cloche.ecosystems.release_age import MinimumAge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _npm_registry import publish, serve, standard_registry
@@ -106,7 +107,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _vetting(url: str, cache: Path | None, popular: frozenset[str] = frozenset()) -> Vetting:
-    return Vetting(RegistryFacts(url, cache), lambda: popular, NODE, min_age_days=90)
+    return Vetting(RegistryFacts(url, cache), lambda: popular, NODE, MinimumAge(90))
 
 
 def test_established_package_is_vouched_by_registry_facts(registry: str, tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_established_package_is_vouched_by_registry_facts(registry: str, tmp_pat
 @pytest.mark.parametrize(
     ("name", "why"),
     [
-        ("fresh-helper", "first published 7 days ago"),
+        ("fresh-helper", "first released 7 days ago"),
         ("one-shot", "too little history"),
         ("zzqx-not-real-42", "has no package named"),
     ],

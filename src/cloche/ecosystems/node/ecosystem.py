@@ -49,6 +49,7 @@ from cloche.ecosystems.node.recovery import verify_and_repair
 from cloche.ecosystems.node.registry_facts import RegistryFacts
 from cloche.ecosystems.node.release_fit import NODE_HEADER, node_header_fields, node_version
 from cloche.ecosystems.node.vetting import Vetting
+from cloche.ecosystems.release_age import MinimumAge
 from cloche.jail.profile import Mount
 
 ENV_MOUNT = f"{ENV_ROOT}/node"
@@ -83,7 +84,7 @@ class NodeEcosystem(Ecosystem):
         self.registry = registry
         # Scanned packages are vouched for (and their releases chosen) from registry facts, host side.
         facts = RegistryFacts(registry, facts_cache)
-        self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), min_age_days)
+        self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), MinimumAge(min_age_days))
         self.accumulates = NodeNeeds()
         self.install_mounts = local_source_mounts(registry, "npm")
         self.local = bool(self.install_mounts)

@@ -6,7 +6,7 @@ A package is vouched for by one of two sources, each answer carrying a reason a 
 
 1. ``popularity list``: it is on the shipped list of the most downloaded npm packages (no look-up).
 2. ``registry facts`` (its full packument, cached): the registry knows it, it is not unpublished, its
-   latest release is not deprecated, its first release is at least ``min_age_days`` old, and it has a
+   latest release is not deprecated, its first release is old enough (release_age.py), and it has a
    history: at least ``MIN_RELEASES`` releases, the newest at least ``MIN_HISTORY_DAYS`` after the first.
 
 Then the release: ``*`` (the ``latest`` tag) when it fits the code (release_fit.py); otherwise the newest
@@ -16,7 +16,6 @@ refused release reported. When none fits, the newest is installed and the misfit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,13 +23,13 @@ from dataclasses import dataclass
 from cloche.ecosystems.node.registry_facts import PackageFacts, RegistryFacts, RegistryUnavailable
 from cloche.ecosystems.node.release_fit import Usage, describe, misfits
 from cloche.ecosystems.node.semver import Version
+from cloche.ecosystems.release_age import DAY, MinimumAge, day
 
 MIN_RELEASES = 2
 MIN_HISTORY_DAYS = 14.0
 SINGLE_RELEASE_DAYS = 365.0
 MAX_BACKOFF = 200  # releases examined (facts only, nothing installs); refused runs are reported compactly
 LOOKUP_THREADS = 8
-DAY = 86_400.0
 SOURCE_POPULAR = "popularity list"
 SOURCE_REGISTRY = "registry facts"
 
@@ -71,10 +70,6 @@ class Refusal:
         )
 
 
-def _day(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch)) if epoch is not None else "an unknown date"
-
-
 class Vetting:
     """Vouches for scanned packages and chooses their releases (host side; registry facts cached)."""
 
@@ -83,14 +78,12 @@ class Vetting:
         facts: RegistryFacts | None,
         popular: Callable[[], frozenset[str]],
         node: Version | None,
-        min_age_days: float = 90.0,
-        clock: Callable[[], float] = time.time,
+        age: MinimumAge = MinimumAge(),
     ) -> None:
         self.facts = facts
         self.popular = popular
         self.node = node
-        self.min_age_days = min_age_days
-        self.clock = clock
+        self.age = age
 
     def decide(self, usages: Iterable[Usage]) -> tuple[list[Choice], list[Refusal]]:
         wanted = list(usages)
@@ -114,7 +107,7 @@ class Vetting:
             return Refusal(usage.package, usage.specifier, why)
         reason = (
             f"off the popularity list; the registry shows {facts.release_count} releases from "
-            f"{_day(facts.first_published)} to {_day(facts.last_published)}"
+            f"{day(facts.first_published)} to {day(facts.last_published)}"
         )
         return self._fit(usage, facts, SOURCE_REGISTRY, reason)
 
@@ -130,15 +123,12 @@ class Vetting:
         latest = facts.release(facts.latest or "") or facts.releases[0]
         if latest.deprecated:
             return f"{name}@{latest.version} is deprecated: {latest.deprecated.strip()[:200]}"
-        now = self.clock()
         if facts.first_published is None:
             return f"the registry gives no publish dates for {name!r}"
-        age = (now - facts.first_published) / DAY
-        if age < self.min_age_days:
-            return (
-                f"{name!r} was first published {age:.0f} days ago ({_day(facts.first_published)}); packages off "
-                f"the popularity list are installed only after {self.min_age_days:g} days"
-            )
+        young = self.age.refusal(repr(name), facts.first_published, "packages off the popularity list")
+        if young is not None:
+            return young
+        age = self.age.age_days(facts.first_published)
         span = ((facts.last_published or facts.first_published) - facts.first_published) / DAY
         history = facts.release_count >= MIN_RELEASES and span >= MIN_HISTORY_DAYS
         if not history and age < SINGLE_RELEASE_DAYS:

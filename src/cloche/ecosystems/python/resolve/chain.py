@@ -20,6 +20,7 @@ from cloche.ecosystems.python.resolve.long_tail import LongTailLayer
 from cloche.ecosystems.python.resolve.namespaces import NamespaceRules
 from cloche.ecosystems.python.resolve.overrides import Overrides
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson
+from cloche.ecosystems.release_age import MinimumAge
 
 LOOKUP_THREADS = 8
 
@@ -33,7 +34,7 @@ class Resolver:
             GeneratedMap(self.data),
             RankedName(self.data),
         )
-        self.long_tail = LongTailLayer(self.data, pypi, min_age_days)
+        self.long_tail = LongTailLayer(self.data, pypi, MinimumAge(min_age_days))
 
     def resolve_offline(self, module: str) -> Resolution | None:
         """The shipped data's answer (no network), or None."""

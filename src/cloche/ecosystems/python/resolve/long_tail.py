@@ -2,7 +2,7 @@
 shipping the import is installed only when PyPI confirms three facts:
 
 1. it knows the project (a name that was deleted, or never existed, is refused);
-2. its first release is at least ``min_age_days`` old (freshly registered names are how slopsquatting works);
+2. its first release is old enough (release_age.py: freshly registered names are how slopsquatting works);
 3. the current release's wheel really ships the module (its zip central directory, read by range requests).
 
 A candidate that fails is reported with why; when none passes, the import stays unresolved and nothing is
@@ -11,36 +11,22 @@ installed. At most ``MAX_CANDIDATES`` projects are asked per import.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.python.importmap import ImportMap, prefixes
 from cloche.ecosystems.python.resolve.answer import Refusal, Resolution
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson, PypiUnavailable
 from cloche.ecosystems.python.resolve.wheel_files import provides
+from cloche.ecosystems.release_age import MinimumAge, day
 
 MAX_CANDIDATES = 3
-DAY = 86_400.0
-
-
-def _day(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
 
 
 class LongTailLayer:
-    def __init__(
-        self,
-        data: ImportMap,
-        pypi: PypiJson | None,
-        min_age_days: float = 90.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, data: ImportMap, pypi: PypiJson | None, age: MinimumAge = MinimumAge()) -> None:
         self.data = data
         self.pypi = pypi
-        self.min_age_days = min_age_days
-        self.clock = clock
+        self.age = age
 
     def candidates(self, module: str) -> tuple[str, ...]:
         """Projects outside the ranking that the shipped index says ship ``module``'s nearest listed prefix. When
@@ -83,12 +69,9 @@ class LongTailLayer:
                 return f"PyPI has no project named {name!r}"
             if facts.first_upload is None:
                 return f"PyPI shows no uploaded files for {name!r}"
-            age = (self.clock() - facts.first_upload) / DAY
-            if age < self.min_age_days:
-                return (
-                    f"{facts.name} was first released {age:.0f} days ago ({_day(facts.first_upload)}); projects "
-                    f"outside the ranking are installed only after {self.min_age_days:g} days"
-                )
+            young = self.age.refusal(facts.name, facts.first_upload, "projects outside the ranking")
+            if young is not None:
+                return young
             if facts.wheel_url is None:
                 return f"{facts.name} {facts.version} has no wheel whose files could be checked"
             shipped = self.pypi.wheel_modules(facts.wheel_url)
@@ -96,10 +79,11 @@ class LongTailLayer:
             return f"PyPI could not be asked about {name!r} ({e})"
         if not provides(shipped, module):
             return f"{facts.wheel_filename} does not ship {module}"
+        age = self.age.age_days(facts.first_upload)
         return Resolution(
             module,
             facts.name,
             "long tail",
-            f"{facts.name} is outside the download ranking; PyPI shows its first release on {_day(facts.first_upload)} "
+            f"{facts.name} is outside the download ranking; PyPI shows its first release on {day(facts.first_upload)} "
             f"({age:.0f} days ago) and its wheel {facts.wheel_filename} ships {module}",
         )
