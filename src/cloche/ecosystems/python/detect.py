@@ -12,19 +12,17 @@ imports come from the shipped data alone.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from cloche.ecosystems.common import dirs_up
+from cloche.ecosystems.common import dirs_up, fingerprint
 from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.needs import ImportNeed, import_needs
 from cloche.ecosystems.python.resolve import Refusal, Resolution, Resolver
@@ -92,17 +90,17 @@ class PythonDetection:
     @property
     def fingerprint(self) -> str:
         """sha256 of exactly what decides the install: not of suggestions, warnings or other files."""
-        canonical = {
-            "format": DETECTION_FORMAT_VERSION,
-            "source": self.source,
-            "requirements": list(self.requirements),
-            "optional": list(self.optional_requirements),
-            "constraints": list(self.constraints),
-            "requires_python": self.requires_python,
-            "inputs": [list(pair) for pair in self.inputs],
-        }
-        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return fingerprint(
+            {
+                "format": DETECTION_FORMAT_VERSION,
+                "source": self.source,
+                "requirements": list(self.requirements),
+                "optional": list(self.optional_requirements),
+                "constraints": list(self.constraints),
+                "requires_python": self.requires_python,
+                "inputs": [list(pair) for pair in self.inputs],
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,53 +239,28 @@ def detect(
         project = manifests.parse_pyproject(root, rel)
         src_dir = src_dir or project.src_dir  # the nearest project's layout, even without dependencies
         if project.kind is not None:
-            scan = _scan(root, entry, stdlib, src_dir)
-            return PythonDetection(
-                source="pyproject.toml",
-                manifest=rel,
-                requirements=project.requirements,
-                requires_python=project.requires_python,
-                unlisted=_unlisted(_imports(scan, _answers(scan, resolver, verify=False)), project.requirements),
-                sys_path=_sys_path(entry, src_dir, scan),
-                inputs=((rel, project.sha256),),
-                warnings=_warnings(scan),
-                imports=_declared_needs(scan, resolver, project.requirements),
-            )
+            declared = _one_file("pyproject.toml", rel, project)
+            return _advised(declared, _scan(root, entry, stdlib, src_dir), resolver, entry, src_dir)
     for base in dirs:
         rel = posixpath.join(base, "requirements.txt")
         if not _present(root, rel):
             continue
         reqs = manifests.parse_requirements(root, rel)
-        scan = _scan(root, entry, stdlib, src_dir)
-        return PythonDetection(
+        declared = PythonDetection(
             source="requirements.txt",
             manifest=rel,
             requirements=reqs.requirements,
             constraints=reqs.constraints,
-            unlisted=_unlisted(_imports(scan, _answers(scan, resolver, verify=False)), reqs.requirements),
-            sys_path=_sys_path(entry, src_dir, scan),
             inputs=tuple(sorted(reqs.files)),
-            warnings=_warnings(scan),
-            imports=_declared_needs(scan, resolver, reqs.requirements),
         )
+        return _advised(declared, _scan(root, entry, stdlib, src_dir), resolver, entry, src_dir)
     scan = _scan(root, entry, stdlib, src_dir)
     try:
         inline = manifests.parse_inline(safefs.read_file(root, entry, max_bytes=MAX_FILE_BYTES), path=entry)
     except TooLarge:
         inline = None  # the scan already reported the entry as too large to read
     if inline is not None:
-        imports = _imports(scan, _answers(scan, resolver, verify=False))
-        return PythonDetection(
-            source="inline",
-            manifest=entry,
-            requirements=inline.requirements,
-            requires_python=inline.requires_python,
-            unlisted=_unlisted(imports, inline.requirements),
-            sys_path=_sys_path(entry, src_dir, scan),
-            inputs=((entry, inline.sha256),),
-            warnings=_warnings(scan),
-            imports=_declared_needs(scan, resolver, inline.requirements),
-        )
+        return _advised(_one_file("inline", entry, inline), scan, resolver, entry, src_dir)
     answers = _answers(scan, resolver, verify=True)
     found = _from_scan(entry, src_dir, scan, _imports(scan, answers), allow_unknown)
     chosen = {canonicalize_name(r) for r in found.requirements}
@@ -299,6 +272,45 @@ def detect(
         covered=lambda _, res: res is not None and canonicalize_name(res.distribution) in chosen,
     )
     return dataclasses.replace(found, imports=needs)
+
+
+class _OneFile(Protocol):
+    """A declaration held in one file, hashed whole (a pyproject.toml) or in part (an inline block)."""
+
+    @property
+    def requirements(self) -> tuple[str, ...]: ...
+
+    @property
+    def requires_python(self) -> str | None: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+def _one_file(source: Source, manifest: str, declared: _OneFile) -> PythonDetection:
+    return PythonDetection(
+        source=source,
+        manifest=manifest,
+        requirements=declared.requirements,
+        requires_python=declared.requires_python,
+        inputs=((manifest, declared.sha256),),
+    )
+
+
+def _advised(
+    declared: PythonDetection, scan: ScanResult, resolver: Resolver, entry: str, src_dir: str | None
+) -> PythonDetection:
+    """A detection from declared requirements, with what the scan adds to it: the imports the declaration does
+    not cover (from the shipped data alone), the ones it covers (checked after each build), the search path
+    and the scan's warnings. None of these is part of the fingerprint."""
+    imports = _imports(scan, _answers(scan, resolver, verify=False))
+    return dataclasses.replace(
+        declared,
+        unlisted=_unlisted(imports, declared.requirements),
+        sys_path=_sys_path(entry, src_dir, scan),
+        warnings=_warnings(scan),
+        imports=_declared_needs(scan, resolver, declared.requirements),
+    )
 
 
 def _declared_needs(scan: ScanResult, resolver: Resolver, requirements: Iterable[str]) -> tuple[ImportNeed, ...]:

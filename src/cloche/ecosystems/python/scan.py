@@ -142,28 +142,25 @@ class _Scanner:
         path = _join(base, name)
         kind = self.kind(path)
         if kind == "dir":
-            init = _join(path, "__init__.py")
-            init_kind = self.kind(init)
-            if init_kind == "file":
-                self.enqueue(init)
-                return path, True
-            if init_kind is not None:
-                self.error(init, "not scanned: not a regular file")
+            if self._source_file(_join(path, "__init__.py")):
                 return path, True
         elif kind is not None:
             self.error(path, "not scanned: not a regular directory or file")
             return None, True
-        module = path + ".py"
-        module_kind = self.kind(module)
-        if module_kind == "file":
-            self.enqueue(module)
-            return None, True
-        if module_kind is not None:
-            self.error(module, "not scanned: not a regular file")
+        if self._source_file(path + ".py"):
             return None, True
         if kind == "dir" and namespace:
             return path, True
         return None, False
+
+    def _source_file(self, path: str) -> bool:
+        """Whether something is at ``path``: a regular file is queued to scan, anything else reported."""
+        kind = self.kind(path)
+        if kind == "file":
+            self.enqueue(path)
+        elif kind is not None:
+            self.error(path, "not scanned: not a regular file")
+        return kind is not None
 
     def _top(self, name: str, subs: Sequence[str]) -> tuple[str | None, bool]:
         # A regular package or module anywhere on the path wins over a namespace portion.
