@@ -89,6 +89,17 @@ def fingerprint(canonical: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def detection_fingerprint(format_version: int, source: str, inputs: Mapping[str, Any]) -> str:
+    """A detection's fingerprint: the hash of its record format, its source and exactly the inputs that decide
+    the install (nothing advisory), so an unchanged fingerprint can skip straight to the built environment."""
+    return fingerprint({"format": format_version, "source": source, **inputs})
+
+
+def shown_fields(record: Any, names: Sequence[str]) -> dict[str, Any]:
+    """``record``'s fields ``names`` as JSON values (tuples as lists): what a detection's ``to_dict`` shows."""
+    return {name: list(value) if isinstance(value := getattr(record, name), tuple) else value for name in names}
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

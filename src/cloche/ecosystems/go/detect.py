@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems.common import MAX_SOURCE_BYTES, find_up, fingerprint, join, read_text, sha256_text, source_files
+from cloche.ecosystems.common import (
+    MAX_SOURCE_BYTES,
+    detection_fingerprint,
+    find_up,
+    join,
+    read_text,
+    sha256_text,
+    shown_fields,
+    source_files,
+)
 from cloche.ecosystems.go.gomod import covered, imports, is_standard, parse_gomod
 from cloche.errors import ClocheError, Unsupported
 from cloche.store import safefs
@@ -44,28 +53,17 @@ class GoDetection:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(
-            {
-                "format": DETECTION_FORMAT_VERSION,
-                "source": self.source,
-                "module_root": self.module_root,
-                "go.mod": sha256_text(self.gomod) if self.gomod is not None else None,
-                "go.sum": sha256_text(self.gosum) if self.gosum is not None else None,
-                "imports": sorted(self.standard + self.third_party),
-            }
-        )
+        inputs = {
+            "module_root": self.module_root,
+            "go.mod": sha256_text(self.gomod) if self.gomod is not None else None,
+            "go.sum": sha256_text(self.gosum) if self.gosum is not None else None,
+            "imports": sorted(self.standard + self.third_party),
+        }
+        return detection_fingerprint(DETECTION_FORMAT_VERSION, self.source, inputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "module_root": self.module_root,
-            "module": self.module,
-            "requested": list(self.requested),
-            "standard": list(self.standard),
-            "third_party": list(self.third_party),
-            "unlisted": list(self.unlisted),
-            "warnings": list(self.warnings),
-        }
+        names = ("source", "module_root", "module", "requested", "standard", "third_party", "unlisted", "warnings")
+        return shown_fields(self, names)
 
 
 def _scan(root: Path, module_root: str) -> tuple[set[str], list[str]]:

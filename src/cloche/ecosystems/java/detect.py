@@ -24,7 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems.common import MAX_SOURCE_BYTES, dirs_up, fingerprint, join, present, read_text, strip_comments
+from cloche.ecosystems.common import (
+    MAX_SOURCE_BYTES,
+    detection_fingerprint,
+    dirs_up,
+    join,
+    present,
+    read_text,
+    shown_fields,
+    strip_comments,
+)
 from cloche.ecosystems.common import source_files as list_sources
 from cloche.ecosystems.java.maven import ResolveError, interpolate, parse_pom
 from cloche.errors import ClocheError, InvalidRequest
@@ -59,14 +68,8 @@ class JavaDetection:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(
-            {
-                "format": DETECTION_FORMAT_VERSION,
-                "source": self.source,
-                "pom": self.pom,
-                "coordinates": list(self.coordinates),
-            }
-        )
+        inputs = {"pom": self.pom, "coordinates": list(self.coordinates)}
+        return detection_fingerprint(DETECTION_FORMAT_VERSION, self.source, inputs)
 
     def request(self) -> dict[str, Any]:
         """What the in-jail resolver reads."""
@@ -74,15 +77,8 @@ class JavaDetection:
         return {"pom": self.pom, "dependencies": deps}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "manifest": self.manifest,
-            "requested": list(self.requested),
-            "main_class": self.main_class,
-            "resources": list(self.resources),
-            "unlisted": list(self.unlisted),
-            "unresolved": list(self.unresolved),
-        }
+        names = ("source", "manifest", "requested", "main_class", "resources", "unlisted", "unresolved")
+        return shown_fields(self, names)
 
 
 def is_jdk(package: str) -> bool:

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems.common import find_up, fingerprint, join, present, read_text, sha256_text
+from cloche.ecosystems.common import detection_fingerprint, find_up, join, present, read_text, sha256_text, shown_fields
 from cloche.ecosystems.node.lockfile import DEPENDENCY_FIELDS, ROOT_FIELDS, root_manifest
 from cloche.ecosystems.node.release_fit import Usage
 from cloche.ecosystems.node.scan import DATA, NodeScan, scan
@@ -55,27 +55,12 @@ class NodeDetection:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(
-            {
-                "format": DETECTION_FORMAT_VERSION,
-                "source": self.source,
-                "manifest": self.manifest_json,
-                "lock": sha256_text(self.lock) if self.lock is not None else None,
-            }
-        )
+        inputs = {"manifest": self.manifest_json, "lock": sha256_text(self.lock) if self.lock is not None else None}
+        return detection_fingerprint(DETECTION_FORMAT_VERSION, self.source, inputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "manifest": self.manifest,
-            "requested": list(self.requested),
-            "guessed": list(self.guessed),
-            "resolved": list(self.resolved),
-            "lock": self.lock is not None,
-            "unlisted": list(self.unlisted),
-            "unresolved": list(self.unresolved),
-            "warnings": list(self.warnings),
-        }
+        names = ("source", "manifest", "requested", "guessed", "resolved", "unlisted", "unresolved", "warnings")
+        return shown_fields(self, names) | {"lock": self.lock is not None}
 
 
 def _declared(manifest: dict[str, Any], where: str) -> dict[str, str]:

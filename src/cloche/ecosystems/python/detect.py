@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from cloche.ecosystems.common import dirs_up, fingerprint
+from cloche.ecosystems.common import detection_fingerprint, dirs_up
 from cloche.ecosystems.python import manifests
 from cloche.ecosystems.python.needs import ImportNeed, import_needs
 from cloche.ecosystems.python.resolve import Refusal, Resolution, Resolver
@@ -90,16 +90,16 @@ class PythonDetection:
     @property
     def fingerprint(self) -> str:
         """sha256 of exactly what decides the install: not of suggestions, warnings or other files."""
-        return fingerprint(
+        return detection_fingerprint(
+            DETECTION_FORMAT_VERSION,
+            self.source,
             {
-                "format": DETECTION_FORMAT_VERSION,
-                "source": self.source,
                 "requirements": list(self.requirements),
                 "optional": list(self.optional_requirements),
                 "constraints": list(self.constraints),
                 "requires_python": self.requires_python,
                 "inputs": [list(pair) for pair in self.inputs],
-            }
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:
