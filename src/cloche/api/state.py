@@ -25,6 +25,7 @@ from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
+from cloche.jail.spawn_host import build_spawner
 from cloche.jail.tools import stage_tools
 from cloche.jail.uid_lock import UidRangeLock
 from cloche.metrics import Metrics
@@ -88,7 +89,14 @@ class AppState:
         egress_launcher = build_launcher(paths.jail / "bin")
         staged = stage_tools(paths.jail)
         runner = Runner(
-            etc, settings.jail_uid, paths.run, cgroups, trusted_networks(settings), egress_launcher, staged.bwrap
+            etc,
+            settings.jail_uid,
+            paths.run,
+            cgroups,
+            trusted_networks(settings),
+            egress_launcher,
+            staged.bwrap,
+            spawner=build_spawner(paths.jail / "bin"),
         )
         store = SqliteMetadataStore(paths.db)
         envs = EnvironmentStore(paths.envs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -47,8 +46,10 @@ class BwrapCommand:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     pass_fds: list[int] = field(default_factory=list)
-    preexec: list[Callable[[], None]] = field(default_factory=list)
     host_uid: int | None = None
+    # Done in the child before it execs bwrap (spawn_host.py): join the cgroup, then set the rlimits.
+    cgroup_procs_fds: list[int] = field(default_factory=list)  # cgroup.procs files opened by root
+    rlimits: list[tuple[int, int]] = field(default_factory=list)  # (resource, soft = hard)
     launcher: list[str] = field(default_factory=list)  # in-jail program that starts the command
 
     def close_fds(self) -> None:

@@ -9,7 +9,7 @@ Lifecycle, as the runner drives it::
 
     groups = Cgroups.detect()              # once, at start-up (then groups.sweep())
     run = groups.create(run_id, limits)    # root opens each cgroup.procs here
-    spawn(..., preexec_fn=run.preexec_attach)   # the child joins the group before exec
+    spawn_host.spawn(...)                  # the child writes its pid to each procs fd before exec
     run.close_fds()                        # right after the spawn
     ...; run.kill(); run.oom_killed(); run.memory_peak_bytes(); run.remove()
 """
@@ -331,5 +331,5 @@ def apply(cmd: BwrapCommand, groups: Cgroups, limits: ResourceLimits, release: c
     group = groups.create(name, CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores))
     release.callback(groups.release, group)
     release.callback(group.kill)
-    cmd.preexec.append(group.preexec_attach)
+    cmd.cgroup_procs_fds += group.procs_fds()
     return group

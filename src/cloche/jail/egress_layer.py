@@ -16,16 +16,14 @@ runtime at the launcher.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import secrets
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloche.jail.bwrap import BwrapCommand
+from cloche.jail.c_programs import compile_once
 from cloche.jail.egress_proxy_host import EgressProxy
 from cloche.jail.profile import JailProfile
 from cloche.store import safefs
@@ -60,26 +58,7 @@ class EgressSession:
 
 def build_launcher(bin_dir: Path) -> Path | None:
     """Compile the in-jail C launcher once per source version; None (use the Python one) when no compiler works."""
-    digest = hashlib.sha256(LAUNCHER_C_SOURCE.read_bytes()).hexdigest()[:12]
-    target = bin_dir / f"cloche-egress-launcher-{digest}"
-    if target.exists():
-        return target
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        log.warning("no C compiler: egress uses the slower Python launcher")
-        return None
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    bin_dir.chmod(0o755)
-    partial = bin_dir / f".{target.name}.tmp"
-    built = subprocess.run(
-        [compiler, "-O2", "-o", str(partial), str(LAUNCHER_C_SOURCE)], capture_output=True, text=True, check=False
-    )
-    if built.returncode != 0:
-        log.warning("could not compile the egress launcher; using the Python one", extra={"stderr": built.stderr})
-        return None
-    partial.chmod(0o755)
-    partial.rename(target)
-    return target
+    return compile_once(LAUNCHER_C_SOURCE, bin_dir, "cloche-egress-launcher")
 
 
 async def apply(

@@ -1,9 +1,10 @@
 """Per-process resource limits for a jailed run, applied in the spawned child before it execs bwrap.
 
-Why ``preexec_fn`` and not a ``/usr/bin/prlimit`` prefix:
+Why in the spawned child (``spawn_host.py``: the ``cloche-spawn`` helper, or a ``preexec_fn`` where no
+compiler works) and not a ``/usr/bin/prlimit`` prefix:
 
-* The runner already needs a ``preexec_fn`` (cgroup attach); adding a handful of ``setrlimit`` calls
-  to it costs nothing, while prlimit adds an exec per run and a host dependency on util-linux.
+* The child already joins the run's cgroup there; a handful of ``setrlimit`` calls cost nothing, while
+  prlimit adds an exec per run and a host dependency on util-linux.
 * Applied before bwrap starts, the limits bind bwrap, its init and everything in the jail, and they
   are inherited across every later exec (recent kernels also copy RLIMIT_NPROC into the ceiling of
   the user namespace bwrap creates afterwards).
@@ -72,4 +73,4 @@ class Rlimits:
 def apply(cmd: BwrapCommand, limits: ResourceLimits) -> None:
     """Set the run's rlimits in the spawned child, after the cgroup attach, before bwrap starts."""
     rlimits = Rlimits(limits.file_size_bytes, limits.open_files, nproc=limits.pids + NPROC_HEADROOM)
-    cmd.preexec.append(rlimits.preexec_apply)
+    cmd.rlimits += rlimits.pairs()

@@ -23,15 +23,23 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cloche.errors import JailUnavailable
-from cloche.jail import cgroups, egress_layer, environment, mounts, namespaces, rlimits, seccomp, supervisor
+from cloche.jail import (
+    cgroups,
+    egress_layer,
+    environment,
+    mounts,
+    namespaces,
+    rlimits,
+    seccomp,
+    spawn_host,
+    supervisor,
+)
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
 from cloche.jail.cgroups import Cgroups, RunCgroup
 from cloche.jail.profile import JailProfile, RunSpec
@@ -111,10 +119,13 @@ class Runner:
         egress_launcher: Path | None = None,
         bwrap: Path | None = None,
         *,
+        spawner: Path | None = None,
         seccomp_filter: bool = True,
     ) -> None:
-        """``seccomp_filter=False`` exists for tests only: it proves each other layer holds without the filter
-        behind it (the server never sets it)."""
+        """``spawner`` is the compiled ``cloche-spawn`` (``spawn_host.build_spawner``); None starts bwrap through a
+        ``preexec_fn`` instead. ``seccomp_filter=False`` exists for tests only: it proves each other layer holds
+        without the filter behind it (the server never sets it)."""
+        self._spawner = spawner
         self._seccomp_filter = seccomp_filter
         self._etc = synthetic_etc
         self._cgroups = cgroups
@@ -188,31 +199,11 @@ class Runner:
     ) -> RunResult:
         argv, args_fd = cmd.argv(spec.argv)
         started = time.monotonic()
-        hooks = list(cmd.preexec)
-
-        def preexec() -> None:  # runs in the child after setuid: only a few raw syscalls
-            for hook in hooks:
-                hook()
-
         self._spawning += 1
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                executable=str(self._bwrap),
-                stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=[args_fd, *cmd.pass_fds],
-                user=cmd.host_uid,
-                group=cmd.host_uid,
-                extra_groups=[],
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=preexec,
-            )
+            stdin = spec.stdin is not None
+            proc = await spawn_host.spawn(cmd, self._bwrap, argv, [args_fd, *cmd.pass_fds], stdin, self._spawner)
             self._live.add(proc.pid)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise JailUnavailable(f"could not start bubblewrap at {self._bwrap}: {exc}") from exc
         finally:
             self._spawning -= 1
             os.close(args_fd)
