@@ -18,7 +18,8 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   ├── RunNotFound       404 run_not_found
     │   └── SecretNotFound    404 secret_not_found     no secret of that name for this tenant
     ├── Conflict              409 conflict             state does not allow the action
-    │   └── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
+    │   ├── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
+    │   └── ResidentLimit     409 resident_limit       the sandbox already runs its most long-lived processes
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
     ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
@@ -93,6 +94,9 @@ class Conflict(ClocheError, code="conflict", status=409): ...
 
 
 class SandboxBusy(Conflict, code="sandbox_busy"): ...
+
+
+class ResidentLimit(Conflict, code="resident_limit"): ...
 
 
 class TooLarge(ClocheError, code="too_large", status=413): ...

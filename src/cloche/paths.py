@@ -11,7 +11,7 @@ write for group and others, see ``DataPaths.make_private``)::
     volumes/<sb_id>.img  each workspace's ext4 image (sparse), root-only
     jail/                read-only files bound into every jail (synthetic /etc/passwd, ...)
     tmp/                 scratch space for the server; emptied at start-up
-    run/                 per-run sockets (egress), emptied at start-up
+    run/                 per-run sockets (egress) and each resident's socket folder (rs_*/), emptied at start-up
     envs/<key>/          the environment store: sealed, immutable, shared read-only
     cache/<ecosystem>/   installer caches, written only by install jails that run no third-party code
     facts/<ecosystem>/   registry facts the server read about packages (host side, with a TTL)

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     max_sandboxes_per_tenant: int = Field(
         1000, ge=1, description="Most live sandboxes one tenant may hold, so no tenant can take the whole uid pool."
     )
+    max_residents_per_sandbox: int = Field(
+        8,
+        ge=1,
+        description="Most long-lived processes (background processes, code contexts) one sandbox may run at once; "
+        "each has its own cgroup with the sandbox's limits.",
+    )
+    resident_log_bytes: int = Field(
+        1_048_576, gt=0, description="How much of a long-lived process's newest output is kept (its log), in bytes."
+    )
     jail_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
     builder_uid: int = Field(
         199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."

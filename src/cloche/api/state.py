@@ -35,6 +35,7 @@ from cloche.service.deps import DependencyService
 from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
+from cloche.service.residents import Residents
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import SecretService, load_key
 from cloche.settings import Settings
@@ -71,6 +72,7 @@ class AppState:
     execs: ExecService
     evidence: EvidenceService
     secrets: SecretService
+    residents: Residents
     api_keys: dict[str, str]
     tools: dict[str, Path]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -143,6 +145,13 @@ class AppState:
         sandboxes = SandboxService(settings, paths, store, audit)
         configured_key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
         secrets = SecretService(store, load_key(configured_key, paths.secrets_key))
+        residents = Residents(
+            runner,
+            paths.run,
+            log_bytes=settings.resident_log_bytes,
+            most_per_sandbox=settings.max_residents_per_sandbox,
+        )
+        sandboxes.on_destroy(residents.stop_sandbox)
         return cls(
             settings=settings,
             paths=paths,
@@ -156,6 +165,7 @@ class AppState:
             execs=ExecService(sandboxes, runner, registry, deps, secrets),
             evidence=EvidenceService(sandboxes),
             secrets=secrets,
+            residents=residents,
             api_keys=settings.parsed_api_keys(),
             tools=tools,
             metrics=metrics,
@@ -213,6 +223,7 @@ class AppState:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.residents.stop_all()  # their processes, cgroups and socket folders, before the parent goes
         await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
         await asyncio.to_thread(self.cgroups.remove_parent)  # this server's cloche-<hash>, made again at start
         if self.uid_lock is not None:

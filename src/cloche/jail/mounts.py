@@ -1,6 +1,7 @@
 """The filesystem the jail sees: system read-only, a synthetic identity, the workspace, a private /tmp.
 
-There is no ``/sys``, no host ``/home``, ``/root``, ``/var`` or ``/run``, and from ``/etc`` only what
+There is no ``/sys``, no host ``/home``, ``/root``, ``/var`` or ``/run`` (a resident gets its own socket folder at
+``/run/resident``), and from ``/etc`` only what
 programs need to start (certificates, the dynamic loader cache, alternatives, time zone).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloche.jail.bwrap import BwrapCommand
-from cloche.jail.profile import SANDBOX_DIR, JailProfile
+from cloche.jail.profile import RESIDENT_DIR, SANDBOX_DIR, JailProfile
 
 # Host /etc entries programs need; everything else in /etc stays invisible.
 ETC_ENTRIES = (
@@ -79,6 +80,8 @@ def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
             cmd.args += ["--dir", mount.dest]
         else:
             cmd.args += [f"--{mount.kind}", str(mount.source), mount.dest]
+    if profile.socket_dir is not None:  # a resident's sockets: the one host folder it may write besides /sandbox
+        cmd.args += ["--bind", str(profile.socket_dir), RESIDENT_DIR]
 
 
 def seal_root(cmd: BwrapCommand) -> None:

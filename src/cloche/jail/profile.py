@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from cloche.jail.egress_policy import EgressPolicy
 
 SANDBOX_DIR = "/sandbox"
+# Where a resident's socket directory appears inside its jail (read-write, owned by the sandbox's uid): the
+# unix sockets the server reaches it through (ports relay, kernel IPC, control sockets) live there.
+RESIDENT_DIR = "/run/resident"
 
 MountKind = Literal["ro-bind", "bind", "tmpfs", "dir", "symlink"]
 
@@ -43,6 +46,8 @@ class JailProfile:
     tmp_size_bytes: int = 256 * 1024 * 1024
     hostname: str = "sandbox"
     egress: EgressPolicy | None = None  # None or an empty allowlist: no network at all
+    # A resident's host socket directory, bound read-write at RESIDENT_DIR; None for one-request runs.
+    socket_dir: Path | None = None
 
     def __post_init__(self) -> None:
         # A mount at or below the workspace would hide the user's own files of that name (a `deps/` folder).
@@ -71,7 +76,9 @@ class RunSpec:
     cwd: str = SANDBOX_DIR
     stdin: bytes | None = None
     timeout_seconds: float = 30.0
-    output_limit_bytes: int = 1_048_576
+    # Cap per stream on what the run keeps; past it the run stops. None (residents): nothing is kept and
+    # nothing is capped, the output only goes to the run's sink (which keeps its own bounded tail).
+    output_limit_bytes: int | None = 1_048_576
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     # Polled about once a second while the run lives; a returned reason stops it (e.g. a disk quota).
     watchdog: Callable[[], Awaitable[str | None]] | None = None

@@ -72,7 +72,7 @@ class RunResult:
 class _Capture:
     """Output of one run: per-stream text plus the interleaved terminal view, each capped."""
 
-    limit: int
+    limit: int | None  # None: stream to on_output only, keep nothing, never stop the run for its output
     on_output: OutputCallback | None
     streams: dict[str, list[str]] = field(default_factory=lambda: {"stdout": [], "stderr": []})
     counts: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
@@ -84,6 +84,10 @@ class _Capture:
     async def feed(self, name: StreamName, reader: asyncio.StreamReader) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while chunk := await reader.read(READ_CHUNK):
+            if self.limit is None:
+                if (text := decoder.decode(chunk)) and self.on_output is not None:
+                    await self.on_output(name, text)
+                continue
             if self.truncated:
                 continue  # keep draining so the pipe reaches EOF once the jail is killed
             room = self.limit - self.counts[name]
@@ -98,7 +102,9 @@ class _Capture:
                 if self.on_output is not None:
                     await self.on_output(name, text)
         tail = decoder.decode(b"", final=True)
-        if tail and not self.truncated:
+        if tail and self.limit is None and self.on_output is not None:
+            await self.on_output(name, tail)
+        elif tail and not self.truncated:
             self._keep(name, tail)
 
     def _keep(self, name: StreamName, text: str) -> None:

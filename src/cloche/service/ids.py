@@ -14,5 +14,9 @@ def new_run_id() -> str:
     return "run_" + secrets.token_hex(12)
 
 
+def new_resident_id() -> str:
+    return "rs_" + secrets.token_hex(12)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
@@ -64,6 +64,7 @@ class SandboxService:
         self._reserved: set[int] = set()  # uids of sandboxes whose workspace is being made
         self._creating: Counter[str] = Counter()  # per tenant: creates past the quota check, not stored yet
         self.quota = WorkspaceQuota(settings, paths)
+        self._on_destroy: list[Callable[[str], Awaitable[object]]] = []
 
     # lookup
 
@@ -109,6 +110,11 @@ class SandboxService:
     def track(self, sandbox_id: str, task: asyncio.Task[object]) -> None:
         self._running.setdefault(sandbox_id, set()).add(task)
         task.add_done_callback(lambda t: self._running.get(sandbox_id, set()).discard(t))
+
+    def on_destroy(self, hook: Callable[[str], Awaitable[object]]) -> None:
+        """``hook(sandbox_id)`` runs when a sandbox is deleted or expires, after its runs were cancelled and before
+        its processes are killed and its workspace removed (residents stop here)."""
+        self._on_destroy.append(hook)
 
     def workspace(self, row: SandboxRow) -> os.PathLike[str]:
         return self.paths.workspace(row.id)
@@ -184,6 +190,8 @@ class SandboxService:
             task.cancel("the sandbox was deleted" if reason == "deleted" else f"the sandbox was removed ({reason})")
         if running:  # their runs are recorded as killed, output kept, before the sandbox is gone
             await asyncio.wait(running, timeout=KILL_WAIT_SECONDS)
+        for hook in self._on_destroy:
+            await hook(row.id)
         supervisor.kill_uid_range(row.host_uid, row.host_uid + 1)
         await asyncio.to_thread(self.quota.remove_workspace, row.id)
         await self.audit.sandbox_deleted(row.id, reason)
