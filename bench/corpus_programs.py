@@ -87,7 +87,14 @@ JS_NO_EXPORT = re.compile(r"does not provide an export named '([^']+)'")
 JS_REQUIRE_ESM = re.compile(r"ERR_REQUIRE_ESM|require\(\) of ES Module")
 LAST_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", re.M)
 
+# cloche's wording when it refuses a project whose classifiers name only another operating system (see the long-tail
+# layer): the bench counts such an import as one no installer can satisfy on Linux only when the baseline fails too.
+PY_PLATFORM_ONLY = re.compile(r"\bruns only on (Windows|macOS)\b")
+
 CLASSES = {
+    "platform_only": "the import's project runs only on another operating system (its PyPI classifiers), so no "
+    "install on Linux can make it import; counted as a failure in the headline rate, and left out of the "
+    "Linux-runnable rate when the baseline fails on the script too",
     "unresolved": "no distribution vouched for the import: reported in unresolved_imports, nothing installed",
     "not_found_after_install": "the import is missing although the install succeeded (wrong or missing distribution)",
     "missing_submodule": "the package imports but a submodule is missing: removed in the installed release (API "
@@ -113,6 +120,7 @@ class Verdict:
     detail: str = ""
     unresolved: list[str] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
+    platform_only: list[str] = field(default_factory=list)  # unresolved imports refused for their platform
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +130,7 @@ class Verdict:
             "detail": self.detail,
             "unresolved": self.unresolved,
             "requested": self.requested,
+            "platform_only": self.platform_only,
         }
 
 
@@ -146,11 +155,17 @@ def _last_error(output: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _python_failure(output: str, unresolved: list[str]) -> tuple[str, str | None]:
+def _same_import(module: str, names: list[str]) -> bool:
+    top = module.split(".")[0]
+    return any(u == module or u.split(".")[0] == top for u in names)
+
+
+def _python_failure(output: str, unresolved: list[str], platform_only: list[str]) -> tuple[str, str | None]:
     if m := PY_NOT_FOUND.search(output):
         module = m.group(1)
-        top = module.split(".")[0]
-        if any(u == module or u.split(".")[0] == top for u in unresolved):
+        if _same_import(module, platform_only):
+            return "platform_only", module
+        if _same_import(module, unresolved):
             return "unresolved", module
         return ("missing_submodule" if "." in module else "not_found_after_install"), module
     if m := PY_CANNOT_IMPORT.search(output):
@@ -160,7 +175,7 @@ def _python_failure(output: str, unresolved: list[str]) -> tuple[str, str | None
     return "import_time_error", None
 
 
-def _node_failure(output: str, unresolved: list[str]) -> tuple[str, str | None]:
+def _node_failure(output: str, unresolved: list[str], platform_only: list[str]) -> tuple[str, str | None]:
     if m := JS_NOT_EXPORTED.search(output):
         return "api_drift", m.group(1) or m.group(2)
     if m := JS_NOT_FOUND.search(output):
@@ -180,8 +195,10 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
     """Import-clean = the exec succeeded with exit 0 and no import failure in its output."""
     output = result.get("output") or ""
     install = result.get("install") or {}
-    unresolved = [u["module"] for u in result.get("unresolved_imports") or []]
-    base = {"unresolved": unresolved, "requested": list(install.get("requested") or [])}
+    unresolved_imports = result.get("unresolved_imports") or []
+    unresolved = [u["module"] for u in unresolved_imports]
+    platform_only = [u["module"] for u in unresolved_imports if PY_PLATFORM_ONLY.search(u.get("hint") or "")]
+    base = {"unresolved": unresolved, "requested": list(install.get("requested") or []), "platform_only": platform_only}
     status = result.get("status")
     if status == "install_failed":
         error = install.get("error") or output
@@ -194,5 +211,5 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
         return Verdict(True, **base)
     if status not in ("succeeded", "failed"):
         return Verdict(False, "error", None, f"status {status}: {_last_error(output)}", **base)
-    kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved)
+    kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved, platform_only)
     return Verdict(False, kind, module, _last_error(output), **base)

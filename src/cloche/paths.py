@@ -15,6 +15,7 @@ write for group and others, see ``DataPaths.make_private``)::
     envs/<key>/          the environment store: sealed, immutable, shared read-only
     cache/<ecosystem>/   installer caches, written only by install jails that run no third-party code
     facts/<ecosystem>/   registry facts the server read about packages (host side, with a TTL)
+    facts/builds/        what verifying a build concluded, by the lock it started from (repaired, unrepairable)
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class DataPaths:
     def registry_facts(self, ecosystem: str) -> Path:
         """The server's own cache of what a registry said about packages (never written by a jail)."""
         return self.facts / ecosystem
+
+    @property
+    def build_verdicts(self) -> Path:
+        """What verifying each build concluded, by the key of the lock it started from (host side)."""
+        return self.facts / "builds"
 
     @property
     def facts(self) -> Path:

@@ -260,6 +260,23 @@ def test_corpus_entries_run_through_a_real_server(offline_server: Any) -> None:
     assert (summary["measured"], summary["cloche_clean"], summary["cloche_rate"]) == (4, 2, 50.0)
 
 
+def test_a_platform_only_import_is_left_out_of_the_linux_runnable_rate_only_when_the_baseline_fails_too() -> None:
+    refused = _result("failed", 1, "ModuleNotFoundError: No module named 'wintoast'", ["wintoast"])
+    refused["unresolved_imports"][0]["hint"] = "wintoast runs only on Windows (its PyPI classifiers: ...)"
+    outcome = verdict("python", refused)
+    assert (outcome.failure, outcome.module, outcome.platform_only) == ("platform_only", "wintoast", ["wintoast"])
+    failed = verdict("python", _result("install_failed", None, "Failed to build `pywin32-ctypes==1`")).as_dict()
+    clean = verdict("python", _result("succeeded", 0, "")).as_dict()
+    records = [
+        {"id": "a", "cloche": outcome.as_dict(), "baseline": failed},  # nobody can: left out
+        {"id": "b", "cloche": outcome.as_dict(), "baseline": clean},  # the baseline could: counted against cloche
+        {"id": "c", "cloche": clean, "baseline": clean},
+    ]
+    summary = summarize("python", {"entries": records, "repositories": [{}]}, records)
+    assert summary["platform_only"] == ["a"] and summary["linux_runnable"] == 2
+    assert (summary["cloche_rate"], summary["cloche_linux_rate"], summary["baseline_linux_rate"]) == (33.3, 50.0, 100.0)
+
+
 def test_an_install_failure_is_described_by_the_line_naming_its_cause() -> None:
     uv = "Resolved 3 packages\n  x Failed to build `dlib==20.0.0`\n  hint: Build failures usually indicate a problem\n"
     outcome = verdict("python", _result("install_failed", None, uv))

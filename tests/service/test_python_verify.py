@@ -198,13 +198,36 @@ def test_an_unrepairable_environment_runs_but_is_never_sealed_or_bound(cloche: C
         assert f"Note: '{module}' does not import in the environment" in first.output
         assert all(s.outcome != "fixed" for s in install.recovery)
         assert install.environment is not None and install.environment.endswith("-unverified")
-        # Not bound, not found by its lock: the next exec checks again instead of reusing it.
+        # The verdict is kept by the lock the build started from: the next exec runs in the same unverified
+        # environment without building and repairing again, and still says it is not verified.
         second = box.exec(filename="main.py")
         assert second.install is not None and second.install.verified is False
-        assert not second.install.reused_environment
+        assert second.install.reused_environment and second.install.environment == install.environment
+        assert [f.module for f in second.install.import_failures] == [module]
+        # Never bound: a command sees no Python environment of this sandbox.
+        listed = box.exec(command="python3 -c 'import sys; print(sys.prefix)'")
+        assert listed.stdout.strip() == "/usr"
     # The store holds it only apart, marked unverified; no entry under a lock's own key has the project.
     metas = {
         p.name: json.loads((p / "cloche-env.json").read_text()) for p in (wheels.data_dir / "envs").glob("python-*")
     }
     holding = {name: meta for name, meta in metas.items() if f"{project}==" in meta.get("lock", "")}
     assert holding and all(name.endswith("-unverified") and meta["verified"] is False for name, meta in holding.items())
+
+
+def test_a_repair_is_remembered_across_a_restart(cloche: Client, wheels: ServerProcess) -> None:
+    """The repaired lock is found again by the lock the build started from: no rebuild, no second repair."""
+    module, _ = DRIFT
+    code = f"from {module} import wanted\nprint(wanted())\n"
+    with cloche.create() as box:  # repaired here, or reused from the first back-off test's repair
+        box.write("main.py", code)
+        first = box.exec(filename="main.py")
+        assert first.stdout == "old\n" and first.install is not None and first.install.verified is not False
+    wheels.stop()
+    wheels.start()
+    with wheels.client() as client, client.create() as box:
+        box.write("main.py", code)
+        again = box.exec(filename="main.py")
+        assert again.status == "succeeded" and again.stdout == "old\n", again.output
+        assert again.install is not None and again.install.reused_environment
+        assert again.install.recovery == [] and again.install.verified is None

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloche.ecosystems.facts_cache import FactsCache
 from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
 from cloche.ecosystems.java.ecosystem import JavaEcosystem
 from cloche.ecosystems.node.ecosystem import NodeEcosystem
@@ -138,9 +139,9 @@ class AppState:
         deny = frozenset(settings.host_list(settings.license_deny))
         metrics = Metrics()  # this app's own registry, served at /metrics
         metrics.watch(envs, lambda: len(store.used_uids()))  # one host uid per live sandbox
-        deps = DependencyService(
-            store, envs, InstallJailFactory(runner, install, envs), deny, metrics, settings.resolution_ttl_seconds
-        )
+        verdicts = FactsCache(paths.build_verdicts, "builds")
+        jails = InstallJailFactory(runner, install, envs)
+        deps = DependencyService(store, envs, jails, deny, metrics, settings.resolution_ttl_seconds, verdicts)
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
         configured_key = settings.secrets_key.get_secret_value() if settings.secrets_key else None

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloche.ecosystems import base
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Needs, Verification
+from cloche.ecosystems.facts_cache import FactsCache
 from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
@@ -54,6 +56,32 @@ def unverified_key(key: str) -> str:
     return key + UNVERIFIED_SUFFIX
 
 
+def _verdict_key(started_from: str, detection: Detection) -> str:
+    """A verdict holds for one lock checked against one detection's imports: another script resolving to the
+    same first lock may need no repair (or another one)."""
+    return f"{started_from} {detection.fingerprint}"
+
+
+def _verdict_record(built: Built) -> dict[str, Any]:
+    verification = built.verification
+    assert verification is not None
+    return {
+        "lock": built.lock.text,
+        "components": [c.to_dict() for c in built.lock.components],
+        "key": built.key,
+        "checked": verification.checked,
+        "failures": [dataclasses.asdict(f) for f in verification.failures],
+        "steps": [dataclasses.asdict(s) for s in verification.steps],
+    }
+
+
+def _verdict_built(data: Mapping[str, Any]) -> Built:
+    lock = Lock(str(data["lock"]), tuple(Component.from_dict(c) for c in data["components"]))
+    failures = tuple(base.ImportFailure(f["module"], f["error"], tuple(f["names"])) for f in data["failures"])
+    steps = tuple(base.RecoveryStep(**s) for s in data["steps"])
+    return Built(lock, str(data["key"]), Verification(lock, int(data["checked"]), failures, steps))
+
+
 def _verification_report(verification: Verification | None) -> dict[str, Any]:
     if verification is None:
         return {}
@@ -84,6 +112,7 @@ class DependencyService:
         denied_licenses: frozenset[str] = frozenset(),
         metrics: Metrics | None = None,
         resolution_ttl: float = 3600.0,
+        verdicts: FactsCache | None = None,
     ) -> None:
         self.store = store
         self.envs = envs
@@ -102,6 +131,10 @@ class DependencyService:
         # Unions of a sandbox's needs the resolver refused, by fingerprint (when, what it said): while recent,
         # the entry goes straight to an environment of its own.
         self._conflicts: dict[tuple[str, str], tuple[float, str]] = {}
+        # What verifying a build concluded, by the key of the lock it started from, kept on disk: a repaired
+        # lock is found again after a restart without rebuilding and repairing the first one, and a lock no
+        # repair fixed reuses its unverified environment (never bound) for the resolution TTL.
+        self.verdicts = verdicts or FactsCache(None, "builds")
 
     async def prepare(
         self,
@@ -243,7 +276,11 @@ class DependencyService:
         key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
         reused = self.envs.get(key) is not None
         verification = None
-        if not reused:
+        earlier = None if reused else self._earlier_verdict(key, detection)
+        if earlier is not None:
+            lock, key, reused = earlier.lock, earlier.key, True
+            verification = None if earlier.verification is None or earlier.verification.ok else earlier.verification
+        elif not reused:
             if progress is not None:
                 await progress({"phase": "installing", "packages": [f"{c.name}=={c.version}" for c in lock.components]})
             built = await self._build_once(key, ecosystem, detection, lock)
@@ -301,12 +338,14 @@ class DependencyService:
     async def _build(self, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
         """Build, verify (the ecosystem may repair the environment, ending with another lock), then seal: under
         the lock's key when verified, else apart, where no lookup by lock finds it."""
+        started_from = environment_key(ecosystem.name, lock.text, ecosystem.abi())
         async with self.jails.session(ecosystem, build=True) as jail:
             await ecosystem.build(lock, jail)
             verification = await ecosystem.verify(detection, lock, jail)
             if verification is not None:
                 lock = verification.lock
             key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
+            changed = key != started_from
             sealed = verification is None or verification.ok
             if not sealed:
                 key = unverified_key(key)
@@ -314,9 +353,28 @@ class DependencyService:
             meta = {"ecosystem": ecosystem.name, "lock": lock.text, "verified": sealed}
             stored = self.envs.put(key, jail.build_dir, meta)
             self.metrics.store_changed()
+        built = Built(lock, key, verification)
+        if changed or not sealed:
+            self.verdicts.put(_verdict_key(started_from, detection), _verdict_record(built))
         if sealed:
             self._start_companion(key, ecosystem, stored.path)
-        return Built(lock, key, verification)
+        return built
+
+    def _earlier_verdict(self, key: str, detection: Detection) -> Built | None:
+        """What an earlier build of ``key``'s lock for the same needs ended with, while its environment is still
+        stored: the repaired lock (for good), or the unverified environment (for the resolution TTL: an index
+        that has since gained a fixed release is tried again after it)."""
+        stored = self.verdicts.get(_verdict_key(key, detection))
+        if stored is None:
+            return None
+        try:
+            built = _verdict_built(stored.data)
+        except (KeyError, TypeError, ValueError):  # an older shape of the record: build again
+            return None
+        assert built.verification is not None
+        if not built.verification.ok and not stored.fresh(self.resolution_ttl):
+            return None
+        return built if self.envs.get(built.key) is not None else None
 
     def _check_licenses(self, components: list[Component]) -> None:
         """Refuse the install when a package's license is on the server's deny list (before it is bound)."""

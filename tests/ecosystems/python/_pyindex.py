@@ -30,7 +30,9 @@ class LocalPypi:
     def json_url(self) -> str:
         return f"{self.base}/pypi"
 
-    def add(self, name: str, version: str, age_days: float, wheel: Path | None) -> None:
+    def add(
+        self, name: str, version: str, age_days: float, wheel: Path | None, classifiers: tuple[str, ...] = ()
+    ) -> None:
         """A project whose only release was uploaded ``age_days`` ago, with ``wheel`` (None: an sdist only)."""
         uploaded = (datetime.now(UTC) - timedelta(days=age_days)).isoformat().replace("+00:00", "Z")
         if wheel is not None:
@@ -40,7 +42,7 @@ class LocalPypi:
             file = {"filename": f"{name}-{version}.tar.gz", "url": "/files/none", "packagetype": "sdist"}
         file |= {"upload_time_iso_8601": uploaded, "yanked": False}
         self.projects[name] = {
-            "info": {"name": name, "version": version},
+            "info": {"name": name, "version": version, "classifiers": list(classifiers)},
             "releases": {version: [file]},
             "urls": [file],
         }

@@ -14,6 +14,7 @@ import pytest
 
 from cloche.ecosystems.python.importmap import ImportMap, LongTail
 from cloche.ecosystems.python.resolve import Refusal, Resolution, Resolver
+from cloche.ecosystems.python.resolve.long_tail import only_on
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,6 +39,10 @@ def index(tmp_path: Path) -> Iterator[LocalPypi]:
     pypi.add("freshname", "0.1", 7, fresh)
     pypi.add("decoy", "1.0", 900, other)
     pypi.add("sdistonly", "1.0", 900, None)
+    toast = build_wheel(wheels, "wintoast", "0.9", {"wintoast/__init__.py": ""})
+    pypi.add("wintoast", "0.9", 2000, toast, ("Environment :: Win32 (MS Windows)", "Operating System :: Microsoft"))
+    anywhere = build_wheel(wheels, "anyos", "1.0", {"anyos/__init__.py": ""})
+    pypi.add("anyos", "1.0", 2000, anywhere, ("Operating System :: Microsoft :: Windows", "Operating System :: POSIX"))
     with pypi.running():
         yield pypi
 
@@ -46,7 +51,7 @@ def _resolver(index: LocalPypi, cache: Path | None, tail: list[str]) -> Resolver
     return Resolver(_data(tail), PypiJson(index.json_url, cache), min_age_days=90)
 
 
-TAIL = ["oldtimer", "freshname", "decoy_mod\tdecoy", "sdistonly", "ghost"]
+TAIL = ["oldtimer", "freshname", "decoy_mod\tdecoy", "sdistonly", "ghost", "wintoast", "anyos"]
 
 
 def test_old_project_whose_wheel_ships_the_module_is_accepted(index: LocalPypi, tmp_path: Path) -> None:
@@ -77,6 +82,31 @@ def test_week_old_name_is_refused(index: LocalPypi, tmp_path: Path) -> None:
 def test_unverifiable_names_are_refused(index: LocalPypi, tmp_path: Path, module: str, why: str) -> None:
     answer = _resolver(index, tmp_path / "facts", TAIL).resolve(module)
     assert isinstance(answer, Refusal) and why in answer.reason
+
+
+def test_a_project_for_another_operating_system_is_refused_with_that_reason(index: LocalPypi, tmp_path: Path) -> None:
+    resolver = _resolver(index, tmp_path / "facts", TAIL)
+    answer = resolver.resolve("wintoast")
+    assert isinstance(answer, Refusal)
+    assert "wintoast runs only on Windows" in answer.reason and "Operating System :: Microsoft" in answer.reason
+    assert not any(r.startswith("/files/") for r in index.requests)  # refused before the wheel is read
+    # A project that names Linux's family too is not refused for its platform.
+    assert isinstance(resolver.resolve("anyos"), Resolution)
+
+
+@pytest.mark.parametrize(
+    ("classifiers", "only"),
+    [
+        (("Operating System :: Microsoft :: Windows :: Windows 10",), "Windows"),
+        (("Environment :: Win32 (MS Windows)",), "Windows"),
+        (("Operating System :: MacOS :: MacOS X", "Environment :: MacOS X"), "macOS"),
+        (("Operating System :: OS Independent",), None),
+        (("Operating System :: Microsoft :: Windows", "Operating System :: MacOS"), None),
+        ((), None),
+    ],
+)
+def test_only_on_reads_the_operating_system_classifiers(classifiers: tuple[str, ...], only: str | None) -> None:
+    assert only_on(classifiers) == only
 
 
 def test_answers_are_cached_on_disk(index: LocalPypi, tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ shipping the import is installed only when PyPI confirms three facts:
 2. its first release is old enough (release_age.py: freshly registered names are how slopsquatting works);
 3. the current release's wheel really ships the module (its zip central directory, read by range requests).
 
+A project whose classifiers name only Windows or only macOS is refused with that reason: installed on Linux, where
+cloche runs code, it could not be imported (its platform-only dependencies do not even build), and the user should
+learn that, not read an installer's build failure.
+
 A candidate that fails is reported with why; when none passes, the import stays unresolved and nothing is
 installed. At most ``MAX_CANDIDATES`` projects are asked per import.
 """
@@ -20,6 +24,21 @@ from cloche.ecosystems.python.resolve.wheel_files import provides
 from cloche.ecosystems.release_age import MinimumAge, day
 
 MAX_CANDIDATES = 3
+
+
+def only_on(platforms: tuple[str, ...]) -> str | None:
+    """ "Windows" or "macOS" when a project's operating-system classifiers name only that family; None when they
+    name Linux, POSIX, Unix, "OS Independent" or nothing."""
+    systems = [c for c in platforms if c.startswith("Operating System ::")] or list(platforms)
+    families = set()
+    for classifier in systems:
+        if "Microsoft" in classifier or "Win32" in classifier:
+            families.add("Windows")
+        elif "MacOS" in classifier or ":: iOS" in classifier:
+            families.add("macOS")
+        else:
+            return None
+    return families.pop() if len(families) == 1 else None
 
 
 class LongTailLayer:
@@ -72,6 +91,11 @@ class LongTailLayer:
             young = self.age.refusal(facts.name, facts.first_upload, "projects outside the ranking")
             if young is not None:
                 return young
+            if (system := only_on(facts.platforms)) is not None:
+                return (
+                    f"{facts.name} runs only on {system} (its PyPI classifiers: {'; '.join(facts.platforms)}); "
+                    "cloche runs code on Linux, where it cannot be imported"
+                )
             if facts.wheel_url is None:
                 return f"{facts.name} {facts.version} has no wheel whose files could be checked"
             shipped = self.pypi.wheel_modules(facts.wheel_url)

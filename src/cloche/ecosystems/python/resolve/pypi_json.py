@@ -37,6 +37,15 @@ class ProjectFacts:
     version: str | None = None  # the current release
     wheel_url: str | None = None
     wheel_filename: str | None = None
+    # The operating-system trove classifiers (and the Win32 / MacOS X environments) the project declares.
+    platforms: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> ProjectFacts:
+        return cls(**{**data, "platforms": tuple(data.get("platforms") or ())})
+
+
+_PLATFORM_CLASSIFIERS = ("Operating System ::", "Environment :: Win32", "Environment :: MacOS")
 
 
 def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
@@ -52,6 +61,8 @@ def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
     current = [f for f in document.get("urls") or [] if isinstance(f, dict)]
     uploads += [t for f in current if (t := iso_epoch(f.get("upload_time_iso_8601") or f.get("upload_time")))]
     wheel = pick_wheel(current)
+    declared = info.get("classifiers")
+    classifiers: list[Any] = declared if isinstance(declared, list) else []
     return ProjectFacts(
         name=str(info.get("name") or requested),
         found=True,
@@ -59,6 +70,7 @@ def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
         version=str(info.get("version")) if info.get("version") else None,
         wheel_url=str(httpx.URL(url).join(str(wheel["url"]))) if wheel and wheel.get("url") else None,
         wheel_filename=str(wheel["filename"]) if wheel else None,
+        platforms=tuple(str(c) for c in classifiers if str(c).startswith(_PLATFORM_CLASSIFIERS)),
     )
 
 
@@ -75,7 +87,7 @@ class PypiJson:
             f"project:{name}",
             lambda: self._read(name),
             ttl=lambda facts: FACTS_TTL if facts.found else MISSING_TTL,
-            load=lambda data: ProjectFacts(**data),
+            load=ProjectFacts.load,
             dump=asdict,
             unavailable=PypiUnavailable,
         )
