@@ -31,40 +31,34 @@ from cloche.errors import UnsafeDataDir
 UID_LOCK_DIR = Path("/run/cloche/uid-locks")
 
 
+class _Entry:
+    """An entry directly in the data dir, by name: ``paths.db`` is ``paths.root / "cloche.db"``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: DataPaths, owner: type[DataPaths] | None = None) -> Path:
+        return paths.root / self.name
+
+
 @dataclass(frozen=True)
 class DataPaths:
     root: Path
 
-    @property
-    def db(self) -> Path:
-        return self.root / "cloche.db"
-
-    @property
-    def secrets_key(self) -> Path:
-        return self.root / "secrets.key"
-
-    @property
-    def workspaces(self) -> Path:
-        return self.root / "workspaces"
+    # The layout drawn above, one entry a line.
+    db = _Entry("cloche.db")
+    secrets_key = _Entry("secrets.key")
+    workspaces = _Entry("workspaces")
+    volumes = _Entry("volumes")
+    jail = _Entry("jail")
+    tmp = _Entry("tmp")
+    run = _Entry("run")
+    envs = _Entry("envs")
+    cache = _Entry("cache")
+    facts = _Entry("facts")
 
     def workspace(self, sandbox_id: str) -> Path:
         return self.workspaces / sandbox_id
-
-    @property
-    def volumes(self) -> Path:
-        return self.root / "volumes"
-
-    @property
-    def jail(self) -> Path:
-        return self.root / "jail"
-
-    @property
-    def envs(self) -> Path:
-        return self.root / "envs"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
 
     def registry_facts(self, ecosystem: str) -> Path:
         """The server's own cache of what a registry said about packages (never written by a jail)."""
@@ -74,18 +68,6 @@ class DataPaths:
     def build_verdicts(self) -> Path:
         """What verifying each build concluded, by the key of the lock it started from (host side)."""
         return self.facts / "builds"
-
-    @property
-    def facts(self) -> Path:
-        return self.root / "facts"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
 
     def create(self) -> list[Path]:
         """Create the layout, traversable (0711) but not listable by sandbox uids, and make it private.
