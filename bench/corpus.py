@@ -200,15 +200,15 @@ def run(bench: Bench) -> Scenario:
                     f"at least {GOALS[ecosystem]:.0f}%",
                     f"cloche {cloche_rate:.1f}% vs {baseline} {baseline_rate:.1f}% ({measured} of "
                     f"{len(corpus['entries'])} scripts measured, {len(corpus['repositories'])} repositories); "
-                    f"on the {summary['linux_runnable']} Linux-runnable: cloche {summary['cloche_linux_rate']:.1f}% "
-                    f"vs {summary['baseline_linux_rate']:.1f}%",
+                    f"on the {summary['runnable']} runnable on Linux with Python 3: cloche "
+                    f"{summary['cloche_runnable_rate']:.1f}% vs {summary['baseline_runnable_rate']:.1f}%",
                     cloche_rate >= GOALS[ecosystem] if measured else None,
                 )
             )
             for variant in ("cloche", "baseline"):
                 scenario.ratios[f"{ecosystem} {variant} import-clean (%)"] = summary[f"{variant}_rate"]
-                scenario.ratios[f"{ecosystem} {variant} import-clean, Linux-runnable (%)"] = summary[
-                    f"{variant}_linux_rate"
+                scenario.ratios[f"{ecosystem} {variant} import-clean, runnable (%)"] = summary[
+                    f"{variant}_runnable_rate"
                 ]
         # Written before the server's data dir is removed: deleting a store of many environments can take minutes.
         path = write_markdown(bench.results_dir / "corpus.md", summaries, commit)

@@ -88,13 +88,18 @@ JS_REQUIRE_ESM = re.compile(r"ERR_REQUIRE_ESM|require\(\) of ES Module")
 LAST_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", re.M)
 
 # cloche's wording when it refuses a project whose classifiers name only another operating system (see the long-tail
-# layer): the bench counts such an import as one no installer can satisfy on Linux only when the baseline fails too.
+# layer), and when an import is Python 2's name of a standard-library module: the bench counts such a script as one
+# no installer can make import on Linux with Python 3 only when the baseline fails on it too.
 PY_PLATFORM_ONLY = re.compile(r"\bruns only on (Windows|macOS)\b")
+PY_PYTHON2_ONLY = re.compile(r"\bis Python 2's name for the standard library's\b")
+CANNOT_RUN_HERE = ("platform_only", "python2_only")
 
 CLASSES = {
     "platform_only": "the import's project runs only on another operating system (its PyPI classifiers), so no "
     "install on Linux can make it import; counted as a failure in the headline rate, and left out of the "
-    "Linux-runnable rate when the baseline fails on the script too",
+    "runnable rate when the baseline fails on the script too",
+    "python2_only": "the import is Python 2's name of a standard-library module (urllib2, cookielib): the script "
+    "needs porting, no package makes it import; treated like platform_only",
     "unresolved": "no distribution vouched for the import: reported in unresolved_imports, nothing installed",
     "not_found_after_install": "the import is missing although the install succeeded (wrong or missing distribution)",
     "missing_submodule": "the package imports but a submodule is missing: removed in the installed release (API "
@@ -121,6 +126,7 @@ class Verdict:
     unresolved: list[str] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
     platform_only: list[str] = field(default_factory=list)  # unresolved imports refused for their platform
+    python2_only: list[str] = field(default_factory=list)  # unresolved imports that are Python 2 module names
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +137,7 @@ class Verdict:
             "unresolved": self.unresolved,
             "requested": self.requested,
             "platform_only": self.platform_only,
+            "python2_only": self.python2_only,
         }
 
 
@@ -160,11 +167,12 @@ def _same_import(module: str, names: list[str]) -> bool:
     return any(u == module or u.split(".")[0] == top for u in names)
 
 
-def _python_failure(output: str, unresolved: list[str], platform_only: list[str]) -> tuple[str, str | None]:
+def _python_failure(output: str, unresolved: list[str], elsewhere: dict[str, list[str]]) -> tuple[str, str | None]:
     if m := PY_NOT_FOUND.search(output):
         module = m.group(1)
-        if _same_import(module, platform_only):
-            return "platform_only", module
+        for kind, modules in elsewhere.items():
+            if _same_import(module, modules):
+                return kind, module
         if _same_import(module, unresolved):
             return "unresolved", module
         return ("missing_submodule" if "." in module else "not_found_after_install"), module
@@ -175,7 +183,7 @@ def _python_failure(output: str, unresolved: list[str], platform_only: list[str]
     return "import_time_error", None
 
 
-def _node_failure(output: str, unresolved: list[str], platform_only: list[str]) -> tuple[str, str | None]:
+def _node_failure(output: str, unresolved: list[str], elsewhere: dict[str, list[str]]) -> tuple[str, str | None]:
     if m := JS_NOT_EXPORTED.search(output):
         return "api_drift", m.group(1) or m.group(2)
     if m := JS_NOT_FOUND.search(output):
@@ -197,8 +205,11 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
     install = result.get("install") or {}
     unresolved_imports = result.get("unresolved_imports") or []
     unresolved = [u["module"] for u in unresolved_imports]
-    platform_only = [u["module"] for u in unresolved_imports if PY_PLATFORM_ONLY.search(u.get("hint") or "")]
-    base = {"unresolved": unresolved, "requested": list(install.get("requested") or []), "platform_only": platform_only}
+    elsewhere = {
+        kind: [u["module"] for u in unresolved_imports if pattern.search(u.get("hint") or "")]
+        for kind, pattern in (("platform_only", PY_PLATFORM_ONLY), ("python2_only", PY_PYTHON2_ONLY))
+    }
+    base = {"unresolved": unresolved, "requested": list(install.get("requested") or []), **elsewhere}
     status = result.get("status")
     if status == "install_failed":
         error = install.get("error") or output
@@ -211,5 +222,5 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
         return Verdict(True, **base)
     if status not in ("succeeded", "failed"):
         return Verdict(False, "error", None, f"status {status}: {_last_error(output)}", **base)
-    kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved, platform_only)
+    kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved, elsewhere)
     return Verdict(False, kind, module, _last_error(output), **base)

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.corpus_programs import CLASSES
+from bench.corpus_programs import CANNOT_RUN_HERE, CLASSES
 
 VARIANTS = {
     "python": {"cloche": "cloche", "baseline": "pipreqs + uv"},
@@ -44,14 +44,15 @@ def summarize(ecosystem: str, corpus: dict[str, Any], records: list[dict[str, An
         summary[f"{variant}_clean"] = clean
         summary[f"{variant}_rate"] = _rate(clean, len(measured))
         summary[f"{variant}_failures"] = failures_by_class(measured, variant)
-    # Scripts no installer can make import on Linux: cloche says an import's project runs only on another operating
-    # system, and the baseline fails on the same script. Left out of both variants' Linux-runnable rate.
-    elsewhere = [r for r in measured if r["cloche"]["failure"] == "platform_only" and not r["baseline"]["clean"]]
-    summary["platform_only"] = [r["id"] for r in elsewhere]
+    # Scripts no installer can make import on Linux with Python 3: cloche says an import's project runs only on another
+    # operating system (or is a Python 2 module name), and the baseline fails on the same script. Left out of both
+    # variants' runnable rate.
+    elsewhere = [r for r in measured if r["cloche"]["failure"] in CANNOT_RUN_HERE and not r["baseline"]["clean"]]
+    summary["cannot_run_here"] = [r["id"] for r in elsewhere]
     runnable = len(measured) - len(elsewhere)
-    summary["linux_runnable"] = runnable
+    summary["runnable"] = runnable
     for variant in ("cloche", "baseline"):
-        summary[f"{variant}_linux_rate"] = _rate(summary[f"{variant}_clean"], runnable)
+        summary[f"{variant}_runnable_rate"] = _rate(summary[f"{variant}_clean"], runnable)
     summary["only_baseline_clean"] = [r["id"] for r in measured if r["baseline"]["clean"] and not r["cloche"]["clean"]]
     summary["only_cloche_clean"] = [r["id"] for r in measured if r["cloche"]["clean"] and not r["baseline"]["clean"]]
     return summary
@@ -75,18 +76,19 @@ def markdown(summaries: dict[str, dict[str, Any]], commit: str) -> str:
         "",
         *[f"- `{name}`: {text}" for name, text in CLASSES.items()],
         "",
-        "Linux-runnable: the scripts measured, less those whose import cloche reports as running only on another "
-        "operating system and on which the baseline fails too (both variants' rates over the same scripts).",
+        "Runnable: the scripts measured, less those whose import cloche reports as running only on another operating "
+        "system or as a Python 2 module name, and on which the baseline fails too (both variants' rates over the same "
+        "scripts).",
         "",
         "| Corpus | Scripts measured | Repositories | cloche | Baseline | Baseline import-clean "
-        "| Linux-runnable scripts | cloche, Linux-runnable | Baseline, Linux-runnable |",
+        "| Runnable scripts | cloche, runnable | Baseline, runnable |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for eco, s in summaries.items():
         lines.append(
             f"| {eco} | {s['measured']} of {s['entries']} | {s['repositories']} | {s['cloche_rate']:.1f}% "
             f"({s['cloche_clean']}) | {VARIANTS[eco]['baseline']} | {s['baseline_rate']:.1f}% ({s['baseline_clean']}) "
-            f"| {s['linux_runnable']} | {s['cloche_linux_rate']:.1f}% | {s['baseline_linux_rate']:.1f}% |"
+            f"| {s['runnable']} | {s['cloche_runnable_rate']:.1f}% | {s['baseline_runnable_rate']:.1f}% |"
         )
     for eco, s in summaries.items():
         for variant, label in VARIANTS[eco].items():

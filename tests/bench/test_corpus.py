@@ -260,7 +260,7 @@ def test_corpus_entries_run_through_a_real_server(offline_server: Any) -> None:
     assert (summary["measured"], summary["cloche_clean"], summary["cloche_rate"]) == (4, 2, 50.0)
 
 
-def test_a_platform_only_import_is_left_out_of_the_linux_runnable_rate_only_when_the_baseline_fails_too() -> None:
+def test_a_platform_only_import_is_left_out_of_the_runnable_rate_only_when_the_baseline_fails_too() -> None:
     refused = _result("failed", 1, "ModuleNotFoundError: No module named 'wintoast'", ["wintoast"])
     refused["unresolved_imports"][0]["hint"] = "wintoast runs only on Windows (its PyPI classifiers: ...)"
     outcome = verdict("python", refused)
@@ -272,9 +272,15 @@ def test_a_platform_only_import_is_left_out_of_the_linux_runnable_rate_only_when
         {"id": "b", "cloche": outcome.as_dict(), "baseline": clean},  # the baseline could: counted against cloche
         {"id": "c", "cloche": clean, "baseline": clean},
     ]
+    python2 = _result("failed", 1, "ModuleNotFoundError: No module named 'urllib2'", ["urllib2"])
+    python2["unresolved_imports"][0]["hint"] = "urllib2 is Python 2's name for the standard library's urllib.request"
+    ported = verdict("python", python2).as_dict()
+    assert (ported["failure"], ported["python2_only"]) == ("python2_only", ["urllib2"])
+    records.append({"id": "d", "cloche": ported, "baseline": failed})
     summary = summarize("python", {"entries": records, "repositories": [{}]}, records)
-    assert summary["platform_only"] == ["a"] and summary["linux_runnable"] == 2
-    assert (summary["cloche_rate"], summary["cloche_linux_rate"], summary["baseline_linux_rate"]) == (33.3, 50.0, 100.0)
+    assert summary["cannot_run_here"] == ["a", "d"] and summary["runnable"] == 2
+    rates = (summary["cloche_rate"], summary["cloche_runnable_rate"], summary["baseline_runnable_rate"])
+    assert rates == (25.0, 50.0, 100.0)
 
 
 def test_an_install_failure_is_described_by_the_line_naming_its_cause() -> None:

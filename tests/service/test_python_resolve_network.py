@@ -11,11 +11,13 @@ pytestmark = pytest.mark.network
 
 CODE = """\
 import duckdb, orjson, attr, jwt, zmq, Levenshtein, jose, OpenSSL, slugify, websocket, serial, nacl, Bio, sentry_sdk
+import fitz, magic, git
 from azure.storage.blob import BlobServiceClient
 from ruamel.yaml import YAML
 import pywebcopy
 print(duckdb.sql("select 41 + 1").fetchall()[0][0], orjson.dumps({"a": 1}).decode(), slugify.slugify("Hello World"))
 print(Levenshtein.distance("kitten", "sitting"), BlobServiceClient.__name__, YAML.__name__)
+print(fitz.Document.__name__, magic.from_buffer(b"%PDF-1.4", mime=True), git.Repo.__name__)
 """
 
 
@@ -24,7 +26,7 @@ def test_manifest_less_script_with_tricky_imports_runs_first_time(client: Client
         box.write("main.py", CODE)
         result = box.exec(filename="main.py", timeout_seconds=900)
         assert result.status == "succeeded", result.output
-        assert result.stdout == '42 {"a":1} hello-world\n3 BlobServiceClient YAML\n'
+        assert result.stdout == '42 {"a":1} hello-world\n3 BlobServiceClient YAML\nDocument application/pdf Repo\n'
         assert result.unresolved_imports == []
         install = result.install
         assert install is not None and install.source == "scan"
@@ -35,3 +37,4 @@ def test_manifest_less_script_with_tricky_imports_runs_first_time(client: Client
         installed = {p.name for p in install.installed}
         assert {"pyjwt", "pyzmq", "python-jose", "pyopenssl", "python-slugify", "websocket-client"} <= installed
         assert {"pyserial", "pynacl", "biopython", "sentry-sdk", "ruamel-yaml", "levenshtein", "attrs"} <= installed
+        assert {"pymupdf", "python-magic", "gitpython"} <= installed
