@@ -6,7 +6,7 @@ checks as any other install (see ``ExecService``); nothing runs a package manage
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cloche.service.command_lexer import EXPANSION, in_workspace, options
@@ -28,6 +28,39 @@ class InstallRequest:
     notes: tuple[str, ...] = ()  # options that change nothing here (--user, -q, -U, -e .), with why
     typed: str = ""  # the simple command as typed, for messages
     segment: int = 0
+
+
+@dataclass
+class _Asked:
+    """What an install command's words ask, gathered word by word (pip's and npm's alike)."""
+
+    names: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def package(self, word: str, named: bool, kind: str) -> None:
+        """``word`` to install when it ``named`` a package, else refused: only ``kind`` come from the registry."""
+        if named:
+            self.names.append(word)
+        else:
+            self.refused.append(f"{word}: only {kind} (with versions) are installed, not files or URLs")
+
+    def __bool__(self) -> bool:
+        return bool(self.names or self.files or self.refused or self.notes)
+
+    def request(self, ecosystem: Literal["python", "node"], typed: str, segment: int) -> InstallRequest:
+        return InstallRequest(
+            ecosystem,
+            tuple(self.names),
+            tuple(self.files),
+            tuple(self.constraints),
+            refused=tuple(self.refused),
+            notes=tuple(self.notes),
+            typed=typed,
+            segment=segment,
+        )
 
 
 # pip: options by what the server does with them. Unlisted flags are ignored (they take no value).
@@ -79,19 +112,13 @@ def pip_command(args: list[str], cwd: str, index: int, typed: str) -> InstallReq
 
 def pip_install(args: list[str], cwd: str, index: int, typed: str) -> InstallRequest | None:
     """The arguments of ``pip install`` (also ``uv pip install`` and ``uv add``)."""
-    names: list[str] = []
-    files: list[str] = []
-    constraints: list[str] = []
-    refused: list[str] = []
-    notes: list[str] = []
+    asked = _Asked()
     i = 0
     while i < len(args):
         word = args[i]
         if not word.startswith("-") or word == "-":
-            if EXPANSION.search(word.split(";")[0].split("[")[0]) or _not_a_name(word):
-                refused.append(f"{word}: only distribution names (with versions) are installed, not files or URLs")
-            else:
-                names.append(word)
+            named = not (EXPANSION.search(word.split(";")[0].split("[")[0]) or _not_a_name(word))
+            asked.package(word, named, "distribution names")
             i += 1
             continue
         option, attached = _split_option(word)
@@ -100,28 +127,24 @@ def pip_install(args: list[str], cwd: str, index: int, typed: str) -> InstallReq
         if option in _REQUIREMENT_FILE + _CONSTRAINT_FILE:
             where = in_workspace(cwd, value) if value and not EXPANSION.search(value) else None
             if where is None:
-                refused.append(f"{option} {value}: the file must be a literal path inside the workspace")
+                asked.refused.append(f"{option} {value}: the file must be a literal path inside the workspace")
             else:
-                (files if option in _REQUIREMENT_FILE else constraints).append(where)
+                (asked.files if option in _REQUIREMENT_FILE else asked.constraints).append(where)
         elif option in _EDITABLE:
-            notes.append(
+            asked.notes.append(
                 f"{option} {value}: not needed, the workspace is already importable and its declared "
                 "dependencies install when its code runs"
             )
         elif option in _PIP_REFUSED_VALUED:
-            refused.append(f"{option} {value}: {_PIP_REFUSED_VALUED[option]}")
+            asked.refused.append(f"{option} {value}: {_PIP_REFUSED_VALUED[option]}")
         elif option in _PIP_IGNORED_VALUED:
-            notes.append(f"{option} {value}: ignored")
+            asked.notes.append(f"{option} {value}: ignored")
         else:
             if option not in _PIP_SILENT and not (len(word) > 2 and set(word[1:]) <= {"q", "v", "U"}):
-                notes.append(f"{word}: ignored")
+                asked.notes.append(f"{word}: ignored")
             step = 1
         i += step
-    if not (names or files or refused or notes):
-        return None
-    return InstallRequest(
-        "python", tuple(names), tuple(files), tuple(constraints), False, tuple(refused), tuple(notes), typed, index
-    )
+    return asked.request("python", typed, index) if asked else None
 
 
 def _split_option(word: str) -> tuple[str, str | None]:
@@ -164,24 +187,20 @@ def npm_install(head: str, args: list[str], index: int, typed: str) -> InstallRe
     """``npm install [names]``; a bare ``npm install`` is the server's too (package.json installs for every run)."""
     if not args or args[0] not in _NPM_INSTALL[head]:
         return None
-    names: list[str] = []
-    refused: list[str] = []
-    notes: list[str] = []
+    asked = _Asked()
     i = 1
     while i < len(args):
         word = args[i]
         if word == "--registry" or word.startswith("--registry="):
-            refused.append(f"{word}: packages come only from the server's configured registry")
+            asked.refused.append(f"{word}: packages come only from the server's configured registry")
             i += 1 if "=" in word else 2
         elif word.startswith("-"):
             if word not in _NPM_SILENT:
-                notes.append(f"{word}: ignored")
+                asked.notes.append(f"{word}: ignored")
             i += 2 if word in _NPM_VALUED else 1
         else:
             bare = word[1:] if word.startswith("@") else word
-            if EXPANSION.search(bare.split("@")[0]) or _not_a_name(word) or ":" in bare:
-                refused.append(f"{word}: only registry packages (with versions) are installed, not files or URLs")
-            else:
-                names.append(word)
+            named = not (EXPANSION.search(bare.split("@")[0]) or _not_a_name(word) or ":" in bare)
+            asked.package(word, named, "registry packages")
             i += 1
-    return InstallRequest("node", tuple(names), refused=tuple(refused), notes=tuple(notes), typed=typed, segment=index)
+    return asked.request("node", typed, index)
