@@ -15,7 +15,7 @@ write for group and others, see ``DataPaths.make_private``)::
     envs/<key>/          the environment store: sealed, immutable, shared read-only
     cache/<ecosystem>/   installer caches, written only by install jails that run no third-party code
     facts/<ecosystem>/   registry facts the server read about packages (host side, with a TTL)
-    facts/builds/        what verifying a build concluded, by the lock it started from (repaired, unrepairable)
+    facts/builds/        what building a lock concluded, by the lock it started from (repaired, unrepairable, failed)
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class DataPaths:
 
     @property
     def build_verdicts(self) -> Path:
-        """What verifying each build concluded, by the key of the lock it started from (host side)."""
+        """What building each lock concluded, by the key of the lock it started from (host side)."""
         return self.facts / "builds"
 
     def create(self) -> list[Path]:

@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         description="How long a resolved lock is reused for identical needs (same detection fingerprint) in "
         "new sandboxes before the resolver runs again (unpinned requirements pick up new releases after it).",
     )
+    failed_build_ttl_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="How long a lock whose build failed is answered with that failure, without building again "
+        "(changed needs are another lock and build at once; 0 retries every time).",
+    )
     env_gc_grace_seconds: float = Field(
         86_400.0, ge=0, description="How long an environment no sandbox references is kept before removal."
     )

@@ -208,6 +208,49 @@ def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) ->
         assert "npm error" not in error and "    at " not in error
 
 
+REMEMBERED = "failed to build"
+
+
+def test_a_failed_build_is_answered_from_memory_until_the_needs_change(local_npm: Client) -> None:
+    """The lock of a failed build is not built again for CLOCHE_FAILED_BUILD_TTL_SECONDS: a new sandbox with the
+    same needs gets the same failure, marked as remembered; other needs are another lock and build at once."""
+    same = "require('downloads-binary');\nrequire('subpath-lib');\n"
+    errors = []
+    for _ in range(2):
+        with local_npm.create() as box:
+            box.write("main.js", same)
+            result = box.exec(filename="main.js", timeout_seconds=300)
+            assert result.status == "install_failed", result.output
+            assert result.install is not None and result.install.error is not None
+            errors.append(result.install.error)
+    first, again = errors
+    assert first.startswith("downloads-binary's install script") and REMEMBERED not in first
+    assert again.startswith(first) and REMEMBERED in again and "CLOCHE_FAILED_BUILD_TTL_SECONDS" in again
+    with local_npm.create() as box:
+        box.write("main.js", "require('downloads-binary');\nrequire('old-helper');\n")
+        other = box.exec(filename="main.js", timeout_seconds=300)
+        assert other.install is not None and other.install.error is not None
+        assert (
+            other.install.error.startswith("downloads-binary's install script")
+            and REMEMBERED not in other.install.error
+        )
+
+
+def test_failed_builds_are_retried_every_time_with_no_memory() -> None:
+    def settings(root: Path) -> dict[str, str]:
+        registry = standard_registry(root / "registry")
+        return {"CLOCHE_NPM_REGISTRY": f"file://{registry}", "CLOCHE_FAILED_BUILD_TTL_SECONDS": "0"}
+
+    with running_server(settings, timeout=60) as server, server.client() as client:
+        for _ in range(2):
+            with client.create() as box:
+                box.write("main.js", "require('downloads-binary');\n")
+                result = box.exec(filename="main.js", timeout_seconds=300)
+                assert result.install is not None and result.install.error is not None
+                assert result.install.error.startswith("downloads-binary's install script")
+                assert REMEMBERED not in result.install.error
+
+
 def test_browser_download_is_skipped_so_the_library_loads(local_npm: Client) -> None:
     """A browser automation package installs without its browser (its documented skip variable is set in the
     install jail); with no chromium on the host, nothing points it at one."""

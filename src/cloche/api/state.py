@@ -141,7 +141,16 @@ class AppState:
         metrics.watch(envs, lambda: len(store.used_uids()))  # one host uid per live sandbox
         verdicts = FactsCache(paths.build_verdicts, "builds")
         jails = InstallJailFactory(runner, install, envs)
-        deps = DependencyService(store, envs, jails, deny, metrics, settings.resolution_ttl_seconds, verdicts)
+        deps = DependencyService(
+            store,
+            envs,
+            jails,
+            deny,
+            metrics,
+            settings.resolution_ttl_seconds,
+            verdicts,
+            failed_build_ttl=settings.failed_build_ttl_seconds,
+        )
         audit = AuditTrail(AuditLog(paths.root))
         sandboxes = SandboxService(settings, paths, store, audit)
         configured_key = settings.secrets_key.get_secret_value() if settings.secrets_key else None

@@ -113,6 +113,7 @@ class DependencyService:
         metrics: Metrics | None = None,
         resolution_ttl: float = 3600.0,
         verdicts: FactsCache | None = None,
+        failed_build_ttl: float = 600.0,
     ) -> None:
         self.store = store
         self.envs = envs
@@ -131,10 +132,13 @@ class DependencyService:
         # Unions of a sandbox's needs the resolver refused, by fingerprint (when, what it said): while recent,
         # the entry goes straight to an environment of its own.
         self._conflicts: dict[tuple[str, str], tuple[float, str]] = {}
-        # What verifying a build concluded, by the key of the lock it started from, kept on disk: a repaired
-        # lock is found again after a restart without rebuilding and repairing the first one, and a lock no
-        # repair fixed reuses its unverified environment (never bound) for the resolution TTL.
+        # What building or verifying a lock concluded, by the key of the lock it started from, kept on disk
+        # (facts/builds/): a repaired lock is found again after a restart without rebuilding and repairing the
+        # first one; a lock no repair fixed reuses its unverified environment (never bound) for the resolution
+        # TTL; a lock that failed to build is answered with the same failure for ``failed_build_ttl`` seconds
+        # (its resolution remembered too, so a repeat exec runs neither resolver nor installer).
         self.verdicts = verdicts or FactsCache(None, "builds")
+        self.failed_build_ttl = failed_build_ttl
 
     async def prepare(
         self,
@@ -315,7 +319,9 @@ class DependencyService:
         return Lock(lock.text, tuple(components)), key, reused, verification
 
     async def _build_once(self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
-        """Build ``key`` unless another exec is already building it; then take that build's outcome."""
+        """Build ``key`` unless another exec is already building it (then take that build's outcome), or unless
+        it failed to build recently (then fail the same way, at once)."""
+        self._raise_recent_failure(key, detection)
         pending = self._builds.get(key)
         if pending is not None:
             try:
@@ -328,6 +334,11 @@ class DependencyService:
             built = await self._build(ecosystem, detection, lock)
             future.set_result(built)
             return built
+        except InstallFailed as exc:
+            self._remember_failure(key, ecosystem, detection, lock, exc)
+            future.set_exception(exc)
+            future.exception()
+            raise
         except BaseException as exc:
             future.set_exception(exc if isinstance(exc, Exception) else InstallFailed("install interrupted"))
             future.exception()  # mark retrieved: waiters report the failure themselves
@@ -375,6 +386,30 @@ class DependencyService:
         if not built.verification.ok and not stored.fresh(self.resolution_ttl):
             return None
         return built if self.envs.get(built.key) is not None else None
+
+    def _remember_failure(
+        self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock, failure: InstallFailed
+    ) -> None:
+        """A lock that failed to build (an interrupted build is not a verdict) is answered with the same failure
+        for a while; the resolution is remembered so the repeat skips the resolver as well."""
+        if self.failed_build_ttl <= 0:
+            return
+        self.verdicts.put(_verdict_key(key, detection), {"failed": failure.message})
+        self._resolutions[(ecosystem.name, ecosystem.abi(), detection.fingerprint)] = (time.monotonic(), lock)
+
+    def _raise_recent_failure(self, key: str, detection: Detection) -> None:
+        stored = self.verdicts.get(_verdict_key(key, detection))
+        if stored is None or not isinstance(stored.data, dict) or "failed" not in stored.data:
+            return
+        if not stored.fresh(self.failed_build_ttl):
+            return
+        ago = max(0, int(time.time() - stored.fetched))
+        retry = max(1, int(self.failed_build_ttl - ago))
+        raise InstallFailed(
+            f"{stored.data['failed']}\n(The same packages failed to build {ago} s ago; this is that failure, "
+            f"remembered. They are built again in {retry} s (CLOCHE_FAILED_BUILD_TTL_SECONDS), or at once when "
+            "the needs change.)"
+        )
 
     def _check_licenses(self, components: list[Component]) -> None:
         """Refuse the install when a package's license is on the server's deny list (before it is bound)."""
