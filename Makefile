@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard src tests bench scripts)
 
-.PHONY: run test lint typecheck unit bench bench-corpus clean setup
+.PHONY: run test lint typecheck unit bench bench-corpus clean setup postgres-tools
 
 setup: $(STAMP)
 
@@ -29,7 +29,11 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# The suite starts its own throwaway PostgreSQL cluster; its binaries are installed here when missing.
+postgres-tools:
+	scripts/ensure_postgres.sh
+
+test: lint typecheck postgres-tools unit
 
 bench: setup
 	$(BIN)/python -m bench

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from cloche import Client
+from pg_cluster import PostgresCluster
 
 # Every data dir a test server used this session: none may keep a mount or a loop device once the suite ends.
 SERVER_DATA_DIRS: list[Path] = []
@@ -314,3 +315,19 @@ def client(server: ServerProcess) -> Iterator[Client]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the session (unix socket only, its own port and temp dir)."""
+    cluster = PostgresCluster(free_port()).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """The URL of a fresh, empty database in the session's cluster."""
+    return pg_cluster.new_database()

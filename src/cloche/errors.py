@@ -24,7 +24,9 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
     ├── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
-    └── UnsafeDataDir         503 unsafe_data_dir      another user owns the data dir (start-up refuses)
+    ├── UnsafeDataDir         503 unsafe_data_dir      another user owns the data dir (start-up refuses)
+    ├── StoreUnavailable      503 store_unavailable    the metadata database cannot be reached or is too new
+    └── AgentUnavailable      503 agent_unavailable    the node agent holding the sandbox does not answer
 """
 
 from __future__ import annotations
@@ -112,6 +114,12 @@ class PoolExhausted(ClocheError, code="uid_pool_exhausted", status=503): ...
 
 
 class UnsafeDataDir(ClocheError, code="unsafe_data_dir", status=503): ...
+
+
+class StoreUnavailable(ClocheError, code="store_unavailable", status=503): ...
+
+
+class AgentUnavailable(ClocheError, code="agent_unavailable", status=503): ...
 
 
 ALL_ERRORS: tuple[type[ClocheError], ...] = (ClocheError, *_TREE)

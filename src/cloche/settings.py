@@ -186,6 +186,31 @@ class Settings(BaseSettings):
         86_400.0, ge=0, description="How long an environment no sandbox references is kept before removal."
     )
     gc_interval_seconds: float = Field(3_600.0, gt=0, description="How often unreferenced environments are pruned.")
+    database_url: SecretStr | None = Field(  # SecretStr: the URL may carry a password
+        None,
+        description="Metadata database shared by several API servers and node agents: "
+        "'postgresql://user:password@host:port/db' (or a libpq key=value string). Unset: the embedded SQLite file "
+        "<data_dir>/cloche.db. The schema is migrated at start-up.",
+    )
+    node_name: str = Field(
+        "local",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="This node's name, recorded as the placement of the sandboxes whose workspaces it holds. "
+        "Each server or agent that runs sandboxes against one shared database needs its own.",
+    )
+    agents: str = Field(
+        "",
+        description="Static node agents this API server places sandboxes on: comma-separated 'name=url' "
+        "(e.g. 'a1=http://10.0.0.5:8500'), each name the agent's CLOCHE_NODE_NAME. Empty: sandboxes run in this "
+        "process (the single-node default). Needs a shared database (CLOCHE_DATABASE_URL).",
+    )
+    agent_token: SecretStr | None = Field(
+        None,
+        description="Shared secret between API servers and node agents: agents refuse a request without it "
+        "(as 'Authorization: Bearer <token>'). Required for an agent bound to a non-loopback address.",
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -42,7 +42,8 @@ from cloche.service.secrets import SecretService, load_key
 from cloche.settings import Settings
 from cloche.store.audit_log import AuditLog
 from cloche.store.envstore import EnvironmentStore
-from cloche.store.sqlite import SqliteMetadataStore
+from cloche.store.metadata import MetadataStore
+from cloche.store.open_store import open_metadata_store
 
 log = logging.getLogger("cloche.server")
 
@@ -63,7 +64,7 @@ def trusted_networks(settings: Settings) -> tuple[str, ...]:
 class AppState:
     settings: Settings
     paths: DataPaths
-    store: SqliteMetadataStore
+    store: MetadataStore
     runner: Runner
     cgroups: Cgroups
     envs: EnvironmentStore
@@ -101,7 +102,7 @@ class AppState:
             staged.bwrap,
             spawner=build_spawner(paths.jail / "bin"),
         )
-        store = SqliteMetadataStore(paths.db)
+        store = open_metadata_store(settings, paths)
         envs = EnvironmentStore(paths.envs)
         envs.create()
         registry = EcosystemRegistry(
@@ -138,7 +139,7 @@ class AppState:
         )
         deny = frozenset(settings.host_list(settings.license_deny))
         metrics = Metrics()  # this app's own registry, served at /metrics
-        metrics.watch(envs, lambda: len(store.used_uids()))  # one host uid per live sandbox
+        metrics.watch(envs, lambda: len(store.used_uids(settings.node_name)))  # one host uid per live sandbox here
         verdicts = FactsCache(paths.build_verdicts, "builds")
         jails = InstallJailFactory(runner, install, envs)
         deps = DependencyService(

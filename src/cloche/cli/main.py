@@ -107,11 +107,11 @@ def gc(
     from cloche.paths import DataPaths
     from cloche.settings import Settings
     from cloche.store.envstore import EnvironmentStore
-    from cloche.store.sqlite import SqliteMetadataStore
+    from cloche.store.open_store import open_metadata_store
 
     paths = DataPaths(_data_dir(data_dir))
     settings = Settings(data_dir=paths.root)
-    store = SqliteMetadataStore(paths.db)
+    store = open_metadata_store(settings, paths)
     try:
         grace = settings.env_gc_grace_seconds if grace_seconds is None else grace_seconds
         removed = EnvironmentStore(paths.envs).prune(store.bound_env_keys(), grace)

@@ -141,6 +141,7 @@ class SandboxService:
             env=request.env or {},
             egress=request.egress,
             secrets=list(dict.fromkeys(request.secrets or [])),
+            placement=self.settings.node_name,
         )
         try:
             # The workspace (a volume: mkfs and mount) is complete before the row exists, so a crash in between
@@ -168,7 +169,7 @@ class SandboxService:
             )
 
     def _free_uid(self) -> int:
-        used = self.store.used_uids()
+        used = self.store.used_uids(self.settings.node_name)  # another node's uids are its own business
         base, count = self.settings.uid_base, self.settings.uid_count
         for uid in range(base, base + count):
             if uid not in used and uid not in self._reserved:
@@ -200,7 +201,7 @@ class SandboxService:
         log.info("sandbox deleted", extra={"sandbox_id": row.id, "reason": reason})
 
     async def reap_expired(self) -> int:
-        expired = self.store.expired_sandboxes(utcnow())
+        expired = self.store.expired_sandboxes(utcnow(), self.settings.node_name)
         for row in expired:
             if self.lock(row.id).locked():
                 continue  # an exec is running; it resets idleness when it ends
@@ -213,12 +214,13 @@ class SandboxService:
     async def reconcile(self) -> None:
         """After a crash: fail (and audit) runs left running, kill strays of the uid pool, mount every live
         workspace volume, drop half-made and orphaned workspaces."""
-        failed = self.store.fail_unfinished_runs(utcnow(), "the server stopped during this run")
+        node = self.settings.node_name  # other nodes sharing the database keep their runs and workspaces
+        failed = self.store.fail_unfinished_runs(utcnow(), "the server stopped during this run", node)
         for run in failed:
             self.audit.run_aborted(run, DependencyRecord.from_json(run.extra))  # run_finished, with the reason
         base, count = self.settings.uid_base, self.settings.uid_count
         killed = supervisor.kill_uid_range(base, base + count)
-        live = self.store.live_sandbox_ids()
+        live = self.store.live_sandbox_ids(node)
         removed = await asyncio.to_thread(self.quota.reconcile, live)
         for entry in self.paths.workspaces.iterdir():
             if entry.name not in live:

@@ -1,7 +1,12 @@
 """The metadata store interface: sandboxes, runs, environment bindings and the needs behind them.
 
-The service talks only to ``MetadataStore``; ``store/sqlite.py`` is the embedded implementation. A
-networked backend (PostgreSQL for many hosts) implements the same protocol.
+The service talks only to ``MetadataStore``; ``store/sqlite.py`` is the embedded implementation and
+``store/postgres.py`` the shared one (several API servers and node agents on one database). A method added here
+is added to both; ``tests/store/test_metadata_contract.py`` runs the same checks against each.
+
+Placement: every sandbox row names the node (``Settings.node_name``) whose agent holds its workspace and runs
+it. What a node does for itself after a start (fail its unfinished runs, mount its workspaces, reap its expired
+sandboxes, pick a free uid) is scoped by ``placement``; ``None`` means every node.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class SandboxRow:
     deleted_reason: str | None = None
     egress: list[str] | None = None  # None: the server default
     secrets: list[str] = field(default_factory=list)  # names of the tenant's secrets every run gets
+    placement: str = "local"  # the node (agent) that holds the workspace and runs the code
 
 
 @dataclass
@@ -105,13 +111,13 @@ class MetadataStore(Protocol):
 
     def mark_deleted(self, sandbox_id: str, when: datetime, reason: str) -> None: ...
 
-    def live_sandbox_ids(self) -> set[str]:
-        """Ids of sandboxes not deleted."""
+    def live_sandbox_ids(self, placement: str | None = None) -> set[str]:
+        """Ids of sandboxes not deleted (on one node, or on all)."""
 
-    def used_uids(self) -> set[int]:
-        """Host uids held by live sandboxes."""
+    def used_uids(self, placement: str | None = None) -> set[int]:
+        """Host uids held by live sandboxes (a uid is unique per node, not across nodes)."""
 
-    def expired_sandboxes(self, now: datetime) -> list[SandboxRow]:
+    def expired_sandboxes(self, now: datetime, placement: str | None = None) -> list[SandboxRow]:
         """Live sandboxes whose idle TTL has run out."""
 
     def insert_run(self, row: RunRow) -> None: ...
@@ -126,8 +132,9 @@ class MetadataStore(Protocol):
     def list_runs(self, sandbox_id: str, limit: int) -> list[RunRow]:
         """Most recent first."""
 
-    def fail_unfinished_runs(self, when: datetime, reason: str) -> list[RunRow]:
-        """Mark runs left 'running' (by a crash) as failed; returns them as they now are."""
+    def fail_unfinished_runs(self, when: datetime, reason: str, placement: str | None = None) -> list[RunRow]:
+        """Mark runs left 'running' (by a crash) as failed; returns them as they now are. With ``placement``,
+        only runs of sandboxes on that node (another node's runs may be running right now)."""
 
     def get_binding(self, sandbox_id: str, ecosystem: str) -> EnvBinding | None: ...
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from cloche.store.metadata import EnvBinding, RunRow, SandboxNeed, SandboxRow, SecretRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRIVATE_MODE = 0o600  # sandboxes' env values and runs' output: no other local user may read them
 
 SCHEMA = """
@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     deleted_at TEXT,
     deleted_reason TEXT,
     egress TEXT,
-    secrets TEXT NOT NULL DEFAULT '[]'
+    secrets TEXT NOT NULL DEFAULT '[]',
+    placement TEXT NOT NULL DEFAULT 'local'
 );
-CREATE UNIQUE INDEX IF NOT EXISTS sandboxes_live_uid ON sandboxes(host_uid) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes(tenant, created_at);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -81,7 +81,19 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 """
 # Columns added after a table first shipped: (table, column, definition), added to older database files.
-ADDED_COLUMNS = (("sandboxes", "secrets", "TEXT NOT NULL DEFAULT '[]'"),)
+ADDED_COLUMNS = (
+    ("sandboxes", "secrets", "TEXT NOT NULL DEFAULT '[]'"),
+    ("sandboxes", "placement", "TEXT NOT NULL DEFAULT 'local'"),
+)
+# Indexes over added columns, made once the columns exist (a live uid is unique per node).
+INDEXES = """
+DROP INDEX IF EXISTS sandboxes_live_uid;
+CREATE UNIQUE INDEX IF NOT EXISTS sandboxes_live_uid_per_node ON sandboxes(placement, host_uid)
+    WHERE deleted_at IS NULL;
+"""
+
+
+ON_NODE = " AND (?1 IS NULL OR placement = ?1)"  # one node's sandboxes, or every node's when None
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -118,6 +130,7 @@ class SqliteMetadataStore:
                 have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            self._db.executescript(INDEXES)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
@@ -146,12 +159,13 @@ class SqliteMetadataStore:
             deleted_reason=row["deleted_reason"],
             egress=None if row["egress"] is None else json.loads(row["egress"]),
             secrets=json.loads(row["secrets"]),
+            placement=row["placement"],
         )
 
     def insert_sandbox(self, row: SandboxRow) -> None:
         self._exec(
             "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds,"
-            " limits, env, egress, secrets) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " limits, env, egress, secrets, placement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 row.id,
                 row.tenant,
@@ -164,6 +178,7 @@ class SqliteMetadataStore:
                 json.dumps(row.env),
                 None if row.egress is None else json.dumps(row.egress),
                 json.dumps(row.secrets),
+                row.placement,
             ),
         )
 
@@ -189,14 +204,16 @@ class SqliteMetadataStore:
             (_ts(when), reason, sandbox_id),
         )
 
-    def live_sandbox_ids(self) -> set[str]:
-        return {r[0] for r in self._fetch("SELECT id FROM sandboxes WHERE deleted_at IS NULL")}
+    def live_sandbox_ids(self, placement: str | None = None) -> set[str]:
+        return {r[0] for r in self._fetch("SELECT id FROM sandboxes WHERE deleted_at IS NULL" + ON_NODE, (placement,))}
 
-    def used_uids(self) -> set[int]:
-        return {r[0] for r in self._fetch("SELECT host_uid FROM sandboxes WHERE deleted_at IS NULL")}
+    def used_uids(self, placement: str | None = None) -> set[int]:
+        sql = "SELECT host_uid FROM sandboxes WHERE deleted_at IS NULL" + ON_NODE
+        return {r[0] for r in self._fetch(sql, (placement,))}
 
-    def expired_sandboxes(self, now: datetime) -> list[SandboxRow]:
-        rows = self._fetch("SELECT * FROM sandboxes WHERE deleted_at IS NULL AND ttl_seconds IS NOT NULL")
+    def expired_sandboxes(self, now: datetime, placement: str | None = None) -> list[SandboxRow]:
+        sql = "SELECT * FROM sandboxes WHERE deleted_at IS NULL AND ttl_seconds IS NOT NULL" + ON_NODE
+        rows = self._fetch(sql, (placement,))
         live = [self._sandbox(r) for r in rows]
         return [s for s in live if s.ttl_seconds and (now - s.last_used_at).total_seconds() > s.ttl_seconds]
 
@@ -270,8 +287,12 @@ class SqliteMetadataStore:
         )
         return [self._run(r) for r in rows]
 
-    def fail_unfinished_runs(self, when: datetime, reason: str) -> list[RunRow]:
-        runs = [self._run(r) for r in self._fetch("SELECT * FROM runs WHERE status = 'running'")]
+    def fail_unfinished_runs(self, when: datetime, reason: str, placement: str | None = None) -> list[RunRow]:
+        sql = (
+            "SELECT runs.* FROM runs JOIN sandboxes ON sandboxes.id = runs.sandbox_id WHERE runs.status = 'running'"
+            " AND (? IS NULL OR sandboxes.placement = ?)"
+        )
+        runs = [self._run(r) for r in self._fetch(sql, (placement, placement))]
         for run in runs:
             run.status, run.error, run.finished_at = "failed", reason, when
             run.duration_ms = int((when - run.started_at).total_seconds() * 1000)
