@@ -10,6 +10,7 @@ import posixpath
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Unpack
 from urllib.parse import unquote, urlsplit
@@ -29,6 +30,7 @@ LOCAL_SOURCES = "/opt/cloche/sources"  # where a file:// registry fixture appear
 # Where environments are bound, one folder per ecosystem: outside the workspace (/sandbox), so no file or folder
 # a user makes can ever be hidden by an environment mount, nor hide one.
 ENV_ROOT = "/opt/cloche/env"
+JAIL_PYTHON = "/usr/bin/python3"  # the system interpreter every jail sees: it runs the ecosystems' own scripts
 
 
 def dirs_up(entry: str) -> list[str]:
@@ -223,3 +225,22 @@ def reachable(source: Path, stage: Path) -> Path:
 def staged_mount(source: Path, dest: str, stage: Path | None, name: str) -> Mount:
     """A read-only mount of ``source`` at ``dest``, staged as ``stage/name`` when jails cannot reach it."""
     return Mount("ro-bind", dest, reachable(source, stage / name) if stage is not None else source)
+
+
+@dataclass(frozen=True)
+class JailScripts:
+    """An ecosystem's own scripts (its runner, installer helpers, command shims) as jails see them:
+    ``folder/<name>`` on the host is ``tools/<name>`` in a jail, bound from a copy under ``stage`` when jails
+    cannot reach it."""
+
+    folder: Path
+    tools: str
+    stage: Path | None
+    prefix: str  # the staged copies' name prefix: the ecosystem's name
+
+    def mount(self, name: str) -> Mount:
+        return staged_mount(self.folder / name, f"{self.tools}/{name}", self.stage, f"{self.prefix}-{name}")
+
+    def argv(self, name: str, *args: str) -> list[str]:
+        """The command that runs the Python script ``name`` in a jail (the system interpreter, isolated mode)."""
+        return [JAIL_PYTHON, "-I", f"{self.tools}/{name}", *args]

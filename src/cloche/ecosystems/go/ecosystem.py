@@ -40,7 +40,16 @@ from cloche.ecosystems.base import (
     Quirk,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source_mounts, run_installer, staged_mount
+from cloche.ecosystems.common import (
+    ENV_ROOT,
+    JAIL_PYTHON,
+    LOCAL_SOURCES,
+    JailScripts,
+    jail_url,
+    local_source_mounts,
+    run_installer,
+    staged_mount,
+)
 from cloche.ecosystems.go import gomod
 from cloche.ecosystems.go.detect import GoDetection
 from cloche.ecosystems.go.detect import detect as detect_go
@@ -55,7 +64,7 @@ INSTALL_TIMEOUT = 1200.0
 HERE = Path(__file__).resolve().parent
 MARK = "=====cloche:"
 
-_CACHEPROG = f"/usr/bin/python3 -I {TOOLS}/cacheprog.py"
+_CACHEPROG = f"{JAIL_PYTHON} -I {TOOLS}/cacheprog.py"
 _RESOLVE = (
     "set -e; mkdir -p /tmp/m; cd /tmp/m; cp /work/imports.go .; "
     "if [ -f /work/go.mod ]; then cp /work/go.mod .; else go mod init sandbox >&2; fi; "
@@ -110,14 +119,13 @@ class GoEcosystem(Ecosystem):
         self.proxy = proxy
         self.sumdb = sumdb
 
-        scripts = ("cacheprog.py", "run.py")
-        tools = tuple(staged_mount(HERE / n, f"{TOOLS}/{n}", stage, f"go-{n}") for n in scripts)
+        self.scripts = JailScripts(HERE, TOOLS, stage, "go")
         toolchain = (staged_mount(goroot, GOROOT, stage, "goroot"),) if goroot is not None else ()
-        self.tool_mounts = toolchain + tools
+        self.tool_mounts = (*toolchain, self.scripts.mount("cacheprog.py"), self.scripts.mount("run.py"))
         self.install_mounts = self.tool_mounts + local_source_mounts(proxy, "go")
 
     def command(self, entry: str, args: list[str]) -> list[str]:
-        return ["/usr/bin/python3", "-I", f"{TOOLS}/run.py", entry, *args]
+        return self.scripts.argv("run.py", entry, *args)
 
     def detect(self, root: Path, entry: str) -> Detection:
         if self.goroot is None:

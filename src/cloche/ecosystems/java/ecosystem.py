@@ -29,7 +29,7 @@ from cloche.ecosystems.base import (
     Quirk,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, jail_url, local_source_mounts, run_installer, staged_mount
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, JailScripts, jail_url, local_source_mounts, run_installer
 from cloche.ecosystems.java.detect import JavaDetection
 from cloche.ecosystems.java.detect import detect as detect_java
 from cloche.errors import ClocheError
@@ -76,15 +76,12 @@ class JavaEcosystem(Ecosystem):
     def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
         """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
         self.repository = repository
-
-        def script(name: str) -> Mount:
-            return staged_mount(HERE / name, f"{TOOLS}/{name}", stage, f"java-{name}")
-
-        self.install_mounts = (script("maven.py"), *local_source_mounts(repository, "maven"))
-        self.run_mounts = (script("run.py"),)
+        self.scripts = JailScripts(HERE, TOOLS, stage, "java")
+        self.install_mounts = (self.scripts.mount("maven.py"), *local_source_mounts(repository, "maven"))
+        self.run_mounts = (self.scripts.mount("run.py"),)
 
     def command(self, entry: str, args: list[str]) -> list[str]:
-        return ["/usr/bin/python3", "-I", f"{TOOLS}/run.py", entry, *args]
+        return self.scripts.argv("run.py", entry, *args)
 
     def detect(self, root: Path, entry: str) -> Detection:
         found = detect_java(root, entry)
@@ -104,16 +101,7 @@ class JavaEcosystem(Ecosystem):
 
     def _argv(self, command: str) -> list[str]:
         repo = jail_url(self.repository, f"{LOCAL_SOURCES}/maven")
-        return [
-            "/usr/bin/python3",
-            "-I",
-            f"{TOOLS}/maven.py",
-            command,
-            "--repo",
-            repo,
-            "--cache",
-            f"{INSTALL_CACHE}/repository",
-        ]
+        return self.scripts.argv("maven.py", command, "--repo", repo, "--cache", f"{INSTALL_CACHE}/repository")
 
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details

@@ -30,7 +30,7 @@ from cloche.ecosystems.base import (
     Lock,
     Verification,
 )
-from cloche.ecosystems.common import ENV_ROOT, installer_error, reachable, run_installer
+from cloche.ecosystems.common import ENV_ROOT, JailScripts, installer_error, run_installer
 from cloche.ecosystems.python import recovery
 from cloche.ecosystems.python.accumulate import PythonNeeds
 from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
@@ -99,10 +99,7 @@ class PythonEcosystem(Ecosystem):
         self.allow_unknown_imports = allow_unknown_imports
         self.accumulates = PythonNeeds()
 
-        def tool(name: str) -> Mount:
-            source = HERE / "jail_tools" / name
-            staged = reachable(source, stage / f"python-{name}") if stage is not None else source
-            return Mount("ro-bind", f"{COMMAND_TOOLS}/{name}", staged)
+        tool = JailScripts(HERE / "jail_tools", COMMAND_TOOLS, stage, "python").mount
 
         # Agents type `python`, `pip` and `uv run`; the system has only python3 (a venv adds python, never pip).
         self.command_tools = ExecEnv(
