@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus_programs import Verdict, node_filename, node_program, python_program, verdict
-from bench.corpus_report import current_commit, summarize, write_markdown
+from bench.corpus_report import current_commit, keep_others, stamp, summarize, write_markdown
 from bench.harness import UV, Bench, BenchError, Scenario, Server, Target, baseline_env, command, log
 from cloche import Client
 
@@ -189,7 +189,7 @@ def run(bench: Bench) -> Scenario:
             deadline = time.monotonic() + (budget_end - time.monotonic()) * len(entries) / max(left, 1)
             log(f"corpus {ecosystem}: {len(entries)} entries, {bench.corpus_jobs} at a time")
             records = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline, progress)
-            summary = summarize(ecosystem, corpus, records)
+            summary = stamp(summarize(ecosystem, corpus, records), commit)
             summaries[ecosystem] = summary
             scenario.extra[ecosystem] = {"summary": summary, "entries": records}
             baseline = "pipreqs + uv" if ecosystem == "python" else "npm install of each package"
@@ -211,8 +211,14 @@ def run(bench: Bench) -> Scenario:
                     f"{variant}_runnable_rate"
                 ]
         # Written before the server's data dir is removed: deleting a store of many environments can take minutes.
-        path = write_markdown(bench.results_dir / "corpus.md", summaries, commit)
         records = {eco: scenario.extra[eco]["entries"] for eco in summaries}
+        kept = keep_others(bench.results_dir / "corpus.json", records, {eco: load(eco) for eco in GOALS})
+        for eco, (summary, entries) in kept.items():
+            summaries[eco], records[eco] = summary, entries
+            scenario.notes.append(f"{eco}: not run; its last results ({summary['measured_at']}) are kept on the page.")
+        summaries = {eco: summaries[eco] for eco in GOALS if eco in summaries}
+        records = {eco: records[eco] for eco in GOALS if eco in records}
+        path = write_markdown(bench.results_dir / "corpus.md", summaries)
         document = json.dumps({"summaries": summaries, "records": records}, indent=1)
         (bench.results_dir / "corpus.json").write_text(document)
         scenario.notes.append(f"Failures by class, per script: {path.name} and corpus.json (beside this page).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -66,12 +67,43 @@ def current_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def markdown(summaries: dict[str, dict[str, Any]], commit: str) -> str:
+def stamp(summary: dict[str, Any], commit: str) -> dict[str, Any]:
+    """The summary marked with when and on which commit it was measured (it may outlive later runs of the other
+    corpus: see ``keep_others``)."""
+    return {**summary, "commit": commit, "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="minutes")}
+
+
+def keep_others(
+    path: Path, measured: dict[str, list[dict[str, Any]]], corpora: dict[str, dict[str, Any]]
+) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The corpora this run did not measure, from the last results (``corpus.json``): their records summarized again
+    (so the page's format is today's), with the commit and time they were measured at. A run of one corpus thus
+    leaves the other's last numbers on the page."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    kept: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for eco, records in document.get("records", {}).items():
+        if eco in measured or eco not in corpora:
+            continue
+        earlier = document.get("summaries", {}).get(eco, {})
+        summary = summarize(eco, corpora[eco], records)
+        summary["commit"] = earlier.get("commit", "unknown")
+        summary["measured_at"] = earlier.get("measured_at", "an earlier run")
+        kept[eco] = (summary, records)
+    return kept
+
+
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="minutes")
+    when = ", ".join(
+        f"{s.get('commit', 'unknown')} ({eco}, measured {s.get('measured_at', now)})" for eco, s in summaries.items()
+    )
     lines = [
         f"# Corpus: real manifest-less scripts, {now}",
         "",
-        f"cloche at commit {commit} (when the server started). Corpora: `bench/corpus/` (imports of public "
+        f"cloche at commit {when} (when the server started). Corpora: `bench/corpus/` (imports of public "
         "scripts, built by `scripts/gen_corpus.py`). Import-clean: the exec exits 0 with no import failure. Classes:",
         "",
         *[f"- `{name}`: {text}" for name, text in CLASSES.items()],
@@ -110,7 +142,7 @@ def markdown(summaries: dict[str, dict[str, Any]], commit: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_markdown(path: Path, summaries: dict[str, dict[str, Any]], commit: str) -> Path:
+def write_markdown(path: Path, summaries: dict[str, dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(summaries, commit))
+    path.write_text(markdown(summaries))
     return path

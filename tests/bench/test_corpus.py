@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # the bench package lives at the repository root,
 
 from bench.corpus import round_robin, run_in_sandbox  # noqa: E402
 from bench.corpus_programs import node_program, python_program, verdict  # noqa: E402
-from bench.corpus_report import summarize  # noqa: E402
+from bench.corpus_report import keep_others, markdown, stamp, summarize  # noqa: E402
 
 
 def _gen() -> ModuleType:
@@ -287,3 +287,22 @@ def test_an_install_failure_is_described_by_the_line_naming_its_cause() -> None:
     uv = "Resolved 3 packages\n  x Failed to build `dlib==20.0.0`\n  hint: Build failures usually indicate a problem\n"
     outcome = verdict("python", _result("install_failed", None, uv))
     assert outcome.failure == "install_failed" and "Failed to build `dlib==20.0.0`" in outcome.detail
+
+
+def test_a_run_of_one_corpus_keeps_the_others_last_results_on_the_page(tmp_path: Path) -> None:
+    clean = verdict("python", _result("succeeded", 0, "")).as_dict()
+    failed = verdict("python", _result("install_failed", None, "Failed to build `dlib==20.0.0`")).as_dict()
+    python = [{"id": "a", "cloche": clean, "baseline": failed}, {"id": "b", "cloche": failed, "baseline": clean}]
+    corpora = {eco: {"entries": python, "repositories": [{}]} for eco in ("python", "node")}
+    earlier = stamp(summarize("python", corpora["python"], python), "abc1234")
+    (tmp_path / "corpus.json").write_text(
+        json.dumps({"summaries": {"python": earlier}, "records": {"python": python, "node": []}})
+    )
+    kept = keep_others(tmp_path / "corpus.json", {"node": []}, corpora)
+    assert list(kept) == ["python"]  # node was measured by this run: never taken from the old file
+    summary, records = kept["python"]
+    assert records == python and (summary["commit"], summary["measured_at"]) == ("abc1234", earlier["measured_at"])
+    assert (summary["cloche_clean"], summary["baseline_clean"]) == (1, 1)
+    page = markdown({"python": summary, "node": stamp(summarize("node", corpora["node"], []), "def5678")})
+    assert f"abc1234 (python, measured {earlier['measured_at']})" in page and "def5678 (node, measured" in page
+    assert keep_others(tmp_path / "missing.json", {}, corpora) == {}
