@@ -307,7 +307,10 @@ class Ecosystem(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not getattr(cls, "__abstractmethods__", None):  # a concrete ecosystem: its mandatory fields are set
+        # A concrete ecosystem declares its mandatory fields; a partial one (common.RunnerEcosystem) may not.
+        # ABCMeta records __abstractmethods__ only after this hook, so the members themselves are asked.
+        abstract = any(getattr(getattr(cls, n, None), "__isabstractmethod__", False) for n in dir(cls))
+        if not abstract:
             missing = [n for n in ("name", "extensions", "env_mount") if n not in dir(cls)]
             if missing:
                 raise TypeError(f"ecosystem {cls.__name__} does not declare {', '.join(missing)}")

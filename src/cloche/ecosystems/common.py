@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Unpack
 from urllib.parse import unquote, urlsplit
 
-from cloche.ecosystems.base import InstallFailed, InstallJail, InstallRunOptions
+from cloche.ecosystems.base import Ecosystem, InstallFailed, InstallJail, InstallRunOptions, Quirk
 from cloche.errors import ClocheError, InvalidRequest
 from cloche.jail.profile import Mount
 from cloche.jail.runner import RunResult
@@ -244,3 +244,15 @@ class JailScripts:
     def argv(self, name: str, *args: str) -> list[str]:
         """The command that runs the Python script ``name`` in a jail (the system interpreter, isolated mode)."""
         return [JAIL_PYTHON, "-I", f"{self.tools}/{name}", *args]
+
+
+class RunnerEcosystem(Ecosystem):
+    """A language whose entries its own runner script (``run.py``) builds against the environment and runs
+    (Go, Java): the environment carries the toolchain's own files even when nothing is requested, and a typed
+    ``go run .`` or ``java Main.java`` is replaced by the runner."""
+
+    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES, Quirk.RUNS_THROUGH_ITS_RUNNER})
+    scripts: JailScripts  # set by the subclass: where ``run.py`` and its other scripts are
+
+    def command(self, entry: str, args: list[str]) -> list[str]:
+        return self.scripts.argv("run.py", entry, *args)

@@ -33,11 +33,9 @@ from cloche.ecosystems.base import (
     INSTALL_CACHE,
     Component,
     Detection,
-    Ecosystem,
     ExecEnv,
     InstallJail,
     Lock,
-    Quirk,
     detection_of,
 )
 from cloche.ecosystems.common import (
@@ -45,6 +43,7 @@ from cloche.ecosystems.common import (
     JAIL_PYTHON,
     LOCAL_SOURCES,
     JailScripts,
+    RunnerEcosystem,
     jail_url,
     local_source_mounts,
     run_installer,
@@ -100,11 +99,10 @@ def find_goroot() -> Path | None:
     return None
 
 
-class GoEcosystem(Ecosystem):
+class GoEcosystem(RunnerEcosystem):
     name = "go"
     extensions = (".go",)
     env_mount = ENV_MOUNT
-    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES, Quirk.RUNS_THROUGH_ITS_RUNNER})
 
     def __init__(
         self,
@@ -123,9 +121,6 @@ class GoEcosystem(Ecosystem):
         toolchain = (staged_mount(goroot, GOROOT, stage, "goroot"),) if goroot is not None else ()
         self.tool_mounts = (*toolchain, self.scripts.mount("cacheprog.py"), self.scripts.mount("run.py"))
         self.install_mounts = self.tool_mounts + local_source_mounts(proxy, "go")
-
-    def command(self, entry: str, args: list[str]) -> list[str]:
-        return self.scripts.argv("run.py", entry, *args)
 
     def detect(self, root: Path, entry: str) -> Detection:
         if self.goroot is None:

@@ -21,15 +21,21 @@ from cloche.ecosystems.base import (
     INSTALL_CACHE,
     Component,
     Detection,
-    Ecosystem,
     ExecEnv,
     InstallFailed,
     InstallJail,
     Lock,
-    Quirk,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, JailScripts, jail_url, local_source_mounts, run_installer
+from cloche.ecosystems.common import (
+    ENV_ROOT,
+    LOCAL_SOURCES,
+    JailScripts,
+    RunnerEcosystem,
+    jail_url,
+    local_source_mounts,
+    run_installer,
+)
 from cloche.ecosystems.java.detect import JavaDetection
 from cloche.ecosystems.java.detect import detect as detect_java
 from cloche.errors import ClocheError
@@ -67,11 +73,10 @@ def components(lock_text: str, provenance: str) -> list[Component]:
     return out
 
 
-class JavaEcosystem(Ecosystem):
+class JavaEcosystem(RunnerEcosystem):
     name = "java"
     extensions = (".java",)
     env_mount = ENV_MOUNT
-    quirks = frozenset({Quirk.ENVIRONMENT_WITHOUT_PACKAGES, Quirk.RUNS_THROUGH_ITS_RUNNER})
 
     def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
         """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
@@ -79,9 +84,6 @@ class JavaEcosystem(Ecosystem):
         self.scripts = JailScripts(HERE, TOOLS, stage, "java")
         self.install_mounts = (self.scripts.mount("maven.py"), *local_source_mounts(repository, "maven"))
         self.run_mounts = (self.scripts.mount("run.py"),)
-
-    def command(self, entry: str, args: list[str]) -> list[str]:
-        return self.scripts.argv("run.py", entry, *args)
 
     def detect(self, root: Path, entry: str) -> Detection:
         found = detect_java(root, entry)
