@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloche.ecosystems import base
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Needs, Verification
 from cloche.ecosystems.facts_cache import FactsCache
 from cloche.errors import ClocheError
@@ -26,6 +25,7 @@ from cloche.metrics import Metrics
 from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
 from cloche.sbom.licenses import denied
 from cloche.service import sandbox_needs
+from cloche.service.build_verdicts import BuildVerdicts, Built
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_env import combine as combine_exec_envs
@@ -40,46 +40,10 @@ UNVERIFIED_SUFFIX = "-unverified"
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Built:
-    """A build's outcome: the lock the environment holds (recovery may have changed it), its store key, and
-    the verification (None: the ecosystem does not verify)."""
-
-    lock: Lock
-    key: str
-    verification: Verification | None
-
-
 def unverified_key(key: str) -> str:
     """Where an environment that failed verification is kept for the run that built it: never bound, never
     found by its lock's key, collected like any unreferenced entry."""
     return key + UNVERIFIED_SUFFIX
-
-
-def _verdict_key(started_from: str, detection: Detection) -> str:
-    """A verdict holds for one lock checked against one detection's imports: another script resolving to the
-    same first lock may need no repair (or another one)."""
-    return f"{started_from} {detection.fingerprint}"
-
-
-def _verdict_record(built: Built) -> dict[str, Any]:
-    verification = built.verification
-    assert verification is not None
-    return {
-        "lock": built.lock.text,
-        "components": [c.to_dict() for c in built.lock.components],
-        "key": built.key,
-        "checked": verification.checked,
-        "failures": [dataclasses.asdict(f) for f in verification.failures],
-        "steps": [dataclasses.asdict(s) for s in verification.steps],
-    }
-
-
-def _verdict_built(data: Mapping[str, Any]) -> Built:
-    lock = Lock(str(data["lock"]), tuple(Component.from_dict(c) for c in data["components"]))
-    failures = tuple(base.ImportFailure(f["module"], f["error"], tuple(f["names"])) for f in data["failures"])
-    steps = tuple(base.RecoveryStep(**s) for s in data["steps"])
-    return Built(lock, str(data["key"]), Verification(lock, int(data["checked"]), failures, steps))
 
 
 def _verification_report(verification: Verification | None) -> dict[str, Any]:
@@ -132,13 +96,8 @@ class DependencyService:
         # Unions of a sandbox's needs the resolver refused, by fingerprint (when, what it said): while recent,
         # the entry goes straight to an environment of its own.
         self._conflicts: dict[tuple[str, str], tuple[float, str]] = {}
-        # What building or verifying a lock concluded, by the key of the lock it started from, kept on disk
-        # (facts/builds/): a repaired lock is found again after a restart without rebuilding and repairing the
-        # first one; a lock no repair fixed reuses its unverified environment (never bound) for the resolution
-        # TTL; a lock that failed to build is answered with the same failure for ``failed_build_ttl`` seconds
-        # (its resolution remembered too, so a repeat exec runs neither resolver nor installer).
-        self.verdicts = verdicts or FactsCache(None, "builds")
-        self.failed_build_ttl = failed_build_ttl
+        # What building a lock concluded (repaired, unrepairable, failed), on disk: build_verdicts.py.
+        self.verdicts = BuildVerdicts(verdicts, resolution_ttl, failed_build_ttl)
 
     async def prepare(
         self,
@@ -280,7 +239,9 @@ class DependencyService:
         key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
         reused = self.envs.get(key) is not None
         verification = None
-        earlier = None if reused else self._earlier_verdict(key, detection)
+        earlier = None if reused else self.verdicts.earlier(key, detection)
+        if earlier is not None and self.envs.get(earlier.key) is None:
+            earlier = None
         if earlier is not None:
             lock, key, reused = earlier.lock, earlier.key, True
             verification = None if earlier.verification is None or earlier.verification.ok else earlier.verification
@@ -321,7 +282,7 @@ class DependencyService:
     async def _build_once(self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
         """Build ``key`` unless another exec is already building it (then take that build's outcome), or unless
         it failed to build recently (then fail the same way, at once)."""
-        self._raise_recent_failure(key, detection)
+        self.verdicts.raise_recent_failure(key, detection)
         pending = self._builds.get(key)
         if pending is not None:
             try:
@@ -335,7 +296,8 @@ class DependencyService:
             future.set_result(built)
             return built
         except InstallFailed as exc:
-            self._remember_failure(key, ecosystem, detection, lock, exc)
+            if self.verdicts.remember_failure(key, detection, exc):  # with its resolution: a repeat skips both
+                self._resolutions[(ecosystem.name, ecosystem.abi(), detection.fingerprint)] = (time.monotonic(), lock)
             future.set_exception(exc)
             future.exception()
             raise
@@ -366,50 +328,10 @@ class DependencyService:
             self.metrics.store_changed()
         built = Built(lock, key, verification)
         if changed or not sealed:
-            self.verdicts.put(_verdict_key(started_from, detection), _verdict_record(built))
+            self.verdicts.record(started_from, detection, built)
         if sealed:
             self._start_companion(key, ecosystem, stored.path)
         return built
-
-    def _earlier_verdict(self, key: str, detection: Detection) -> Built | None:
-        """What an earlier build of ``key``'s lock for the same needs ended with, while its environment is still
-        stored: the repaired lock (for good), or the unverified environment (for the resolution TTL: an index
-        that has since gained a fixed release is tried again after it)."""
-        stored = self.verdicts.get(_verdict_key(key, detection))
-        if stored is None:
-            return None
-        try:
-            built = _verdict_built(stored.data)
-        except (KeyError, TypeError, ValueError):  # an older shape of the record: build again
-            return None
-        assert built.verification is not None
-        if not built.verification.ok and not stored.fresh(self.resolution_ttl):
-            return None
-        return built if self.envs.get(built.key) is not None else None
-
-    def _remember_failure(
-        self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock, failure: InstallFailed
-    ) -> None:
-        """A lock that failed to build (an interrupted build is not a verdict) is answered with the same failure
-        for a while; the resolution is remembered so the repeat skips the resolver as well."""
-        if self.failed_build_ttl <= 0:
-            return
-        self.verdicts.put(_verdict_key(key, detection), {"failed": failure.message})
-        self._resolutions[(ecosystem.name, ecosystem.abi(), detection.fingerprint)] = (time.monotonic(), lock)
-
-    def _raise_recent_failure(self, key: str, detection: Detection) -> None:
-        stored = self.verdicts.get(_verdict_key(key, detection))
-        if stored is None or not isinstance(stored.data, dict) or "failed" not in stored.data:
-            return
-        if not stored.fresh(self.failed_build_ttl):
-            return
-        ago = max(0, int(time.time() - stored.fetched))
-        retry = max(1, int(self.failed_build_ttl - ago))
-        raise InstallFailed(
-            f"{stored.data['failed']}\n(The same packages failed to build {ago} s ago; this is that failure, "
-            f"remembered. They are built again in {retry} s (CLOCHE_FAILED_BUILD_TTL_SECONDS), or at once when "
-            "the needs change.)"
-        )
 
     def _check_licenses(self, components: list[Component]) -> None:
         """Refuse the install when a package's license is on the server's deny list (before it is bound)."""
