@@ -14,7 +14,7 @@ import pytest
 from cloche.ecosystems.base import InstallFailed
 from cloche.ecosystems.common import strip_comments
 from cloche.ecosystems.node import lockfile
-from cloche.ecosystems.node.detect import popular
+from cloche.ecosystems.node.detect import detect, popular
 from cloche.ecosystems.node.ecosystem import NodeEcosystem
 from cloche.ecosystems.node.scan import DATA, builtins, imported_names, package_of, specifiers
 
@@ -159,3 +159,16 @@ def test_imported_names_per_specifier() -> None:
         "export * from 'w';\nimport type { T } from 't';\nimport 'side';\nconst s = \"import q from 'nope'\";\n"
     )
     assert imported_names(code) == {"x": {"default", "b", "c"}, "y": {"*"}, "z/sub": {"f"}, "w": {"*"}, "t": set()}
+
+
+def test_a_builtin_name_with_a_subpath_it_lacks_is_reported_not_skipped(tmp_path: Path) -> None:
+    (tmp_path / "main.js").write_text(
+        "require('path/to/my/service');\nrequire('fs/promises');\nrequire('node:fs');\nrequire('path');\n"
+        "require('events/x');\nrequire('path/to/my/service');\n"
+    )
+    found = detect(tmp_path, "main.js")
+    assert found.source == "none" and found.requested == ()
+    hints = {u["module"]: u["hint"] or "" for u in found.unresolved}
+    assert list(hints) == ["path/to/my/service", "events/x"]  # fs/promises is a built-in subpath; each once
+    assert "'path' is Node's built-in module and its subpaths are path/posix, path/win32" in hints["path/to/my/service"]
+    assert "'./path/to/my/service'" in hints["path/to/my/service"] and "it has no subpaths" in hints["events/x"]

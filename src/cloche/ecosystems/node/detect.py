@@ -114,7 +114,8 @@ def _from_manifest(root: Path, base: str, found: NodeScan) -> NodeDetection:
 def _from_scan(found: NodeScan, vetting: Vetting) -> NodeDetection:
     choices, refusals = vetting.decide(found.usages)
     choices.sort(key=lambda c: c.package)
-    unresolved: tuple[dict[str, str | None], ...] = tuple({"module": r.specifier, "hint": r.hint()} for r in refusals)
+    refused: tuple[dict[str, str | None], ...] = tuple({"module": r.specifier, "hint": r.hint()} for r in refusals)
+    unresolved = refused + found.no_such_builtin
     dependencies = {c.package: c.requirement for c in choices}
     return NodeDetection(
         source="scan" if found.packages else "none",

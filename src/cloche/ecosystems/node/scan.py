@@ -62,6 +62,7 @@ class NodeScan:
     files: tuple[str, ...]  # local files read
     warnings: tuple[str, ...]
     usages: tuple[Usage, ...] = ()  # per package, in the same order: every subpath, and whether required
+    no_such_builtin: tuple[dict[str, str | None], ...] = ()  # {"module", "hint"}: a built-in's name, a subpath it lacks
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted({s.package for s in self.packages}))
@@ -126,6 +127,22 @@ def package_of(specifier: str) -> str | None:
     return name
 
 
+def no_such_builtin(specifier: str) -> str | None:
+    """Why a bare specifier that starts with a built-in's name (``path/to/my/service``) loads nothing: built-ins
+    have only their listed subpaths (``fs/promises``), and no package can be named like a built-in for Node to
+    find it first. None for anything else."""
+    first, _, rest = specifier.partition("/")
+    if not rest or specifier.startswith(("node:", "@")) or specifier in builtins() or first not in builtins():
+        return None
+    known = sorted(b for b in builtins() if b.startswith(first + "/"))
+    has = f"its subpaths are {', '.join(known)}" if known else "it has no subpaths"
+    return (
+        f"{specifier!r} names no module: {first!r} is Node's built-in module and {has}; nothing was installed. "
+        f"If it is a file of the workspace, require it by a relative path ('./{specifier}'); if it is a "
+        "placeholder from an example, replace it with the module it stands for."
+    )
+
+
 def subpath_of(specifier: str, package: str) -> str:
     """The exports key a specifier asks its package for: "." or "./sub"."""
     rest = specifier[len(package) :]
@@ -161,6 +178,7 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
     required: set[str] = set()
     named: dict[str, set[tuple[str, str]]] = {}
     warnings: list[str] = []
+    missing: dict[str, str] = {}  # specifier -> why no built-in answers it
     read: list[str] = []
     while queue:
         rel = queue.popleft()
@@ -191,6 +209,8 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
                 continue
             name = package_of(spec)
             if name is None:
+                if (why := no_such_builtin(spec)) is not None:
+                    missing.setdefault(spec, why)
                 continue
             packages.setdefault(name, Specifier(name, spec, rel, line))
             subpath = subpath_of(spec, name)
@@ -202,4 +222,5 @@ def scan(root: Path, entry: str, *, max_files: int = MAX_FILES) -> NodeScan:
         Usage(name, first.specifier, tuple(subpaths[name]), name in required, tuple(sorted(named.get(name, ()))))
         for name, first in packages.items()
     )
-    return NodeScan(tuple(packages.values()), tuple(read), tuple(warnings), usages)
+    unanswered: tuple[dict[str, str | None], ...] = tuple({"module": s, "hint": why} for s, why in missing.items())
+    return NodeScan(tuple(packages.values()), tuple(read), tuple(warnings), usages, unanswered)
