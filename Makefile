@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard src tests bench scripts)
 
-.PHONY: run test lint typecheck unit bench bench-corpus clean setup postgres-tools
+.PHONY: run test lint typecheck unit bench bench-corpus clean setup postgres-tools runsc
 
 setup: $(STAMP)
 
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
-run: setup
+# gVisor's runsc (Debian 12's package) for the "gvisor" isolation tier: the tests run both tiers.
+runsc:
+	command -v runsc >/dev/null || { apt-get update -q && apt-get install -y -q runsc; }
+
+run: setup runsc
 	$(BIN)/cloche serve
 
 lint: setup
@@ -26,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup runsc
 	$(BIN)/pytest
 
 # The suite starts its own throwaway PostgreSQL cluster; its binaries are installed here when missing.
@@ -35,7 +39,7 @@ postgres-tools:
 
 test: lint typecheck postgres-tools unit
 
-bench: setup
+bench: setup runsc
 	$(BIN)/python -m bench
 
 # The real-script corpora (bench/corpus/): import-clean rates beside pipreqs + uv and npm install, and the import

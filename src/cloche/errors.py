@@ -21,6 +21,7 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   ├── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     │   └── ResidentLimit     409 resident_limit       the sandbox already runs its most long-lived processes
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
+    ├── IsolationUnavailable  422 isolation_unavailable  the asked isolation tier cannot run here (no runsc)
     ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
     ├── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
@@ -102,6 +103,9 @@ class ResidentLimit(Conflict, code="resident_limit"): ...
 
 
 class TooLarge(ClocheError, code="too_large", status=413): ...
+
+
+class IsolationUnavailable(ClocheError, code="isolation_unavailable", status=422): ...
 
 
 class TenantQuotaExceeded(ClocheError, code="tenant_quota_exceeded", status=429): ...

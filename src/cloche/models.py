@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cloche.jail.egress_policy import EgressPolicy
+from cloche.jail.profile import Isolation
 
 Language = Literal["python", "node", "go", "java"]
 RunStatus = Literal[
@@ -130,6 +131,12 @@ class CreateSandbox(Strict):
         max_length=64,
     )
     secrets: list[str] | None = _secret_names()
+    isolation: Isolation | None = Field(
+        None,
+        description="Isolation tier of every run in the sandbox: 'bwrap' (namespaces, mounts and a seccomp filter "
+        "on the host kernel) or 'gvisor' (the same, with every system call served by gVisor's kernel: slower to "
+        "start, no host kernel reachable). Omitted: the server default. A tier the server cannot run is a 422.",
+    )
 
     @model_validator(mode="after")
     def _valid_env(self) -> CreateSandbox:
@@ -156,6 +163,7 @@ class Sandbox(BaseModel):
     env_keys: list[str] = Field(description="Names of the sandbox-level environment variables (values hidden).")
     egress: list[str] = Field(description="Hosts the sandbox's code may reach ([] means no network).")
     secrets: list[str] = Field(default_factory=list, description="Names of the secrets every exec gets.")
+    isolation: Isolation = Field("bwrap", description="Isolation tier of every run in the sandbox.")
 
 
 class SandboxList(BaseModel):

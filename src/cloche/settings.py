@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloche.jail.profile import Isolation
+
 DEFAULT_REGISTRIES: tuple[str, ...] = (
     "pypi.org:443",
     "files.pythonhosted.org:443",
@@ -99,6 +101,21 @@ class Settings(BaseSettings):
         1_048_576, gt=0, description="How much of a long-lived process's newest output is kept (its log), in bytes."
     )
     jail_uid: int = Field(1000, ge=1, description="The unprivileged uid (and gid) code sees inside the jail.")
+    isolation: Isolation = Field(
+        "bwrap",
+        description="Isolation tier of sandboxes created without one: 'bwrap' (namespaces, mounts and seccomp on the "
+        "host kernel) or 'gvisor' (the same, with every system call served by gVisor's kernel, runsc; start-up "
+        "fails when runsc cannot start a sandbox here).",
+    )
+    install_isolation: Isolation = Field(
+        "bwrap",
+        description="Isolation tier of install jails, where third-party build scripts run: 'bwrap' or 'gvisor'.",
+    )
+    gvisor_platform: Literal["ptrace", "kvm"] = Field(
+        "ptrace",
+        description="How runsc's kernel traps the code's system calls: 'ptrace' works everywhere; 'kvm' needs "
+        "/dev/kvm and nested virtualisation (it can hang where that is missing).",
+    )
     builder_uid: int = Field(
         199_999, ge=1000, description="Host uid that runs installers (install jails); never a sandbox's uid."
     )

@@ -1,6 +1,6 @@
 """Shared helpers for jail tests that run the real bubblewrap as an unprivileged host uid.
 
-The invocation is the runner's own (``Runner.confine``: namespaces, mounts, environment, seccomp, the sealed
+The invocation is the bwrap tier's own (``BwrapJail.confine``: namespaces, mounts, environment, seccomp, the sealed
 root), so a filter or limit that holds here holds for real runs, and a layer removed from the runner is
 removed here too. Only the cgroup and rlimits layers are left to each test, which applies its own.
 """
@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from cloche.jail.bwrap import BwrapCommand
-from cloche.jail.cgroups import Cgroups
+from cloche.jail.bwrap_jail import BwrapJail
+from cloche.jail.egress_layer import EgressHost
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import JailProfile, RunSpec
-from cloche.jail.runner import Runner
+from cloche.jail.supervisor import Children
 from cloche.jail.tools import stage_tools
 
 # A host uid outside the server's default pool (200000-259999) and the test servers' ranges (400000 and up),
@@ -58,12 +59,12 @@ def bwrap() -> str:
 
 
 @lru_cache(maxsize=2)
-def runner(*, seccomp_filter: bool = True) -> Runner:
-    """The real runner; its cgroup layer is never used here (``confine`` stops before it), so it has no groups."""
+def runner(*, seccomp_filter: bool = True) -> BwrapJail:
+    """The real bwrap tier; its spawn (and the runner's cgroup) is never used here: ``confine`` stops before."""
     root = _tools_root()
     etc = write_synthetic_etc(root / "jail", JAIL_UID)
-    no_groups = Cgroups(version=2, parent="unused", dirs={}, mount=Path("/sys/fs/cgroup"))
-    return Runner(etc, JAIL_UID, root, no_groups, bwrap=Path(bwrap()), seccomp_filter=seccomp_filter)
+    egress = EgressHost(root)
+    return BwrapJail(Children(), etc, JAIL_UID, egress, bwrap=Path(bwrap()), seccomp_filter=seccomp_filter)
 
 
 def jail_command(ws: Path, command: Sequence[str], *, seccomp: bool = True, uid: int = HOST_UID) -> BwrapCommand:

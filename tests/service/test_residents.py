@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from cloche.errors import ResidentLimit
+from cloche.jail.bwrap_jail import BwrapJail
 from cloche.jail.cgroups import Cgroups
+from cloche.jail.egress_layer import EgressHost
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner
+from cloche.jail.supervisor import Children
 from cloche.jail.tools import stage_tools
 from cloche.service.resident_log import LogBuffer
 from cloche.service.residents import Residents
@@ -47,7 +50,9 @@ class Host:
         etc = write_synthetic_etc(root / "jail", JAIL_UID)
         self.run_dir = root / "run"
         self.run_dir.mkdir(mode=0o711)
-        self.runner = Runner(etc, JAIL_UID, self.run_dir, self.groups, bwrap=stage_tools(root / "jail").bwrap)
+        children = Children()
+        bwrap = BwrapJail(children, etc, JAIL_UID, EgressHost(self.run_dir), stage_tools(root / "jail").bwrap)
+        self.runner = Runner(self.groups, children, [bwrap])
 
     def registry(self, most: int = 4, log_bytes: int = 65536) -> Residents:
         return Residents(self.runner, self.run_dir, log_bytes=log_bytes, most_per_sandbox=most)

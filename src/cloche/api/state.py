@@ -19,14 +19,17 @@ from cloche.ecosystems.python.resolve import Resolver
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.jail import preflight
+from cloche.jail.bwrap_jail import BwrapJail
 from cloche.jail.cgroups import Cgroups
-from cloche.jail.egress_layer import build_launcher
+from cloche.jail.egress_layer import EgressHost, build_launcher
 from cloche.jail.egress_policy import EgressPolicy, registry_addresses
+from cloche.jail.gvisor_jail import GvisorJail, build_compat
 from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.jail.spawn_host import build_spawner
+from cloche.jail.supervisor import Children
 from cloche.jail.tools import stage_tools
 from cloche.jail.uid_lock import UidRangeLock
 from cloche.metrics import Metrics
@@ -77,6 +80,7 @@ class AppState:
     residents: Residents
     api_keys: dict[str, str]
     tools: dict[str, Path]
+    bwrap: Path
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     host_checked: bool = False
@@ -92,16 +96,14 @@ class AppState:
         cgroups = Cgroups.detect(cgroup_parent(paths.root))
         egress_launcher = build_launcher(paths.jail / "bin")
         staged = stage_tools(paths.jail)
-        runner = Runner(
-            etc,
-            settings.jail_uid,
-            paths.run,
-            cgroups,
-            trusted_networks(settings),
-            egress_launcher,
-            staged.bwrap,
-            spawner=build_spawner(paths.jail / "bin"),
-        )
+        egress = EgressHost(paths.run, trusted_networks(settings), egress_launcher)
+        children = Children()
+        spawner = build_spawner(paths.jail / "bin")
+        bwrap = BwrapJail(children, etc, settings.jail_uid, egress, staged.bwrap, spawner=spawner)
+        probe_uid = settings.uid_base + settings.uid_count - 1  # the preflight's uid: never a sandbox's while idle
+        compat = build_compat(paths.jail)
+        gvisor = GvisorJail(children, etc, settings.jail_uid, egress, probe_uid, settings.gvisor_platform, compat)
+        runner = Runner(cgroups, children, [bwrap, gvisor])
         store = open_metadata_store(settings, paths)
         envs = EnvironmentStore(paths.envs)
         envs.create()
@@ -129,6 +131,7 @@ class AppState:
             cache_root=paths.cache,
             scratch=paths.tmp,
             egress=EgressPolicy(settings.host_list(settings.registry_allow)),
+            isolation=settings.install_isolation,
             limits=ResourceLimits(
                 memory_bytes=settings.install_memory_mb * 1024 * 1024,
                 pids=1024,
@@ -153,7 +156,7 @@ class AppState:
             failed_build_ttl=settings.failed_build_ttl_seconds,
         )
         audit = AuditTrail(AuditLog(paths.root))
-        sandboxes = SandboxService(settings, paths, store, audit)
+        sandboxes = SandboxService(settings, paths, store, audit, runner.require)
         configured_key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
         secrets = SecretService(store, load_key(configured_key, paths.secrets_key))
         residents = Residents(
@@ -179,13 +182,14 @@ class AppState:
             residents=residents,
             api_keys=settings.parsed_api_keys(),
             tools=tools,
+            bwrap=staged.bwrap,
             metrics=metrics,
         )
 
     async def check_host(self) -> None:
         """Prove the jail works here, or raise a ClocheError that says how to fix the host (once per app)."""
         if not self.host_checked:
-            await preflight.check(self.runner, self.paths, self.settings, self.tools, self.runner.bwrap)
+            await preflight.check(self.runner, self.paths, self.settings, self.tools, self.bwrap)
             await asyncio.to_thread(self.sandboxes.quota.choose)  # volume or walk: no volume, no server if asked
             self.host_checked = True
 

@@ -10,13 +10,15 @@ import hashlib
 import logging
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger("cloche.jail")
 
 
-def compile_once(source: Path, bin_dir: Path, name: str) -> Path | None:
-    """``bin_dir/<name>-<digest of source>``, compiled if missing; None when no compiler works."""
+def compile_once(source: Path, bin_dir: Path, name: str, flags: Sequence[str] = ()) -> Path | None:
+    """``bin_dir/<name>-<digest of source>``, compiled (with ``flags``, e.g. for a shared library) if missing;
+    None when no compiler works."""
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     target = bin_dir / f"{name}-{digest}"
     if target.exists():
@@ -29,7 +31,7 @@ def compile_once(source: Path, bin_dir: Path, name: str) -> Path | None:
     bin_dir.chmod(0o755)
     partial = bin_dir / f".{target.name}.tmp"
     built = subprocess.run(
-        [compiler, "-O2", "-o", str(partial), str(source)], capture_output=True, text=True, check=False
+        [compiler, "-O2", *flags, "-o", str(partial), str(source)], capture_output=True, text=True, check=False
     )
     if built.returncode != 0:
         log.warning("could not compile %s; using its Python form", name, extra={"stderr": built.stderr})

@@ -31,7 +31,6 @@ from typing import Final, Literal
 
 from cloche.errors import InvalidRequest, JailUnavailable
 from cloche.jail import cgroup_base, cgroup_v1, cgroup_v2
-from cloche.jail.bwrap import BwrapCommand
 from cloche.jail.cgroup_base import REQUIRED, CgroupDriver, CgroupLimits, Freezer, write
 from cloche.jail.profile import ResourceLimits
 
@@ -324,12 +323,11 @@ class Cgroups:
         return found
 
 
-def apply(cmd: BwrapCommand, groups: Cgroups, limits: ResourceLimits, release: contextlib.AsyncExitStack) -> RunCgroup:
-    """Create the run's cgroup; the spawned child joins it before it execs bwrap. On release everything
-    left in it is killed and it is removed."""
+def apply(groups: Cgroups, limits: ResourceLimits, release: contextlib.AsyncExitStack) -> RunCgroup:
+    """Create the run's cgroup; the tier's spawned child joins it (``preexec_attach``) before it execs. On
+    release everything left in it is killed and it is removed."""
     name = f"run-{os.getpid()}-{next(_run_counter)}"
     group = groups.create(name, CgroupLimits(limits.memory_bytes, limits.pids, limits.cpu_cores))
     release.callback(groups.release, group)
     release.callback(group.kill)
-    cmd.cgroup_procs_fds += group.procs_fds()
     return group

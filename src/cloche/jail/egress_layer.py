@@ -9,8 +9,9 @@ egress, three pieces work together:
 * ``egress_launcher_jail.c`` (or ``egress_launcher_jail.py`` where no compiler exists): runs inside the
   jail, listens on 127.0.0.1:3128, relays to that socket, and starts the command.
 
-This module wires them into one bwrap invocation; ``HTTPS_PROXY`` and friends point every installer and
-runtime at the launcher.
+This module starts a run's proxy and says what its jail must place (``open_session``); ``apply`` wires that
+into one bwrap invocation, and the gVisor tier places the same in its OCI bundle. ``HTTPS_PROXY`` and
+friends point every installer and runtime at the launcher.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cloche.jail.bwrap import BwrapCommand
 from cloche.jail.c_programs import compile_once
 from cloche.jail.egress_proxy_host import EgressProxy
-from cloche.jail.profile import JailProfile
+from cloche.jail.profile import JailProfile, Mount
 from cloche.store import safefs
 
 LAUNCHER_SCRIPT = "/opt/cloche/egress-launcher.py"
@@ -61,10 +62,22 @@ def build_launcher(bin_dir: Path) -> Path | None:
     return compile_once(LAUNCHER_C_SOURCE, bin_dir, "cloche-egress-launcher")
 
 
-async def apply(
-    cmd: BwrapCommand, profile: JailProfile, host: EgressHost, release: contextlib.AsyncExitStack
-) -> EgressSession | None:
-    """Contribute the egress plumbing, or nothing (the net namespace stays empty); the proxy stops on release."""
+@dataclass(frozen=True)
+class EgressPlumbing:
+    """What a run with egress holds and what its jail must place: the proxy session, the read-only binds (the
+    socket's folder, the launcher), the proxy variables and the launcher argv that starts the command."""
+
+    session: EgressSession
+    mounts: tuple[Mount, ...]
+    env: Mapping[str, str]
+    launcher: tuple[str, ...]
+
+
+async def open_session(
+    profile: JailProfile, host: EgressHost, release: contextlib.AsyncExitStack, *, socket_mode: int = 0o600
+) -> EgressPlumbing | None:
+    """Start the run's proxy (stopped on release), or None: the net namespace stays empty. ``socket_mode`` is
+    0600 (only the run's host uid may connect) unless the tier connects from another host uid."""
     policy = profile.egress
     if policy is None or not (policy.allow or policy.report_refusals):
         return None
@@ -72,29 +85,32 @@ async def apply(
     directory.mkdir(mode=0o711)
     release.callback(safefs.remove_tree, directory)
     proxy = EgressProxy(trusted_networks=host.trusted_networks)
-    await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid)
+    await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid, mode=socket_mode)
     session = EgressSession(proxy, directory)
     release.push_async_callback(proxy.stop)
-    binary = host.launcher
-    cmd.args += ["--ro-bind", str(directory), SOCKET_DIR]
-    cmd.env.update(proxy_env(PROXY_PORT))
-    if binary is not None:
-        cmd.args += ["--ro-bind", str(binary), LAUNCHER_BINARY]
-        cmd.launcher = [LAUNCHER_BINARY, str(PROXY_PORT), f"{SOCKET_DIR}/{SOCKET_NAME}", "--"]
-        return session
-    cmd.args += ["--ro-bind", str(LAUNCHER_PY_SOURCE), LAUNCHER_SCRIPT]
-    cmd.launcher = [
-        "/usr/bin/python3",
-        "-I",
-        LAUNCHER_SCRIPT,
-        "--listen",
-        f"127.0.0.1:{PROXY_PORT}",
-        "--socket",
-        f"{SOCKET_DIR}/{SOCKET_NAME}",
-        "--exec",
-        "--",
-    ]
-    return session
+    socket = f"{SOCKET_DIR}/{SOCKET_NAME}"
+    if host.launcher is not None:
+        launcher: tuple[str, ...] = (LAUNCHER_BINARY, str(PROXY_PORT), socket, "--")
+        binds = (Mount("ro-bind", SOCKET_DIR, directory), Mount("ro-bind", LAUNCHER_BINARY, host.launcher))
+    else:
+        listen = f"127.0.0.1:{PROXY_PORT}"
+        launcher = ("/usr/bin/python3", "-I", LAUNCHER_SCRIPT, "--listen", listen, "--socket", socket, "--exec", "--")
+        binds = (Mount("ro-bind", SOCKET_DIR, directory), Mount("ro-bind", LAUNCHER_SCRIPT, LAUNCHER_PY_SOURCE))
+    return EgressPlumbing(session, binds, proxy_env(PROXY_PORT), launcher)
+
+
+async def apply(
+    cmd: BwrapCommand, profile: JailProfile, host: EgressHost, release: contextlib.AsyncExitStack
+) -> EgressSession | None:
+    """Contribute the egress plumbing to a bwrap invocation, or nothing; the proxy stops on release."""
+    plumbing = await open_session(profile, host, release)
+    if plumbing is None:
+        return None
+    for bind in plumbing.mounts:
+        cmd.args += ["--ro-bind", str(bind.source), bind.dest]
+    cmd.env.update(plumbing.env)
+    cmd.launcher = list(plumbing.launcher)
+    return plumbing.session
 
 
 def proxy_env(port: int) -> dict[str, str]:

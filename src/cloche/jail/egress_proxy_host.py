@@ -135,7 +135,10 @@ class EgressProxy:
         """Hosts refused at least once, in first-refusal order (for "why did my install fail")."""
         return list(dict.fromkeys(d.host for d in self._decisions if not d.allowed and d.host))
 
-    async def start(self, socket_path: Path, policy: EgressPolicy, *, uid: int | None = None) -> None:
+    async def start(
+        self, socket_path: Path, policy: EgressPolicy, *, uid: int | None = None, mode: int = 0o600
+    ) -> None:
+        """Listen on ``socket_path``, owned by ``uid`` with ``mode`` (0600: that uid alone may connect)."""
         if self._server is not None:
             raise RuntimeError("egress proxy already started")
         if len(os.fsencode(socket_path)) > _AF_UNIX_PATH_MAX:
@@ -149,7 +152,7 @@ class EgressProxy:
             # Permissions are fixed before listen(): until then connect() is refused, so no other
             # uid can slip in between bind and chmod.
             sock.bind(os.fspath(socket_path))
-            os.chmod(socket_path, 0o600)
+            os.chmod(socket_path, mode)
             if uid is not None:
                 os.chown(socket_path, uid, -1)
             self._policy = policy

@@ -22,6 +22,11 @@ BASE_ENV = {
 }
 
 
+def variables(spec: RunSpec) -> dict[str, str]:
+    """Every variable the run gets: the base ones, then the run's own over them."""
+    return {**BASE_ENV, **spec.env}
+
+
 def apply(cmd: BwrapCommand, spec: RunSpec) -> None:
-    cmd.env = {**BASE_ENV, **spec.env}  # bwrap gets --clearenv first (BwrapCommand.argv)
+    cmd.env = variables(spec)  # bwrap gets --clearenv first (BwrapCommand.argv)
     cmd.args += ["--chdir", spec.cwd]

@@ -26,7 +26,7 @@ from typing import Unpack
 
 from cloche.ecosystems.base import INSTALL_CACHE, INSTALL_INPUTS, INSTALL_TOOLS, Ecosystem, InstallRunOptions
 from cloche.jail.egress_policy import EgressPolicy
-from cloche.jail.profile import JailProfile, Mount, MountKind, ResourceLimits, RunSpec
+from cloche.jail.profile import Isolation, JailProfile, Mount, MountKind, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner, RunResult
 from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore
@@ -44,6 +44,7 @@ class InstallSettings:
     egress: EgressPolicy
     memory_tmp_bytes: int = 1024 * 1024 * 1024
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    isolation: Isolation = "bwrap"  # install jails run third-party build scripts: gVisor is an option
 
 
 class InstallSession:
@@ -98,6 +99,7 @@ class InstallSession:
             mounts=tuple(mounts),
             tmp_size_bytes=self.settings.memory_tmp_bytes,
             egress=None if self.ecosystem.install_offline else self.settings.egress,
+            isolation=self.settings.isolation,
         )
         spec = RunSpec(
             argv=tuple(argv),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloche.jail.bwrap import BwrapCommand
-from cloche.jail.profile import RESIDENT_DIR, SANDBOX_DIR, JailProfile
+from cloche.jail.profile import RESIDENT_DIR, SANDBOX_DIR, JailProfile, Mount
 
 # Host /etc entries programs need; everything else in /etc stays invisible.
 ETC_ENTRIES = (
@@ -52,26 +52,33 @@ def write_synthetic_etc(jail_dir: Path, jail_uid: int) -> Path:
     return etc
 
 
-def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
-    cmd.args += ["--ro-bind", "/usr", "/usr"]
+def view(profile: JailProfile, synthetic_etc: Path) -> list[Mount]:
+    """What every tier places, in order, besides its own /proc and /dev: the system, identity, /tmp, the
+    workspace and the profile's mounts. Optional /etc entries the host lacks are left out."""
+    placed = [Mount("ro-bind", "/usr", Path("/usr"))]
     for name in TOP_LEVEL_LINKS:
         host = Path("/") / name
         if host.is_symlink():
-            cmd.args += ["--symlink", str(host.readlink()), f"/{name}"]
+            placed.append(Mount("symlink", f"/{name}", host.readlink()))
         elif host.is_dir():
-            cmd.args += ["--ro-bind", str(host), f"/{name}"]
-    for name in ETC_ENTRIES:
-        cmd.args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    for name in SYNTHETIC_ETC:
-        cmd.args += ["--ro-bind", str(synthetic_etc / name), f"/etc/{name}"]
-    cmd.args += ["--proc", "/proc", "--dev", "/dev"]
-    cmd.args += ["--size", str(profile.tmp_size_bytes), "--tmpfs", "/tmp"]
+            placed.append(Mount("ro-bind", f"/{name}", host))
+    placed += [
+        Mount("ro-bind", f"/etc/{name}", Path("/etc", name)) for name in ETC_ENTRIES if Path("/etc", name).exists()
+    ]
+    placed += [Mount("ro-bind", f"/etc/{name}", synthetic_etc / name) for name in SYNTHETIC_ETC]
+    placed.append(Mount("tmpfs", "/tmp", size_bytes=profile.tmp_size_bytes))
     if profile.workspace is not None:
-        bind = "--bind" if profile.workspace_writable else "--ro-bind"
-        cmd.args += [bind, str(profile.workspace), SANDBOX_DIR]
+        placed.append(Mount("bind" if profile.workspace_writable else "ro-bind", SANDBOX_DIR, profile.workspace))
     else:
-        cmd.args += ["--dir", SANDBOX_DIR]
-    for mount in profile.mounts:
+        placed.append(Mount("dir", SANDBOX_DIR))
+    if profile.socket_dir is not None:  # a resident's sockets: the one host folder it may write besides /sandbox
+        placed.append(Mount("bind", RESIDENT_DIR, profile.socket_dir))
+    return [*placed, *profile.mounts]
+
+
+def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
+    cmd.args += ["--proc", "/proc", "--dev", "/dev"]
+    for mount in view(profile, synthetic_etc):
         if mount.kind == "tmpfs":
             if mount.size_bytes is not None:
                 cmd.args += ["--size", str(mount.size_bytes)]
@@ -80,8 +87,6 @@ def apply(cmd: BwrapCommand, profile: JailProfile, synthetic_etc: Path) -> None:
             cmd.args += ["--dir", mount.dest]
         else:
             cmd.args += [f"--{mount.kind}", str(mount.source), mount.dest]
-    if profile.socket_dir is not None:  # a resident's sockets: the one host folder it may write besides /sandbox
-        cmd.args += ["--bind", str(profile.socket_dir), RESIDENT_DIR]
 
 
 def seal_root(cmd: BwrapCommand) -> None:

@@ -49,3 +49,10 @@ async def check(runner: Runner, paths: DataPaths, settings: Settings, tools: Map
             "(sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0) and that no "
             "AppArmor/SELinux policy blocks bwrap."
         )
+    # A tier the server uses by default (for sandboxes or for install jails) must work before the first request.
+    for isolation in dict.fromkeys((settings.isolation, settings.install_isolation)):
+        reason = await runner.tier(isolation).unavailable()
+        if reason is not None:
+            raise JailUnavailable(
+                f"CLOCHE_ISOLATION/CLOCHE_INSTALL_ISOLATION name {isolation!r}, which cannot run here: {reason}"
+            )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
     from cloche.jail.egress_policy import EgressPolicy
@@ -21,6 +21,9 @@ SANDBOX_DIR = "/sandbox"
 RESIDENT_DIR = "/run/resident"
 
 MountKind = Literal["ro-bind", "bind", "tmpfs", "dir", "symlink"]
+# Which kernel the code talks to: the host's behind bubblewrap, or gVisor's (runsc). See jail/tier.py.
+Isolation = Literal["bwrap", "gvisor"]
+ISOLATIONS: Final[tuple[Isolation, ...]] = ("bwrap", "gvisor")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class JailProfile:
     egress: EgressPolicy | None = None  # None or an empty allowlist: no network at all
     # A resident's host socket directory, bound read-write at RESIDENT_DIR; None for one-request runs.
     socket_dir: Path | None = None
+    isolation: Isolation = "bwrap"
 
     def __post_init__(self) -> None:
         # A mount at or below the workspace would hide the user's own files of that name (a `deps/` folder).

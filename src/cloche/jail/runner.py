@@ -1,16 +1,13 @@
-"""Run one command in the jail: apply the layers, spawn, stream output under caps, enforce the clock.
+"""Run one command in a jail: pick the sandbox's tier, apply it, stream output under caps, enforce the clock.
 
-``Runner.run`` is the checklist: each numbered line is one layer, a call into its own module, applied in
-this order to one bwrap invocation:
+``Runner.run`` is the same for every tier (``tier.py``); what differs is the tier's own checklist:
 
-1. identity and namespaces (``namespaces.py``): host uid, user/pid/ipc/uts/net/cgroup namespaces, caps
-2. filesystem (``mounts.py``): read-only system, synthetic /etc, workspace, private /tmp, profile mounts
-3. environment (``environment.py``): cleared, explicit variables and working directory
-4. network (``egress_layer.py``): none, or registry-only egress through the host proxy
-5. system calls (``seccomp.py``): a deny list compiled to BPF, handed to bwrap on an fd
-6. sealed root (``mounts.seal_root``): the root remounted read-only once every layer placed its mounts
-7. cgroup (``cgroups.py``): memory incl. swap, pids, CPU; joined by the child before it execs bwrap
-8. rlimits (``rlimits.py``): file size, open files, processes, no core dumps; set in the child too
+* the run's cgroup (``cgroups.py``): memory incl. swap, pids, CPU; created here, joined by the tier's child
+  before it execs, so the jail and everything under it are bound by it whatever the tier
+* the tier (``Jail.start``): its numbered layers and its spawn; ``bwrap_jail.py`` (namespaces, mounts,
+  seccomp on the host kernel) or ``gvisor_jail.py`` (the same view, served by gVisor's kernel)
+* the run itself: output read from both pipes under the caps, the wall clock and the watchdog, the kill of
+  the tier's session and of everything in the cgroup, the OOM and usage read from the cgroup
 
 What a layer holds (the egress proxy, the cgroup, the fds) is released in reverse order when the run ends.
 """
@@ -24,25 +21,16 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from cloche.jail import (
-    cgroups,
-    egress_layer,
-    environment,
-    mounts,
-    namespaces,
-    rlimits,
-    seccomp,
-    spawn_host,
-    supervisor,
-)
-from cloche.jail.bwrap import BwrapCommand, bwrap_path
+from cloche.errors import IsolationUnavailable
+from cloche.jail import cgroups
 from cloche.jail.cgroups import Cgroups, RunCgroup
 from cloche.jail.profile import JailProfile, RunSpec
+from cloche.jail.supervisor import Children
+from cloche.jail.tier import Isolation, Jail
 
 log = logging.getLogger("cloche.jail")
 
@@ -113,61 +101,50 @@ class _Capture:
 
 
 class Runner:
-    """Spawns bwrap as the sandbox's host uid; nothing is ever run outside it."""
+    """Runs every piece of untrusted code, in the tier its profile names; nothing is ever run outside a jail."""
 
-    def __init__(
-        self,
-        synthetic_etc: Path,
-        jail_uid: int,
-        run_dir: Path,
-        cgroups: Cgroups,
-        trusted_networks: tuple[str, ...] = (),
-        egress_launcher: Path | None = None,
-        bwrap: Path | None = None,
-        *,
-        spawner: Path | None = None,
-        seccomp_filter: bool = True,
-    ) -> None:
-        """``spawner`` is the compiled ``cloche-spawn`` (``spawn_host.build_spawner``); None starts bwrap through a
-        ``preexec_fn`` instead. ``seccomp_filter=False`` exists for tests only: it proves each other layer holds
-        without the filter behind it (the server never sets it)."""
-        self._spawner = spawner
-        self._seccomp_filter = seccomp_filter
-        self._etc = synthetic_etc
+    def __init__(self, cgroups: Cgroups, children: Children, tiers: Sequence[Jail]) -> None:
         self._cgroups = cgroups
-        self._egress = egress_layer.EgressHost(run_dir, trusted_networks, egress_launcher)
-        self._jail_uid = jail_uid
-        self._bwrap = bwrap or bwrap_path()
-        self._live: set[int] = set()  # outer bwrap pids the event loop is waiting for
-        # Spawns whose pid is not known yet: a child that exits in that window must be left to asyncio's
-        # watcher, so no orphan reaping happens while any spawn is in flight.
-        self._spawning = 0
+        self._children = children
+        self._tiers: dict[Isolation, Jail] = {tier.isolation: tier for tier in tiers}
         self._retry_scheduled = False
-        supervisor.become_subreaper()
 
-    @property
-    def bwrap(self) -> Path:
-        return self._bwrap
+    def tier(self, isolation: Isolation) -> Jail:
+        return self._tiers[isolation]
+
+    async def require(self, isolation: Isolation) -> None:
+        """Raise ``IsolationUnavailable`` (422) when ``isolation`` cannot run jails here; never falls back."""
+        tier = self._tiers.get(isolation)
+        reason = f"this server has no {isolation!r} isolation tier" if tier is None else await tier.unavailable()
+        if reason is not None:
+            raise IsolationUnavailable(f"isolation {isolation!r} is not available on this server: {reason}")
 
     def reap(self) -> int:
         """Reap jail inits orphaned by finished runs (also called periodically by the server)."""
-        if self._spawning:
-            return 0
-        return supervisor.reap_orphans(self._live)
+        return self._children.reap()
 
     async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
-        """The checklist (see the module docstring): one line per layer, in order, into one bwrap invocation."""
-        cmd = BwrapCommand()
+        """The cgroup, then the profile's tier (its own checklist and spawn), then the run under its caps."""
+        await self.require(profile.isolation)
+        tier = self._tiers[profile.isolation]
         async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
-            release.callback(cmd.close_fds)
-            egress = await self.confine(cmd, spec, profile, release)  # 1-6. namespaces to sealed root
-            group = cgroups.apply(cmd, self._cgroups, spec.limits, release)  # 7. cgroup
-            rlimits.apply(cmd, spec.limits)  # 8. rlimits
-            result = await self._spawn(cmd, spec, on_output, group)
+            group = cgroups.apply(self._cgroups, spec.limits, release)  # the run's cgroup, joined before exec
+            started = time.monotonic()
+            try:
+                jail = await tier.start(spec, profile, group, release)  # the tier's checklist and spawn
+            finally:
+                group.close_fds()
+            try:
+                result = await self._supervise(
+                    jail.process, spec, _Capture(spec.output_limit_bytes, on_output), started, group
+                )
+            finally:
+                self._children.done(jail.process.pid)
+            _read_group(result, group, spec)
         if self._cgroups.pending:
             self._retry_groups()
-        if egress is not None:
-            result.egress_denied = egress.denied_hosts()
+        if jail.egress is not None:
+            result.egress_denied = jail.egress.denied_hosts()
         return result
 
     def _retry_groups(self) -> None:
@@ -182,52 +159,6 @@ class Runner:
     def _retry_later(self) -> None:
         self._retry_scheduled = False
         self._retry_groups()
-
-    async def confine(
-        self, cmd: BwrapCommand, spec: RunSpec, profile: JailProfile, release: contextlib.AsyncExitStack
-    ) -> egress_layer.EgressSession | None:
-        """Layers 1-6 of the checklist; the jail tests build their bwrap invocation here too."""
-        namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity and namespaces
-        mounts.apply(cmd, profile, self._etc)  # 2. filesystem
-        environment.apply(cmd, spec)  # 3. environment
-        egress = await egress_layer.apply(cmd, profile, self._egress, release)  # 4. network
-        if self._seccomp_filter:
-            seccomp.apply(cmd)  # 5. system calls
-        mounts.seal_root(cmd)  # 6. sealed root
-        return egress
-
-    async def _spawn(
-        self,
-        cmd: BwrapCommand,
-        spec: RunSpec,
-        on_output: OutputCallback | None,
-        group: RunCgroup,
-    ) -> RunResult:
-        argv, args_fd = cmd.argv(spec.argv)
-        started = time.monotonic()
-        self._spawning += 1
-        try:
-            stdin = spec.stdin is not None
-            proc = await spawn_host.spawn(cmd, self._bwrap, argv, [args_fd, *cmd.pass_fds], stdin, self._spawner)
-            self._live.add(proc.pid)
-        finally:
-            self._spawning -= 1
-            os.close(args_fd)
-            cmd.close_fds()
-            group.close_fds()
-        capture = _Capture(spec.output_limit_bytes, on_output)
-        try:
-            result = await self._supervise(proc, spec, capture, started, group)
-        finally:
-            self._live.discard(proc.pid)
-            self.reap()
-        if group.oom_killed() and result.status in ("failed", "succeeded"):
-            result.status = "oom_killed"
-            result.exit_code = None  # the limit ended it, as with every status cloche gives; a shell may still exit 0
-            result.error = f"out of memory: the run exceeded its {spec.limits.memory_bytes // 2**20} MiB limit"
-        result.memory_peak_bytes = group.memory_peak_bytes()
-        result.cpu_seconds = group.cpu_usage_seconds()
-        return result
 
     async def _supervise(
         self,
@@ -334,6 +265,16 @@ async def _watch(watchdog: Callable[[], Awaitable[str | None]], capture: _Captur
             capture.limit_hit.set()
             return
         await asyncio.sleep(1.0)
+
+
+def _read_group(result: RunResult, group: RunCgroup, spec: RunSpec) -> None:
+    """What the run's cgroup saw: an OOM kill turns the status, and the peak memory and CPU time it used."""
+    if group.oom_killed() and result.status in ("failed", "succeeded"):
+        result.status = "oom_killed"
+        result.exit_code = None  # the limit ended it, as with every status cloche gives; a shell may still exit 0
+        result.error = f"out of memory: the run exceeded its {spec.limits.memory_bytes // 2**20} MiB limit"
+    result.memory_peak_bytes = group.memory_peak_bytes()
+    result.cpu_seconds = group.cpu_usage_seconds()
 
 
 def _close_pipes(proc: asyncio.subprocess.Process) -> None:

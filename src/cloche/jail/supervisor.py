@@ -8,11 +8,12 @@ that uid" is an exact, race-free description of "everything the sandbox left run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -79,3 +80,36 @@ def kill_uid_range(low: int, high: int) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return len(victims)
+
+
+class Children:
+    """The jail processes the event loop is waiting for; every other child the server adopted is reaped. One per
+    server, shared by every isolation tier."""
+
+    def __init__(self) -> None:
+        self._live: set[int] = set()
+        # Spawns whose pid is not known yet: a child that exits in that window must be left to asyncio's
+        # watcher, so no orphan reaping happens while any spawn is in flight.
+        self._spawning = 0
+        become_subreaper()
+
+    def reap(self) -> int:
+        """Reap jail inits orphaned by finished runs (also called periodically by the server)."""
+        if self._spawning:
+            return 0
+        return reap_orphans(self._live)
+
+    async def track(self, spawning: Awaitable[asyncio.subprocess.Process]) -> asyncio.subprocess.Process:
+        """Await a tier's spawn; its process is waited for by the event loop, never reaped here."""
+        self._spawning += 1
+        try:
+            proc = await spawning
+            self._live.add(proc.pid)
+        finally:
+            self._spawning -= 1
+        return proc
+
+    def done(self, pid: int) -> None:
+        """The run of ``pid`` has been waited for: its orphans may be reaped from now on."""
+        self._live.discard(pid)
+        self.reap()

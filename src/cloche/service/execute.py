@@ -208,6 +208,7 @@ class ExecService:
                     mounts=exec_env.mounts,
                     egress=self._egress(row, held),
                     tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
+                    isolation=row.isolation,
                 )
                 async with capture.saving():
                     result = await self.runner.run(spec, profile, capture.sink)

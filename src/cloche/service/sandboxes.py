@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from cloche.errors import PoolExhausted, SandboxExpired, SandboxNotFound, TenantQuotaExceeded
 from cloche.jail import supervisor
+from cloche.jail.profile import Isolation
 from cloche.models import CreateSandbox, Language, Limits, Sandbox
 from cloche.paths import DataPaths
 from cloche.service.audit_trail import AuditTrail
@@ -53,8 +54,17 @@ def stored_limits(raw: Mapping[str, object]) -> Limits:
 class SandboxService:
     """Owns sandbox records, their workspaces and their per-sandbox locks."""
 
-    def __init__(self, settings: Settings, paths: DataPaths, store: MetadataStore, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: DataPaths,
+        store: MetadataStore,
+        audit: AuditTrail,
+        require_isolation: Callable[[Isolation], Awaitable[None]],
+    ) -> None:
+        """``require_isolation`` raises ``IsolationUnavailable`` for a tier that cannot run here (the runner's)."""
         self.settings = settings
+        self.require_isolation = require_isolation
         self.paths = paths
         self.store = store
         self.audit = audit
@@ -97,6 +107,7 @@ class SandboxService:
             env_keys=sorted(row.env),
             egress=self.egress_hosts(row),
             secrets=row.secrets,
+            isolation=row.isolation,
         )
 
     def egress_hosts(self, row: SandboxRow) -> list[str]:
@@ -124,6 +135,8 @@ class SandboxService:
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
         now = utcnow()
         ttl = request.ttl_seconds if request.ttl_seconds is not None else self.settings.default_ttl_seconds
+        isolation = request.isolation or self.settings.isolation
+        await self.require_isolation(isolation)  # a 422 now, never a silent fallback to another tier
         async with self._uid_lock:
             self._check_tenant_quota(tenant)
             uid = self._free_uid()
@@ -142,6 +155,7 @@ class SandboxService:
             egress=request.egress,
             secrets=list(dict.fromkeys(request.secrets or [])),
             placement=self.settings.node_name,
+            isolation=isolation,
         )
         try:
             # The workspace (a volume: mkfs and mount) is complete before the row exists, so a crash in between

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from cloche.jail.profile import Isolation
+
 
 @dataclass
 class SandboxRow:
@@ -32,6 +34,7 @@ class SandboxRow:
     egress: list[str] | None = None  # None: the server default
     secrets: list[str] = field(default_factory=list)  # names of the tenant's secrets every run gets
     placement: str = "local"  # the node (agent) that holds the workspace and runs the code
+    isolation: Isolation = "bwrap"  # the jail tier every run of the sandbox uses
 
 
 @dataclass

@@ -88,6 +88,7 @@ CREATE TABLE secrets (
 );
 """,
     ),
+    (2, "ALTER TABLE sandboxes ADD COLUMN isolation TEXT NOT NULL DEFAULT 'bwrap';"),  # the jail tier of its runs
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -66,7 +66,7 @@ class PostgresMetadataStore:
     def insert_sandbox(self, row: SandboxRow) -> None:
         self._exec(
             "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds, limits,"
-            " env, egress, secrets, placement) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " env, egress, secrets, placement, isolation) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (
                 row.id,
                 row.tenant,
@@ -80,6 +80,7 @@ class PostgresMetadataStore:
                 None if row.egress is None else Jsonb(row.egress),
                 Jsonb(row.secrets),
                 row.placement,
+                row.isolation,
             ),
         )
 

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     deleted_reason TEXT,
     egress TEXT,
     secrets TEXT NOT NULL DEFAULT '[]',
-    placement TEXT NOT NULL DEFAULT 'local'
+    placement TEXT NOT NULL DEFAULT 'local',
+    isolation TEXT NOT NULL DEFAULT 'bwrap'
 );
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes(tenant, created_at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,6 +84,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 # Columns added after a table first shipped: (table, column, definition), added to older database files.
 ADDED_COLUMNS = (
     ("sandboxes", "secrets", "TEXT NOT NULL DEFAULT '[]'"),
+    ("sandboxes", "isolation", "TEXT NOT NULL DEFAULT 'bwrap'"),
     ("sandboxes", "placement", "TEXT NOT NULL DEFAULT 'local'"),
 )
 # Indexes over added columns, made once the columns exist (a live uid is unique per node).
@@ -160,12 +162,13 @@ class SqliteMetadataStore:
             egress=None if row["egress"] is None else json.loads(row["egress"]),
             secrets=json.loads(row["secrets"]),
             placement=row["placement"],
+            isolation=row["isolation"],
         )
 
     def insert_sandbox(self, row: SandboxRow) -> None:
         self._exec(
             "INSERT INTO sandboxes (id, tenant, language, host_uid, created_at, last_used_at, ttl_seconds,"
-            " limits, env, egress, secrets, placement) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " limits, env, egress, secrets, placement, isolation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 row.id,
                 row.tenant,
@@ -179,6 +182,7 @@ class SqliteMetadataStore:
                 None if row.egress is None else json.dumps(row.egress),
                 json.dumps(row.secrets),
                 row.placement,
+                row.isolation,
             ),
         )
 

@@ -1,0 +1,56 @@
+"""The seam between the runner and an isolation tier: the ``Jail`` protocol and what a started jail hands back.
+
+A tier turns one ``RunSpec`` in one ``JailProfile`` into a confined, running process tree, applying its own
+layers as a numbered checklist and spawning the result. Two tiers exist:
+
+* ``bwrap`` (``bwrap_jail.py``): namespaces, mounts and a seccomp filter around code on the host kernel.
+* ``gvisor`` (``gvisor_jail.py``): the same view of the system, but every system call is served by gVisor's
+  kernel (runsc), so a host kernel bug is no longer one step away.
+
+What is the same for both lives in the runner: the run's cgroup (created before the tier starts, joined by
+the spawned child before it execs), the output capture under caps, the wall clock, the kill and the OOM report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from cloche.jail.profile import ISOLATIONS, Isolation, JailProfile, RunSpec
+
+if TYPE_CHECKING:
+    from cloche.jail.cgroups import RunCgroup
+    from cloche.jail.egress_layer import EgressSession
+
+__all__ = ["ISOLATIONS", "Isolation", "Jail", "Started"]
+
+
+@dataclass
+class Started:
+    """A spawned jail: its outermost host process (killing its session ends the run) and the egress session the
+    run holds, if any (its refusals are read once the run ends)."""
+
+    process: asyncio.subprocess.Process
+    egress: EgressSession | None
+
+
+class Jail(Protocol):
+    """One isolation tier."""
+
+    @property
+    def isolation(self) -> Isolation:
+        """The tier's name, as sandboxes and settings spell it."""
+        ...
+
+    async def unavailable(self) -> str | None:
+        """None when this tier can run jails on this host, else why not and how to fix it (checked once)."""
+        ...
+
+    async def start(
+        self, spec: RunSpec, profile: JailProfile, group: RunCgroup, release: contextlib.AsyncExitStack
+    ) -> Started:
+        """Apply the tier's layers in order and spawn the run; the child joins ``group`` before it execs.
+        What the layers hold (proxy, fds, state folders) is pushed onto ``release``."""
+        ...
