@@ -128,15 +128,24 @@ def local_source(url: str) -> Path | None:
     return Path(unquote(parts.path))
 
 
-def local_source_mounts(url: str, kind: str) -> tuple[Mount, ...]:
-    """The read-only mount of a ``file://`` registry's folder at ``LOCAL_SOURCES/kind``, if ``url`` is one."""
-    source = local_source(url)
-    return (Mount("ro-bind", f"{LOCAL_SOURCES}/{kind}", source),) if source is not None else ()
+@dataclass(frozen=True)
+class PackageSource:
+    """Where an ecosystem's packages come from: a registry's URL, or a ``file://`` folder (tests, offline mirrors)
+    that jails see at ``LOCAL_SOURCES/<kind>``."""
 
+    url: str
+    kind: str  # "npm", "go", "maven": the folder's name under LOCAL_SOURCES
 
-def jail_url(url: str, mount: str) -> str:
-    """``url`` as an install or exec jail sees it: a file:// folder appears at ``mount``."""
-    return f"file://{mount}" if local_source(url) is not None else url.rstrip("/")
+    @property
+    def mounts(self) -> tuple[Mount, ...]:
+        """The folder's read-only mount, when the source is one."""
+        folder = local_source(self.url)
+        return (Mount("ro-bind", f"{LOCAL_SOURCES}/{self.kind}", folder),) if folder is not None else ()
+
+    @property
+    def jail_url(self) -> str:
+        """The URL as a jail sees it."""
+        return f"file://{LOCAL_SOURCES}/{self.kind}" if self.mounts else self.url.rstrip("/")
 
 
 def strip_comments(text: str, *, mask_strings: bool = False) -> str:

@@ -41,11 +41,9 @@ from cloche.ecosystems.base import (
 from cloche.ecosystems.common import (
     ENV_ROOT,
     JAIL_PYTHON,
-    LOCAL_SOURCES,
     JailScripts,
+    PackageSource,
     RunnerEcosystem,
-    jail_url,
-    local_source_mounts,
     run_installer,
     staged_mount,
 )
@@ -114,13 +112,13 @@ class GoEcosystem(RunnerEcosystem):
         """``stage``: a folder jails can reach, where the toolchain and scripts are staged when their own
         location is not traversable (a checkout below /root)."""
         self.goroot = goroot
-        self.proxy = proxy
+        self.proxy = PackageSource(proxy, "go")
         self.sumdb = sumdb
 
         self.scripts = JailScripts(HERE, TOOLS, stage, "go")
         toolchain = (staged_mount(goroot, GOROOT, stage, "goroot"),) if goroot is not None else ()
         self.tool_mounts = (*toolchain, self.scripts.mount("cacheprog.py"), self.scripts.mount("run.py"))
-        self.install_mounts = self.tool_mounts + local_source_mounts(proxy, "go")
+        self.install_mounts = self.tool_mounts + self.proxy.mounts
 
     def detect(self, root: Path, entry: str) -> Detection:
         if self.goroot is None:
@@ -139,7 +137,7 @@ class GoEcosystem(RunnerEcosystem):
             "GOROOT": GOROOT,
             "PATH": f"{GOROOT}/bin:/usr/local/bin:/usr/bin:/bin",
             "GOTOOLCHAIN": "local",  # never download and run another toolchain a go.mod asks for
-            "GOPROXY": jail_url(self.proxy, f"{LOCAL_SOURCES}/go"),
+            "GOPROXY": self.proxy.jail_url,
             "GOSUMDB": self.sumdb,
             "GOFLAGS": "-mod=mod -buildvcs=false",
             "GOENV": "off",

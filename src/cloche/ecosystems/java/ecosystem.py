@@ -29,11 +29,9 @@ from cloche.ecosystems.base import (
 )
 from cloche.ecosystems.common import (
     ENV_ROOT,
-    LOCAL_SOURCES,
     JailScripts,
+    PackageSource,
     RunnerEcosystem,
-    jail_url,
-    local_source_mounts,
     run_installer,
 )
 from cloche.ecosystems.java.detect import JavaDetection
@@ -80,9 +78,9 @@ class JavaEcosystem(RunnerEcosystem):
 
     def __init__(self, repository: str = "https://repo.maven.apache.org/maven2", stage: Path | None = None) -> None:
         """``stage``: a folder jails can reach, for the scripts when the checkout is not traversable."""
-        self.repository = repository
+        self.repository = PackageSource(repository, "maven")
         self.scripts = JailScripts(HERE, TOOLS, stage, "java")
-        self.install_mounts = (self.scripts.mount("maven.py"), *local_source_mounts(repository, "maven"))
+        self.install_mounts = (self.scripts.mount("maven.py"), *self.repository.mounts)
         self.run_mounts = (self.scripts.mount("run.py"),)
 
     def detect(self, root: Path, entry: str) -> Detection:
@@ -102,7 +100,7 @@ class JavaEcosystem(RunnerEcosystem):
         return f"jdk-{version}"
 
     def _argv(self, command: str) -> list[str]:
-        repo = jail_url(self.repository, f"{LOCAL_SOURCES}/maven")
+        repo = self.repository.jail_url
         return self.scripts.argv("maven.py", command, "--repo", repo, "--cache", f"{INSTALL_CACHE}/repository")
 
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:

@@ -38,7 +38,7 @@ from cloche.ecosystems.base import (
     Verification,
     detection_of,
 )
-from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, installer_error, local_source_mounts, run_installer
+from cloche.ecosystems.common import ENV_ROOT, LOCAL_SOURCES, PackageSource, installer_error, run_installer
 from cloche.ecosystems.node import lockfile
 from cloche.ecosystems.node.accumulate import NodeNeeds
 from cloche.ecosystems.node.browsers import SKIP_BROWSER_DOWNLOADS, browser_env
@@ -86,7 +86,7 @@ class NodeEcosystem(Ecosystem):
         facts = RegistryFacts(registry, facts_cache)
         self.vetting = Vetting(facts, popular, node_version(NODE_HEADER), MinimumAge(min_age_days))
         self.accumulates = NodeNeeds()
-        self.install_mounts = local_source_mounts(registry, "npm")
+        self.install_mounts = PackageSource(registry, "npm").mounts
         self.local = bool(self.install_mounts)
 
     def command(self, entry: str, args: list[str]) -> list[str]:
