@@ -81,6 +81,24 @@ def test_python_main_py_as_a_command_installs_what_it_needs(cloche: Client) -> N
         assert plain.status == "succeeded" and plain.stdout == "3\n", plain.output
 
 
+def test_python_dash_c_code_is_read_like_a_file_for_this_exec_only(cloche: Client) -> None:
+    with cloche.create() as box:
+        first = box.exec(command="""python3 -c 'import yaml; print(yaml.safe_load("v"))'""")
+        assert first.status == "succeeded", first.output
+        assert first.output == "Installing pyyaml==6.0.1...\n{'k': 'v'}\n"
+        assert first.install is not None and first.install.source == "scan"
+        # Local modules beside it (in the command's folder) are followed: their imports count too.
+        box.write("tools/helper.py", "import six\nVERSION = six.__version__\n")
+        local = box.exec(command="cd tools && python -c 'import helper; print(helper.VERSION)'")
+        assert local.status == "succeeded" and local.stdout == "1.16.0\n", local.output
+        # Never kept as a need of the sandbox: a command importing nothing has no environment.
+        plain = box.exec(command="python3 -c 'import sys; print(sys.prefix)'")
+        assert plain.stdout == "/usr\n", plain.output
+        unknown = box.exec(command="python3 -c 'import zzqx_not_real_42'")
+        assert [u.module for u in unknown.unresolved_imports] == ["zzqx_not_real_42"]
+        assert unknown.install is None or unknown.install.installed == []
+
+
 def test_two_entry_points_with_different_needs_in_one_command(cloche: Client) -> None:
     with cloche.create() as box:
         box.write("a.py", "import yaml\nprint('a', yaml.safe_load('1'))\n")

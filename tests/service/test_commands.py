@@ -19,6 +19,8 @@ def summary(parsed: ParsedCommand) -> list[str] | None:
     lines: list[tuple[int, str]] = []
     for e in parsed.entries:
         what = f"-m {e.module} in {e.path or '.'}" if e.module else (f"{e.path or '.'}/" if e.package else e.path)
+        if e.code is not None:
+            what = f"-c {e.code!r} in {e.path.rpartition('/')[0] or '.'}"
         args = f" {list(e.args)}" if e.args else ""
         lines.append((e.segment, f"run {e.language} {what}{args}"))
     for i in parsed.installs:
@@ -40,7 +42,9 @@ GOLDEN: list[tuple[str, list[str] | None]] = [
     ("python3 -m pkg.mod --x 1", ["run python -m pkg.mod in . ['--x', '1']"]),
     ("python -mhttp.server", ["run python -m http.server in ."]),
     ("/usr/bin/python3 ./scripts/../main.py", ["run python main.py"]),
-    ("python -c 'import humanize'", []),
+    ("python -c 'import humanize'", ["run python -c 'import humanize' in ."]),
+    ("cd tools && python3 -uc 'import yaml' a b", ["run python -c 'import yaml' in tools ['a', 'b']"]),
+    ("python -c", []),
     ("python", []),
     ("python - < script.py", []),
     ("node app.js", ["run node app.js"]),

@@ -323,6 +323,12 @@ class Ecosystem(abc.ABC):
     def detect(self, root: Path, entry: str) -> Detection:
         """Pure: what the entry needs. Reads the workspace through safefs only."""
 
+    def detect_code(self, root: Path, entry: str, code: str) -> Detection | None:
+        """Optional: what source given on a command line (``python -c CODE``) needs, detected as if it were a file
+        at ``entry`` (workspace-relative, in the command's folder, never read). None: the ecosystem does not read
+        command-line code, which then runs with the environments the sandbox already has."""
+        return None
+
     @abc.abstractmethod
     def abi(self) -> str:
         """The toolchain ABI and platform; part of every environment key."""

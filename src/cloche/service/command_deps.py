@@ -60,13 +60,14 @@ class CommandDependencies:
         if refused:
             return CommandDeps(_refused("\n".join(refused) + "\nNothing was installed."))
         entries = self._entries(root, parsed.entries)
+        codes = {e.path: e.code for e in parsed.entries if e.code is not None and e.segment in entries}
         names = list(dict.fromkeys([*(e.name for e, _ in entries.values()), *declared]))
         preparing = [self._ecosystem(n) for n in names]
         results: list[tuple[Ecosystem, Prepared]] = []
         for ecosystem in preparing:
             mine = [path for eco, path in entries.values() if eco.name == ecosystem.name]
             prepared = await self.deps.prepare(
-                sandbox_id, ecosystem, root, mine, progress, declared.get(ecosystem.name)
+                sandbox_id, ecosystem, root, mine, progress, declared.get(ecosystem.name), codes
             )
             results.append((ecosystem, prepared))
             if prepared.record.error is not None:
@@ -138,7 +139,10 @@ def _assignment(word: str) -> str:
 
 
 def entry_file(root: Path, entry: RunEntry) -> str | None:
-    """The workspace file an entry runs: the file itself, a module's file, or a Go package's main file."""
+    """The workspace file an entry runs: the file itself, a module's file, or a Go package's main file (for
+    ``python -c``, the name its code stands under, which is never read)."""
+    if entry.code is not None:
+        return entry.path
     if entry.module is not None:
         base = posixpath.join(entry.path, *entry.module.split("."))
         candidates = [f"{base}.py", posixpath.join(base, "__main__.py")]

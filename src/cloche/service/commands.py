@@ -12,6 +12,7 @@ yielding entries from there on.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ class RunEntry:
     path: str
     module: str | None = None
     package: bool = False  # ``path`` is a Go package folder, not a file
+    code: str | None = None  # ``python -c CODE``: the source; ``path`` names it in the command's folder
     args: tuple[str, ...] = ()
     segment: int = 0  # index of its simple command
 
@@ -168,6 +170,17 @@ def _entry(language: Language, cwd: str, path: str, index: int, args: Sequence[s
     return RunEntry(language, where, args=tuple(args), segment=index) if where else None  # "" is a folder
 
 
+def _code_entry(cwd: str, code: str, index: int, args: Sequence[str]) -> RunEntry | None:
+    """``python -c CODE`` as an entry named by the code's hash in the command's folder (its imports are read like a
+    file's there: local modules beside it, a manifest above it)."""
+    folder = in_workspace(cwd, ".")
+    if folder is None:
+        return None
+    name = f"-c-{hashlib.sha256(code.encode()).hexdigest()[:16]}"
+    path = posixpath.join(folder, name) if folder else name
+    return RunEntry("python", path, code=code, args=tuple(args), segment=index)
+
+
 # Python: options that take a separate value, and the ones that end option parsing.
 _PY_VALUED = frozenset("WX")
 
@@ -184,7 +197,8 @@ def _python(args: list[str], cwd: str, index: int, typed: str) -> RunEntry | Ins
         letters = word[1:]
         for n, letter in enumerate(letters):
             if letter == "c":
-                return None  # code on the command line: it sees the sandbox's environment
+                code = letters[n + 1 :] or (args[i + 1] if i + 1 < len(args) else None)
+                return None if code is None else _code_entry(cwd, code, index, args[i + 2 :])
             if letter == "m":
                 value = letters[n + 1 :] or (args[i + 1] if i + 1 < len(args) else "")
                 rest = args[i + 1 :] if letters[n + 1 :] else args[i + 2 :]

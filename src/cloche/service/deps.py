@@ -107,15 +107,24 @@ class DependencyService:
         entries: Sequence[str],
         progress: Progress | None = None,
         declared: Needs | None = None,
+        codes: Mapping[str, str] | None = None,
     ) -> Prepared:
         """Detect what ``entries`` need, then bind the sandbox to an environment covering that and everything
         else the sandbox needs (``declared``: its typed packages after this exec's installs; see
-        sandbox_needs.py), through the fast path, the store, or a build. An install failure is reported in the
+        sandbox_needs.py), through the fast path, the store, or a build. ``codes``: the source of entries that
+        are code given on a command line (``python -c``), by entry name. An install failure is reported in the
         record, never raised."""
         started = time.monotonic()
-        detections = {e: await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, e) for e in entries}
+        codes = codes or {}
+        detections = {
+            e: await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, e, codes.get(e)) for e in entries
+        }
         stored_needs = self.store.get_needs(sandbox_id, ecosystem.name)
         planned = sandbox_needs.plan(ecosystem, stored_needs, detections, declared)
+        # Code given on a command line is this exec's alone: it is covered now, never kept as a source of the
+        # sandbox's needs (so `pip uninstall x` after `python -c 'import x'` leaves no x behind).
+        transient = {sandbox_needs.entry_source(e) for e in codes}
+        writes = {source: needs for source, needs in planned.writes.items() if source not in transient}
         own = list(detections.values())
         detection = planned.detection
 
@@ -140,7 +149,7 @@ class DependencyService:
             )
 
         if detection is None or not ecosystem.needs_environment(detection):
-            self._record(sandbox_id, ecosystem, planned.writes)
+            self._record(sandbox_id, ecosystem, writes)
             if ecosystem.accumulates is not None and stored_needs:  # its sources need nothing any more
                 self.store.delete_binding(sandbox_id, ecosystem.name)
             return Prepared(record())
@@ -159,7 +168,7 @@ class DependencyService:
                     sandbox_id, ecosystem, detection, binding, progress
                 )
                 if verification is None or verification.ok:
-                    self._record(sandbox_id, ecosystem, planned.writes)
+                    self._record(sandbox_id, ecosystem, writes)
             except InstallFailed as exc:
                 if planned.alone is None or not ecosystem.needs_environment(planned.alone):
                     raise
@@ -359,14 +368,21 @@ class DependencyService:
             return None
         return found[1]
 
-    def _detect(self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str) -> Detection:
+    def _detect(
+        self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, code: str | None = None
+    ) -> Detection:
+        def detect() -> Detection:
+            found = ecosystem.detect(root, entry) if code is None else ecosystem.detect_code(root, entry, code)
+            assert found is not None  # only an ecosystem that reads command-line code is given any
+            return found
+
         try:
             tree = workspace_signature(root)
         except ClocheError:  # too large to walk: detect without a memo
-            return ecosystem.detect(root, entry)
-        memo_key = (sandbox_id, ecosystem.name, entry)
+            return detect()
+        memo_key = (sandbox_id, ecosystem.name, entry)  # a code entry's name holds its hash
         known = self._detections.pop(memo_key, None)
-        detection = known[1] if known is not None and known[0] == tree else ecosystem.detect(root, entry)
+        detection = known[1] if known is not None and known[0] == tree else detect()
         self._detections[memo_key] = (tree, detection)
         while len(self._detections) > MEMO_SIZE:
             self._detections.popitem(last=False)

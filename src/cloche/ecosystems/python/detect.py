@@ -222,11 +222,14 @@ def detect(
     resolver: Resolver,
     stdlib: frozenset[str] | None = None,
     allow_unknown: bool = False,
+    code: bytes | None = None,
 ) -> PythonDetection:
     """What ``entry`` (workspace-relative) needs; raises cloche errors for refused manifests.
 
     ``stdlib`` is the target interpreter's ``sys.stdlib_module_names`` (default: this host's).
     ``allow_unknown`` installs unresolved scanned imports under their own top-level name.
+    ``code``: the source of ``python -c CODE``, standing at ``entry`` (a name in the command's folder that is
+    not read): detected like a file there.
     """
     entry = str(safefs.validate_relpath(entry))
     stdlib = host_stdlib() if stdlib is None else stdlib
@@ -240,7 +243,7 @@ def detect(
         src_dir = src_dir or project.src_dir  # the nearest project's layout, even without dependencies
         if project.kind is not None:
             declared = _one_file("pyproject.toml", rel, project)
-            return _advised(declared, _scan(root, entry, stdlib, src_dir), resolver, entry, src_dir)
+            return _advised(declared, _scan(root, entry, stdlib, src_dir, code), resolver, entry, src_dir)
     for base in dirs:
         rel = posixpath.join(base, "requirements.txt")
         if not _present(root, rel):
@@ -253,10 +256,11 @@ def detect(
             constraints=reqs.constraints,
             inputs=tuple(sorted(reqs.files)),
         )
-        return _advised(declared, _scan(root, entry, stdlib, src_dir), resolver, entry, src_dir)
-    scan = _scan(root, entry, stdlib, src_dir)
+        return _advised(declared, _scan(root, entry, stdlib, src_dir, code), resolver, entry, src_dir)
+    scan = _scan(root, entry, stdlib, src_dir, code)
     try:
-        inline = manifests.parse_inline(safefs.read_file(root, entry, max_bytes=MAX_FILE_BYTES), path=entry)
+        source = code if code is not None else safefs.read_file(root, entry, max_bytes=MAX_FILE_BYTES)
+        inline = manifests.parse_inline(source, path=entry)
     except TooLarge:
         inline = None  # the scan already reported the entry as too large to read
     if inline is not None:
@@ -324,8 +328,8 @@ def _declared_needs(scan: ScanResult, resolver: Resolver, requirements: Iterable
     return import_needs(scan, resolver.resolve_offline, resolver.data, chosen=False, covered=covered)
 
 
-def _scan(root: Path, entry: str, stdlib: frozenset[str], src_dir: str | None) -> ScanResult:
-    return scan_imports(root, entry, stdlib=stdlib, extra_roots=(src_dir,) if src_dir else ())
+def _scan(root: Path, entry: str, stdlib: frozenset[str], src_dir: str | None, code: bytes | None) -> ScanResult:
+    return scan_imports(root, entry, stdlib=stdlib, extra_roots=(src_dir,) if src_dir else (), code=code)
 
 
 def _from_scan(

@@ -124,7 +124,17 @@ class PythonEcosystem(Ecosystem):
     # detection
 
     def detect(self, root: Path, entry: str) -> Detection:
-        found = detect_python(root, entry, resolver=self.resolver, allow_unknown=self.allow_unknown_imports)
+        return self._detection(
+            detect_python(root, entry, resolver=self.resolver, allow_unknown=self.allow_unknown_imports)
+        )
+
+    def detect_code(self, root: Path, entry: str, code: str) -> Detection:
+        found = detect_python(
+            root, entry, resolver=self.resolver, allow_unknown=self.allow_unknown_imports, code=code.encode()
+        )
+        return self._detection(found)
+
+    def _detection(self, found: PythonDetection) -> Detection:
         requested = tuple(found.requirements)
         return Detection(
             ecosystem=self.name,

@@ -219,6 +219,9 @@ class _Scanner:
                 raise
             self.error(rel, f"not scanned: {e.message if isinstance(e, ClocheError) else e.strerror}")
             return
+        self.scan_source(rel, data)
+
+    def scan_source(self, rel: str, data: bytes) -> None:
         self.files[rel] = hashlib.sha256(data).hexdigest()
         try:
             tree = ast.parse(data, filename=rel)
@@ -245,6 +248,7 @@ def scan_imports(
     max_files: int = MAX_FILES,
     max_file_bytes: int = MAX_FILE_BYTES,
     extra_roots: Sequence[str] = (),
+    code: bytes | None = None,
 ) -> ScanResult:
     """Third-party imports of ``entry`` and the local modules it reaches, transitively.
 
@@ -252,13 +256,17 @@ def scan_imports(
     (workspace-relative, e.g. a project's ``app/src``) and ``src``, in that order.
 
     The entry itself must be a readable regular file (cloche errors otherwise); problems with
-    other files (syntax errors, symlinks, size) are recorded in ``errors`` and skipped.
+    other files (syntax errors, symlinks, size) are recorded in ``errors`` and skipped. With ``code``
+    (``python -c CODE``), the entry is that source instead, placed at ``entry`` (in the command's folder).
     """
     entry = str(safefs.validate_relpath(entry))
     extra = [str(safefs.validate_relpath(r)) for r in extra_roots]
     scanner = _Scanner(root, entry, extra, stdlib, max_files, max_file_bytes)
     scanner.queued.add(entry)
-    scanner.scan_file(entry, is_entry=True)
+    if code is None:
+        scanner.scan_file(entry, is_entry=True)
+    else:
+        scanner.scan_source(entry, code)
     while scanner.queue:
         scanner.scan_file(scanner.queue.popleft(), is_entry=False)
     return ScanResult(
