@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from cloche import Client
 from pg_cluster import PostgresCluster
+
+if TYPE_CHECKING:
+    from tests_support import TLSRegistry
 
 # Every data dir a test server used this session: none may keep a mount or a loop device once the suite ends.
 SERVER_DATA_DIRS: list[Path] = []
@@ -279,6 +283,14 @@ def fresh_server() -> Iterator[ServerProcess]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def registry_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A server whose package registry is the test module's local stand-in (a module proxy, a Maven repository):
+    the module's ``registry_env(root)`` places it under ``root`` and returns the settings naming it."""
+    with running_server(request.module.registry_env) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def offline_wheels() -> Iterator[Path]:
     """A folder of tiny real wheels (six 1.15/1.16, attrs, requests+idna, PyYAML) standing in for PyPI."""
@@ -299,8 +311,7 @@ def offline_server(offline_wheels: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def cloche(registry_server: ServerProcess) -> Iterator[Client]:
-    """An SDK client on the test module's ``registry_server``: a server whose package registry is a local
-    stand-in (a module proxy, a Maven repository, ...) that the module defines."""
+    """An SDK client on the test module's ``registry_server``."""
     with registry_server.client() as c:
         yield c
 
@@ -315,6 +326,27 @@ def client(server: ServerProcess) -> Iterator[Client]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+REGISTRY_HOSTS = ("localhost", "registry.test")  # the names the local TLS registry's certificate is for
+REGISTRY_BODY = b"registry ok\n"  # what it answers every GET with
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(cert, key) of the local TLS registry."""
+    from tests_support import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), *REGISTRY_HOSTS)
+
+
+@pytest.fixture
+def registry(tls_files: tuple[Path, Path]) -> Iterator[TLSRegistry]:
+    """A TLS 'package registry' on the host's 127.0.0.1, answering every GET with ``REGISTRY_BODY``."""
+    from tests_support import tls_registry
+
+    with tls_registry(tls_files, REGISTRY_BODY) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -88,14 +88,15 @@ def assert_clean(server: Any, api: Any, sid: str) -> None:
     assert pool_processes(low, high) == []
 
 
-def self_signed_certificate(folder: Path, hostname: str) -> tuple[Path, Path]:
-    """(cert, key) PEM files for ``hostname``, valid two days: a local registry's TLS identity."""
+def self_signed_certificate(folder: Path, hostname: str, *more: str) -> tuple[Path, Path]:
+    """(cert, key) PEM files for ``hostname`` (and the names in ``more``), valid two days: a local registry's TLS
+    identity."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
             *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
             *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={hostname}"),
-            *("-addext", f"subjectAltName=DNS:{hostname}"),
+            *("-addext", "subjectAltName=" + ",".join(f"DNS:{name}" for name in (hostname, *more))),
         ],
         check=True,
         capture_output=True,

@@ -27,11 +27,11 @@ import pytest
 from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, proxy_env
 from cloche.jail.egress_policy import EgressPolicy, address_refusal
 from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy, ProxyLimits
-from tests_support import self_signed_certificate, tls_registry
+from conftest import REGISTRY_BODY
+from tests_support import TLSRegistry
 
 T = TypeVar("T")
 JAIL_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-BODY = b"registry ok\n"
 
 
 class LoopThread:
@@ -88,18 +88,6 @@ def fake_dns(table: dict[str, list[str]]) -> Callable[[str, int], Coroutine[Any,
         return table[host]
 
     return resolve
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "registry.test")
-
-
-@pytest.fixture
-def registry(tls_files: tuple[Path, Path]) -> Iterator[int]:
-    """A TLS 'package registry' on 127.0.0.1 with a cert for registry.test; yields its port."""
-    with tls_registry(tls_files, BODY) as server:
-        yield server.port
 
 
 @pytest.fixture
@@ -289,10 +277,10 @@ def test_allowed_host_end_to_end_through_the_launcher(
     loop: LoopThread,
     make_proxy: ProxyFactory,
     python_launcher: Callable[[Path], int],
-    registry: int,
+    registry: TLSRegistry,
     tls_files: tuple[Path, Path],
 ) -> None:
-    target = f"registry.test:{registry}"
+    target = f"registry.test:{registry.port}"
     proxy, path = make_proxy(
         [target],
         resolver=fake_dns({"registry.test": ["127.0.0.1"]}),
@@ -303,11 +291,11 @@ def test_allowed_host_end_to_end_through_the_launcher(
     sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     assert read_head(sock).startswith(b"HTTP/1.1 200 ")
     response = tls_get(sock, tls_files[0])
-    assert response.startswith(b"HTTP/1.0 200") and response.endswith(BODY)
+    assert response.startswith(b"HTTP/1.0 200") and response.endswith(REGISTRY_BODY)
     decision = last_decision(loop, proxy)
     assert (decision.host, decision.port, decision.allowed, decision.address) == (
         "registry.test",
-        registry,
+        registry.port,
         True,
         "127.0.0.1",
     )
@@ -316,7 +304,7 @@ def test_allowed_host_end_to_end_through_the_launcher(
     verify = ssl.create_default_context(cafile=str(tls_files[0]))
     with httpx.Client(proxy=f"http://127.0.0.1:{port}", verify=verify, trust_env=False) as client:
         reply = client.get(f"https://{target}/simple/six/")
-    assert reply.status_code == 200 and reply.content == BODY
+    assert reply.status_code == 200 and reply.content == REGISTRY_BODY
     assert loop.call(proxy.denied_hosts) == []
 
 

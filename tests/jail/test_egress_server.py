@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from cloche.settings import DEFAULT_REGISTRIES
-from conftest import ServerProcess
-from tests_support import TLSRegistry, assert_clean, run_command, self_signed_certificate, tls_registry
+from conftest import REGISTRY_BODY, ServerProcess
+from tests_support import TLSRegistry, assert_clean, run_command
 
 Result = dict[str, Any]
-BODY = b"registry ok\n"
 
 
 run = functools.partial(run_command, default_timeout=60)
@@ -194,18 +193,6 @@ def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Cl
 # --- an allowlisted host, for real: a local TLS "registry" -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"), "localhost")
-
-
-@pytest.fixture
-def registry(tls_files: tuple[Path, Path]) -> Iterator[TLSRegistry]:
-    """A TLS 'package registry' on the host's 127.0.0.1, with a certificate for ``localhost``."""
-    with tls_registry(tls_files, BODY) as server:
-        yield server
-
-
 FETCH = r"""
 import json, os, socket, ssl, sys
 port, cafile = sys.argv[1], sys.argv[2]
@@ -272,7 +259,7 @@ def test_allowlisted_registry_is_reachable_through_a_trusted_network(
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
         sid = create(api, language="python", egress=[f"localhost:{port}"])
         found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], fresh_server.port)
-        assert found[f"localhost:{port}"] == BODY.decode()
+        assert found[f"localhost:{port}"] == REGISTRY_BODY.decode()
         assert registry.hits == 1
         # Same trusted address, another port (the cloche API itself): not in the allowlist, refused.
         assert found[f"localhost:{fresh_server.port}"] == "HTTP/1.1 403 Forbidden"

@@ -4,14 +4,12 @@ here); go mod tidy, go mod download, the precompiled environment and the in-jail
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloche import Client
 from cloche.ecosystems.go.ecosystem import find_goroot
-from conftest import ServerProcess, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "go"))
 from _goproxy import standard_proxy
@@ -24,13 +22,9 @@ GREET = 'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/greet"\n)\n\n'
 GREET += 'func main() { fmt.Println(greet.Hello("go")) }\n'
 
 
-@pytest.fixture(scope="module")
-def registry_server() -> Iterator[ServerProcess]:
-    def env(root: Path) -> dict[str, str]:
-        return {"CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}", "CLOCHE_GO_SUMDB": "off"}
-
-    with running_server(env) as server:
-        yield server
+def registry_env(root: Path) -> dict[str, str]:
+    """The module proxy for ``registry_server`` (conftest)."""
+    return {"CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}", "CLOCHE_GO_SUMDB": "off"}
 
 
 def test_without_go_mod_builds_once_then_reuses_the_binary(cloche: Client) -> None:

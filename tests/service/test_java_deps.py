@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloche import Client
-from conftest import ServerProcess, running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "java"))
 from _mavenrepo import dependency, pom, standard_repository
@@ -25,13 +23,9 @@ GREET = "import com.example.greeter.Greeter;\n\npublic class App {\n  public sta
 GREET += '    System.out.println(Greeter.hello("java"));\n  }\n}\n'
 
 
-@pytest.fixture(scope="module")
-def registry_server() -> Iterator[ServerProcess]:
-    def env(root: Path) -> dict[str, str]:
-        return {"CLOCHE_MAVEN_REPOSITORY": f"file://{standard_repository(root / 'maven')}"}
-
-    with running_server(env) as server:
-        yield server
+def registry_env(root: Path) -> dict[str, str]:
+    """The Maven repository for ``registry_server`` (conftest)."""
+    return {"CLOCHE_MAVEN_REPOSITORY": f"file://{standard_repository(root / 'maven')}"}
 
 
 def test_multi_file_without_manifest_reruns_without_recompiling(cloche: Client) -> None:
