@@ -262,6 +262,19 @@ def test_browser_download_is_skipped_so_the_library_loads(local_npm: Client) -> 
         assert result.install is not None and [i.name for i in result.install.installed] == ["browser-kit"]
 
 
+def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(local_npm: Client) -> None:
+    with local_npm.create() as box:
+        box.write("main.js", "console.log(require('fetches-directly'));\n")
+        result = box.exec(filename="main.js", timeout_seconds=300)
+        assert result.status == "install_failed", result.output
+        error = (result.install.error if result.install else None) or ""
+        assert error.startswith(
+            "fetches-directly's install script (node install.js) tried to download from outside the package "
+            "registries: downloads.example.org."
+        ), error
+        assert "npm error" not in error and "    at " not in error
+
+
 def test_native_addon_builds_against_the_installed_node_headers(local_npm: Client) -> None:
     with local_npm.create() as box:
         box.write("main.js", "console.log(require('native-addon').answer());\n")

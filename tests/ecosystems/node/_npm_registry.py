@@ -135,6 +135,8 @@ def standard_registry(root: Path) -> Path:
     - ``native-addon``: a C addon built by node-gyp at install time (no prebuilt binary to download).
     - ``downloads-binary``: its install script fetches a binary from a host that is not a registry, through
       the install jail's proxy, the way binary and browser downloaders do.
+    - ``fetches-directly``: its install script fetches a file itself, ignoring the proxy variables (as some
+      downloaders do), so the jail's missing name resolution is what stops it.
     - ``browser-kit``: an install script that downloads a browser unless PUPPETEER_SKIP_DOWNLOAD is set (as
       puppeteer's does); what it saw is in the installed package (``require('browser-kit').skipped``).
     """
@@ -175,6 +177,9 @@ def standard_registry(root: Path) -> Path:
     scripts = {"scripts": {"install": "node install.js"}, "hasInstallScript": True}
     for version, age in (("1.0.0", 300), ("1.1.0", 200)):
         publish(root, "downloads-binary", version, age_days=age, files=downloader, manifest=scripts)
+    direct = {"index.js": "module.exports = 'direct';\n", "install.js": DIRECT_DOWNLOADER}
+    for version, age in (("1.0.0", 300), ("1.1.0", 200)):
+        publish(root, "fetches-directly", version, age_days=age, files=direct, manifest=scripts)
     browser = {"index.js": BROWSER_KIT, "install.js": BROWSER_KIT_INSTALL.replace("/* download */", DOWNLOADER)}
     for version, age in (("1.0.0", 300), ("1.1.0", 200)):
         publish(root, "browser-kit", version, age_days=age, files=browser, manifest=scripts)
@@ -211,6 +216,12 @@ req.on('connect', (res) => {
 });
 req.on('error', (e) => { console.error(`Error: could not download ${url}: ${e.message}`); process.exit(1); });
 req.end();
+"""
+
+# A direct HTTPS request, no proxy: fails in the jail at the name lookup ("getaddrinfo EAI_AGAIN <host>").
+DIRECT_DOWNLOADER = """
+require('https').get('https://downloads.example.org/tool-1.0.0.tar.gz', () => process.exit(0))
+  .on('error', (e) => { console.error(`RequestError: ${e.message}`); process.exit(1); });
 """
 
 # What puppeteer's install script does: skip when told to (recording that it did), else download the browser.

@@ -53,3 +53,30 @@ def test_warnings_and_progress_are_not_the_scripts_message() -> None:
     assert message is not None
     assert "The script said: gyp ERR! stack Error: connect to" in message
     assert "https://github.com/x/some-addon/releases/v1.tar.gz" in message
+
+
+# electron's install script (got, which ignores the proxy variables) in an install jail: no name resolves there.
+ELECTRON = """npm error code 1
+npm error path /opt/cloche/env/node/node_modules/electron
+npm error command failed
+npm error command sh -c node install.js
+npm error RequestError: getaddrinfo EAI_AGAIN github.com
+npm error     at ClientRequest.<anonymous> (/opt/cloche/env/node/node_modules/got/dist/source/core/index.js:970:111)
+npm error     at GetAddrInfoReqWrap.onlookupall [as oncomplete] (node:dns:122:26)
+npm error A complete log of this run can be found in: /tmp/npm-logs/2026-12-03T14_34_56_739Z-debug-0.log
+"""
+
+
+def test_a_script_that_bypasses_the_proxy_is_told_by_the_host_it_could_not_resolve() -> None:
+    message = outside_world(ELECTRON, [], frozenset)
+    assert message is not None
+    assert message.startswith(
+        "electron's install script (node install.js) tried to download from outside the package registries: github.com."
+    )
+    assert "The script said: RequestError: getaddrinfo EAI_AGAIN github.com" in message
+    # npm's own failure (no install script ran) is not mistaken for one.
+    npm_own = (
+        "npm error code EAI_AGAIN\n"
+        "npm error request to https://registry.example/x failed, reason: getaddrinfo EAI_AGAIN registry.example\n"
+    )
+    assert outside_world(npm_own, [], frozenset) is None

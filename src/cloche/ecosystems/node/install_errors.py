@@ -2,9 +2,11 @@
 
 Install jails reach only the package registries. A package whose install script downloads a browser or
 a prebuilt binary from elsewhere (browser automation, some native addons) therefore fails there, and npm
-reports it as a stack trace. When the egress proxy refused a host during a failed ``npm ci``, the error
-names the package whose script failed, what it tried to fetch, the package's own advice (its first error
-line), and what to use instead.
+reports it as a stack trace. When a failed ``npm ci`` tried another host, the error names the package whose
+script failed, what it tried to fetch, the package's own advice (its first error line), and what to use
+instead. Two signs show such a host: the egress proxy refused it, or a script that ignores the proxy
+variables could not even resolve its name (install jails have no DNS of their own: ``getaddrinfo EAI_AGAIN
+github.com``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ _SCRIPT_PATH = re.compile(r"^npm error path \S*/node_modules/((?:@[^/\s]+/)?[^/\
 _SCRIPT_COMMAND = re.compile(r"^npm error command sh -c (.+)$", re.MULTILINE)
 _URL = re.compile(r"https?://[^\s'\"<>)\]]+")
 _NPM_PREFIX = re.compile(r"^npm error ?")
+# Node's own wording when a direct connection's name lookup fails (no resolver in the jail).
+_UNRESOLVED_HOST = re.compile(r"getaddrinfo (?:EAI_AGAIN|ENOTFOUND) ([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 
 _NOISE = ("code ", "path ", "command ", "at ", "A complete log", "gyp info", "gyp http", "(node:", "prebuild-install")
@@ -43,10 +47,12 @@ def _fetched(output: str, denied: Sequence[str]) -> list[str]:
 def outside_world(output: str, denied: Sequence[str], popular: Callable[[], frozenset[str]]) -> str | None:
     """A clear message when a failed install's script needed a host install jails cannot reach; None when
     the failure is something else (npm's own error is then the best report)."""
+    command = m.group(1).strip() if (m := _SCRIPT_COMMAND.search(output)) else None
+    if not denied and command is not None:  # only a script's lookups: npm's own go through the proxy
+        denied = list(dict.fromkeys(_UNRESOLVED_HOST.findall(output)))
     if not denied:
         return None
     package = m.group(1) if (m := _SCRIPT_PATH.search(output)) else None
-    command = m.group(1).strip() if (m := _SCRIPT_COMMAND.search(output)) else None
     who = f"{package}'s install script" if package else "an install script"
     if command:
         who += f" ({command})"
