@@ -20,16 +20,16 @@ from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, Ins
 from cloche.ecosystems.facts_cache import FactsCache
 from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
-from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
 from cloche.sbom.licenses import denied
 from cloche.service import sandbox_needs
 from cloche.service.build_verdicts import BuildVerdicts, Built
+from cloche.service.companions import Companions
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_env import combine as combine_exec_envs
-from cloche.store.envstore import EnvironmentStore, companion_key, environment_key
+from cloche.store.envstore import EnvironmentStore, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
 from cloche.store.tree_hash import workspace_signature
 
@@ -85,7 +85,8 @@ class DependencyService:
         self.denied_licenses = denied_licenses
         self.metrics = metrics or Metrics()
         self._builds: dict[str, asyncio.Future[Built]] = {}  # single flight per environment key
-        self.background: set[asyncio.Task[None]] = set()  # companion builds running off the exec's path
+        self.companions = Companions(envs, jails, self.metrics)
+        self.background = self.companions.background  # companion builds running off the exec's path
         # Last detection per (sandbox, ecosystem, entry), keyed by a stat signature of the workspace: an
         # unchanged workspace needs no re-scan.
         self._detections: OrderedDict[tuple[str, str, str], tuple[str, Detection]] = OrderedDict()
@@ -339,7 +340,7 @@ class DependencyService:
         if changed or not sealed:
             self.verdicts.record(started_from, detection, built)
         if sealed:
-            self._start_companion(key, ecosystem, stored.path)
+            self.companions.start(key, ecosystem, stored.path)
         return built
 
     def _check_licenses(self, components: list[Component]) -> None:
@@ -388,41 +389,9 @@ class DependencyService:
             self._detections.popitem(last=False)
         return detection
 
-    def _start_companion(self, key: str, ecosystem: Ecosystem, environment: Path) -> bool:
-        """Build the ecosystem's after-build companion in the background; runs use it once it lands."""
-        companion = ecosystem.companion
-        if companion is None or self.envs.get(companion_key(key)) is not None:
-            return False
-
-        async def build() -> None:
-            try:
-                readonly = (Mount("ro-bind", ecosystem.env_mount, environment),)
-                session = self.jails.session(ecosystem, build=True, build_mount=companion.mount, mounts=readonly)
-                async with session as jail:
-                    if await companion.build(jail) and jail.build_dir is not None:
-                        self.envs.put(companion_key(key), jail.build_dir, {"ecosystem": ecosystem.name, "of": key})
-                        self.metrics.store_changed()
-            except Exception:  # a missing companion only costs speed; the environment itself is complete
-                log.exception("companion build failed", extra={"env_key": key, "ecosystem": ecosystem.name})
-
-        task = asyncio.create_task(build())
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-        return True
-
     def referenced_keys(self) -> set[str]:
         return self.store.bound_env_keys()
 
     def repair(self, ecosystems: Iterable[Ecosystem]) -> list[str]:
-        """At start-up: rebuild, in the background, the companion (Python's bytecode) of every bound environment
-        that has none (a crash during its build left none, and nothing else would ever build it); returns keys."""
-        by_name = {e.name: e for e in ecosystems}
-        repaired = []
-        for key in sorted(self.referenced_keys()):
-            stored = self.envs.get(key)
-            ecosystem = by_name.get(str(stored.meta.get("ecosystem"))) if stored is not None else None
-            if stored is None or ecosystem is None or self.envs.get(companion_key(key)) is not None:
-                continue
-            if self._start_companion(key, ecosystem, stored.path):
-                repaired.append(key)
-        return repaired
+        """At start-up: the companions a crash cut short, started again (see companions.py); returns keys."""
+        return self.companions.repair(self.referenced_keys(), ecosystems)
