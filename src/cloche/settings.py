@@ -238,6 +238,16 @@ class Settings(BaseSettings):
     def host_list(value: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in value.split(",") if part.strip())
 
+    def agent_urls(self) -> dict[str, str]:
+        """``CLOCHE_AGENTS`` as node name -> base URL, in the order given."""
+        agents: dict[str, str] = {}
+        for entry in self.host_list(self.agents):
+            name, sep, url = entry.partition("=")
+            if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"CLOCHE_AGENTS entry {entry!r} is not 'name=http(s)://host:port'")
+            agents[name.strip()] = url.strip()
+        return agents
+
     def parsed_api_keys(self) -> dict[str, str]:
         """Map API key -> tenant. A bare key's tenant is named by a hash of the whole key (never a piece of it)."""
         lines = [part.strip() for part in self.api_keys.split(",")]

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloche.agent.local import LocalAgent
+from cloche.agent.placement import Placement, node_agents
 from cloche.ecosystems.facts_cache import FactsCache
 from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
 from cloche.ecosystems.java.ecosystem import JavaEcosystem
@@ -78,6 +80,8 @@ class AppState:
     evidence: EvidenceService
     secrets: SecretService
     residents: Residents
+    local_agent: LocalAgent  # this process's node: what an agent process serves, and the single-node default
+    placement: Placement  # which agent holds which sandbox
     api_keys: dict[str, str]
     tools: dict[str, Path]
     bwrap: Path
@@ -166,6 +170,9 @@ class AppState:
             most_per_sandbox=settings.max_residents_per_sandbox,
         )
         sandboxes.on_destroy(residents.stop_sandbox)
+        files = FileService(sandboxes)
+        execs = ExecService(sandboxes, runner, registry, deps, secrets)
+        local_agent = LocalAgent(settings.node_name, sandboxes, files, execs)
         return cls(
             settings=settings,
             paths=paths,
@@ -174,12 +181,14 @@ class AppState:
             cgroups=cgroups,
             envs=envs,
             sandboxes=sandboxes,
-            files=FileService(sandboxes),
+            files=files,
             deps=deps,
-            execs=ExecService(sandboxes, runner, registry, deps, secrets),
+            execs=execs,
             evidence=EvidenceService(sandboxes),
             secrets=secrets,
             residents=residents,
+            local_agent=local_agent,
+            placement=Placement(node_agents(settings, local_agent), sandboxes),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
             bwrap=staged.bwrap,
@@ -193,7 +202,15 @@ class AppState:
             await asyncio.to_thread(self.sandboxes.quota.choose)  # volume or walk: no volume, no server if asked
             self.host_checked = True
 
+    @property
+    def routes_to_agents(self) -> bool:
+        """An API server in front of node agents (CLOCHE_AGENTS) runs no sandbox itself: no jail, no uid pool."""
+        return bool(self.settings.agents)
+
     async def start(self) -> None:
+        if self.routes_to_agents:
+            log.info("placing sandboxes on node agents", extra={"agents": sorted(self.placement.agents)})
+            return
         cfg = self.settings
         owner = f"pid {os.getpid()}, data dir {self.paths.root}"
         self.uid_lock = UidRangeLock.acquire(UID_LOCK_DIR, cfg.uid_base, cfg.uid_count, cfg.builder_uid, owner)
@@ -238,9 +255,11 @@ class AppState:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.residents.stop_all()  # their processes, cgroups and socket folders, before the parent goes
-        await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
-        await asyncio.to_thread(self.cgroups.remove_parent)  # this server's cloche-<hash>, made again at start
+        await self.placement.close()
+        if not self.routes_to_agents:
+            await self.residents.stop_all()  # their processes, cgroups and socket folders, before the parent goes
+            await asyncio.to_thread(self.sandboxes.quota.unmount_all)  # mounted again at the next start
+            await asyncio.to_thread(self.cgroups.remove_parent)  # this server's cloche-<hash>, made again at start
         if self.uid_lock is not None:
             self.uid_lock.release()
         self.store.close()

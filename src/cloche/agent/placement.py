@@ -1,0 +1,66 @@
+"""Which node agent holds which sandbox, and where a new one goes.
+
+A sandbox's row records its placement (the node's name); the API server keeps one agent per configured node:
+the in-process agent alone (single node), or a ``RemoteAgent`` per ``CLOCHE_AGENTS`` entry. New sandboxes go
+round-robin over the agents, passing over one that does not answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+from cloche.agent.local import LocalAgent
+from cloche.agent.protocol import NodeAgent
+from cloche.agent.remote import RemoteAgent
+from cloche.errors import AgentUnavailable, StoreUnavailable
+from cloche.models import CreateSandbox, Sandbox
+from cloche.service.sandboxes import SandboxService
+from cloche.settings import Settings
+
+
+class Placement:
+    def __init__(self, agents: Mapping[str, NodeAgent], sandboxes: SandboxService) -> None:
+        if not agents:
+            raise ValueError("at least one node agent")
+        self.agents = dict(agents)
+        self._sandboxes = sandboxes
+        self._turn = itertools.cycle(list(self.agents))
+
+    def holding(self, tenant: str, sandbox_id: str) -> NodeAgent:
+        """The agent of the node the sandbox lives on (after the tenant check: another's sandbox is a 404)."""
+        row = self._sandboxes.get_row(tenant, sandbox_id)
+        agent = self.agents.get(row.placement)
+        if agent is None:
+            raise AgentUnavailable(
+                f"sandbox {sandbox_id} lives on node {row.placement!r}, which this server has no agent for "
+                "(CLOCHE_AGENTS, or CLOCHE_NODE_NAME for the in-process node)"
+            )
+        return agent
+
+    async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
+        """On the next agent in turn; one that does not answer is passed over (each agent tried once)."""
+        unavailable: AgentUnavailable | None = None
+        for _ in range(len(self.agents)):
+            agent = self.agents[next(self._turn)]
+            try:
+                return await agent.create(tenant, request)
+            except AgentUnavailable as exc:
+                unavailable = exc
+        assert unavailable is not None
+        raise AgentUnavailable(f"no node agent answers; the last one said: {unavailable.message}")
+
+    async def close(self) -> None:
+        for agent in self.agents.values():
+            await agent.close()
+
+
+def node_agents(settings: Settings, local: LocalAgent) -> dict[str, NodeAgent]:
+    """The configured agents by node name: ``CLOCHE_AGENTS``, or this process's own node alone."""
+    configured = settings.agent_urls()
+    if not configured:
+        return {local.name: local}
+    if settings.database_url is None:
+        raise StoreUnavailable("CLOCHE_AGENTS needs a database the agents share: set CLOCHE_DATABASE_URL")
+    token = settings.agent_token.get_secret_value() if settings.agent_token else None
+    return {name: RemoteAgent(name, url, token) for name, url in configured.items()}
