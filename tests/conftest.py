@@ -88,8 +88,9 @@ def free_port() -> int:
 class ServerProcess:
     """``cloche serve`` in a subprocess: the real server, the real jail, a private data dir and uid pool."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
+        self.options = options  # of `cloche serve`, e.g. --agent for a node agent
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -128,7 +129,7 @@ class ServerProcess:
         return self._start_once(timeout)
 
     def _start_once(self, timeout: float) -> ServerProcess:
-        cli = [*self.wrapper, sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
+        cli = [*self.wrapper, sys.executable, "-c", "from cloche.cli.main import main; main()", "serve", *self.options]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cli, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Response
 
 from cloche import __version__
+from cloche.agent import server as agent_server
 from cloche.api import compat_jhansi, errors
 from cloche.api.middleware import BodyLimit, JsonByDefault
 from cloche.api.routes import router
 from cloche.api.state import AppState
+from cloche.errors import StoreUnavailable
 from cloche.jail.bwrap import bwrap_version
 from cloche.metrics import CONTENT_TYPE_LATEST
 from cloche.models import Health
@@ -21,8 +23,15 @@ from cloche.settings import Settings
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, node_agent: bool = False) -> FastAPI:
+    """The API server, or with ``node_agent`` a node agent: the same state and lifecycle, serving the agent
+    protocol (``agent/server.py``) to API servers instead of the public API to users."""
     settings = settings or Settings()
+    if node_agent and (settings.agents or settings.database_url is None):
+        raise StoreUnavailable(
+            "a node agent runs its own sandboxes on the database its API servers share: set CLOCHE_DATABASE_URL "
+            "and leave CLOCHE_AGENTS empty"
+        )
     app_state = AppState.build(settings)
 
     @asynccontextmanager
@@ -41,8 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.cloche = app_state
     errors.install(app)
-    app.include_router(router)
-    app.include_router(compat_jhansi.router)  # the seed's clients: JHANSI_BASE_URL=<cloche>/jhansi
+    if node_agent:
+        app.include_router(agent_server.router)
+    else:
+        app.include_router(router)
+        app.include_router(compat_jhansi.router)  # the seed's clients: JHANSI_BASE_URL=<cloche>/jhansi
 
     @app.get("/health", response_model=Health, tags=["ops"])
     async def health() -> Health:

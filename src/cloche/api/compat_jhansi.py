@@ -138,7 +138,7 @@ def _view(sandbox: Sandbox) -> dict[str, object]:
 @router.post("/v1/sandboxes", status_code=201, responses=seed_errors(400, 401, 413, 422, 429, 503))
 async def create_sandbox(s: State, who: Tenant, body: SeedCreate | None = None) -> dict[str, object]:
     body = body or SeedCreate()
-    sandbox = await s.sandboxes.create(who, CreateSandbox(language=body.language))
+    sandbox = await s.placement.create(who, CreateSandbox(language=body.language))
     # cloche keeps no attribution fields; the log line is where agent and created_by survive.
     log.info(
         "jhansi sandbox created", extra={"sandbox_id": sandbox.id, "agent": body.agent, "created_by": body.created_by}
@@ -153,19 +153,19 @@ async def get_sandbox(s: State, who: Tenant, sandbox_id: str) -> dict[str, objec
 
 @router.delete("/v1/sandboxes/{sandbox_id}", status_code=204, responses=seed_errors(401, 404, 422))
 async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
-    await s.sandboxes.delete(who, sandbox_id)
+    await s.placement.holding(who, sandbox_id).delete(who, sandbox_id)
     return Response(status_code=204)
 
 
 @router.post("/v1/sandboxes/{sandbox_id}/files", status_code=201, responses=seed_errors(400, 401, 404, 413, 422))
 async def upload_file(s: State, who: Tenant, sandbox_id: str, file: Annotated[UploadFile, File()]) -> dict[str, str]:
-    written = await s.files.upload(who, sandbox_id, [(file.filename or "", file.file)], "")
+    written = await s.placement.holding(who, sandbox_id).upload(who, sandbox_id, [(file.filename or "", file.file)], "")
     return {"filename": written.files[0].path}
 
 
 @router.post("/v1/sandboxes/{sandbox_id}/upload", status_code=201, responses=seed_errors(400, 401, 404, 413, 422))
 async def upload_project(s: State, who: Tenant, sandbox_id: str, file: Annotated[UploadFile, File()]) -> dict[str, str]:
-    await s.files.extract(who, sandbox_id, file.file, "")
+    await s.placement.holding(who, sandbox_id).extract(who, sandbox_id, file.file, "")
     return {"status": "uploaded"}
 
 
@@ -261,7 +261,7 @@ def _stream(s: AppState, who: str, sandbox_id: str, request: ExecRequest) -> Asy
                 await emit(event)
 
         try:
-            result = await s.execs.execute(who, sandbox_id, request, sink)
+            result = await s.placement.holding(who, sandbox_id).execute(who, sandbox_id, request, sink)
             extra, error = _epilogue(result)
             for event in [*lines.flush(), *extra]:
                 await emit(event)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, BinaryIO
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from cloche.agent.protocol import put
 from cloche.api.auth import tenant
 from cloche.api.disconnect import unless_client_leaves
 from cloche.api.errors import documented
@@ -54,7 +55,7 @@ NAMES_A_SANDBOX = (401, 404, 422)  # the answers of every route with a {sandbox_
 async def create_sandbox(s: State, who: Tenant, body: CreateSandbox | None = None) -> Sandbox:
     body = body or CreateSandbox()
     s.secrets.check(who, body.secrets or [])
-    return await s.sandboxes.create(who, body)
+    return await s.placement.create(who, body)
 
 
 def _secret_info(row: SecretRow) -> SecretInfo:
@@ -89,7 +90,7 @@ async def get_sandbox(s: State, who: Tenant, sandbox_id: str) -> Sandbox:
 
 @router.delete("/sandboxes/{sandbox_id}", status_code=204, responses=documented(*NAMES_A_SANDBOX))
 async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
-    await s.sandboxes.delete(who, sandbox_id)
+    await s.placement.holding(who, sandbox_id).delete(who, sandbox_id)
     return Response(status_code=204)
 
 
@@ -107,7 +108,7 @@ async def upload_files(
     path: Annotated[str, Form(description="Folder to place the files in.")] = "",
 ) -> FilesWritten:
     uploads: list[tuple[str, BinaryIO]] = [(f.filename or "", f.file) for f in file]
-    return await s.files.upload(who, sandbox_id, uploads, path)
+    return await s.placement.holding(who, sandbox_id).upload(who, sandbox_id, uploads, path)
 
 
 @router.post(
@@ -123,14 +124,14 @@ async def upload_archive(
     file: Annotated[UploadFile, File(description="A .zip or .tar(.gz/.bz2/.xz) archive.")],
     path: Annotated[str, Form(description="Folder to extract into.")] = "",
 ) -> FilesWritten:
-    return await s.files.extract(who, sandbox_id, file.file, path)
+    return await s.placement.holding(who, sandbox_id).extract(who, sandbox_id, file.file, path)
 
 
 @router.get("/sandboxes/{sandbox_id}/files", response_model=FileList, responses=documented(400, *NAMES_A_SANDBOX))
 async def list_files(
     s: State, who: Tenant, sandbox_id: str, path: Annotated[str, Query(description="Folder to list.")] = ""
 ) -> FileList:
-    return await s.files.listing(who, sandbox_id, path)
+    return await s.placement.holding(who, sandbox_id).listing(who, sandbox_id, path)
 
 
 @router.put(
@@ -144,7 +145,7 @@ async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: R
         async for chunk in request.stream():
             spool.write(chunk)
         spool.seek(0)
-        return await s.files.put(who, sandbox_id, path, spool)  # type: ignore[arg-type]
+        return await put(s.placement.holding(who, sandbox_id), who, sandbox_id, path, spool)  # type: ignore[arg-type]
 
 
 @router.get(
@@ -155,7 +156,7 @@ async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: R
     ),
 )
 async def get_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
-    data = await s.files.read(who, sandbox_id, path)
+    data = await s.placement.holding(who, sandbox_id).read(who, sandbox_id, path)
     return Response(content=data, media_type=OCTETS)
 
 
@@ -163,7 +164,7 @@ async def get_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Respons
     "/sandboxes/{sandbox_id}/files/{path:path}", status_code=204, responses=documented(400, *NAMES_A_SANDBOX)
 )
 async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Response:
-    await s.files.delete(who, sandbox_id, path)
+    await s.placement.holding(who, sandbox_id).delete_file(who, sandbox_id, path)
     return Response(status_code=204)
 
 
@@ -178,7 +179,7 @@ async def exec_in_sandbox(
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
-    return await unless_client_leaves(request, s.execs.execute(who, sandbox_id, body))
+    return await unless_client_leaves(request, s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body))
 
 
 def _sse(event: str, data: object) -> bytes:
@@ -194,7 +195,7 @@ def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncI
             await emit(_sse("install", dict(event)))
 
         try:
-            result = await s.execs.execute(who, sandbox_id, body, sink, progress)
+            result = await s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body, sink, progress)
             await emit(_sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
             await emit(_sse("error", exc.to_dict()["error"]))

@@ -32,7 +32,8 @@ def _data_dir(data_dir: Path | None) -> Path:
     from cloche.settings import Settings
 
     root = Settings(**({"data_dir": data_dir} if data_dir else {})).data_dir  # type: ignore[arg-type]
-    if not DataPaths(root).db.is_file():
+    paths = DataPaths(root)
+    if not paths.db.is_file() and not paths.workspaces.is_dir():  # a node on PostgreSQL has no cloche.db
         fail(f"no cloche data in {root} (no cloche.db there): pass the server's --data-dir or set CLOCHE_DATA_DIR")
     return root
 
@@ -64,22 +65,35 @@ def audit_export(sandbox_id: Annotated[str, typer.Argument(help="Sandbox id.")],
 SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache"}
 
 
+Host = Annotated[str | None, typer.Option(help="Bind address (CLOCHE_HOST).")]
+Port = Annotated[int | None, typer.Option(help="TCP port (CLOCHE_PORT).")]
+StateDir = Annotated[Path | None, typer.Option(help="State directory (CLOCHE_DATA_DIR).")]
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (CLOCHE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (CLOCHE_PORT).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="State directory (CLOCHE_DATA_DIR).")] = None,
+    host: Host = None,
+    port: Port = None,
+    data_dir: StateDir = None,
+    node_agent: Annotated[
+        bool,
+        typer.Option(
+            "--agent", help="Serve this host's sandboxes to API servers over the node agent protocol instead."
+        ),
+    ] = False,
 ) -> None:
-    """Start the HTTP server."""
+    """Start the HTTP server (or, with --agent, a node agent)."""
     import uvicorn
 
     from cloche.api.app import create_app
     from cloche.logs import configure_logging
     from cloche.settings import Settings
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not settings.parsed_api_keys() and not _is_loopback(settings.host):
+    options = {"host": host, "port": port, "data_dir": data_dir}
+    settings = Settings(**{k: v for k, v in options.items() if v is not None})  # type: ignore[arg-type]
+    if node_agent and settings.agent_token is None and not _is_loopback(settings.host):
+        fail(f"refusing to bind {settings.host} without CLOCHE_AGENT_TOKEN, or bind 127.0.0.1", USAGE)
+    if not node_agent and not settings.parsed_api_keys() and not _is_loopback(settings.host):
         typer.echo(
             f"refusing to bind {settings.host} without API keys: set CLOCHE_API_KEYS "
             "(or CLOCHE_API_KEYS_FILE) or bind 127.0.0.1",
@@ -88,8 +102,9 @@ def serve(
         raise typer.Exit(2)
     configure_logging()
     try:
-        app = create_app(settings)
-        asyncio.run(app.state.cloche.check_host())  # no jail, no server: refuse before listening
+        app = create_app(settings, node_agent=node_agent)
+        if not app.state.cloche.routes_to_agents:
+            asyncio.run(app.state.cloche.check_host())  # no jail, no server: refuse before listening
     except (ClocheError, OSError) as exc:  # the checks' hint, or the data dir the OS refused
         reason = exc.message if isinstance(exc, ClocheError) else str(exc)
         fail(f"cannot start: {' '.join(reason.split())}", CANNOT_START)

@@ -67,9 +67,6 @@ class FileService:
         await self.sandboxes.audit.files_written(row.id, written)
         return FilesWritten(filename=written[0].path if len(written) == 1 else None, files=written)
 
-    async def put(self, tenant: str, sandbox_id: str, path: str, data: BinaryIO) -> FileEntry:
-        return (await self.upload(tenant, sandbox_id, [(path, data)], folder="")).files[0]
-
     async def read(self, tenant: str, sandbox_id: str, path: str) -> bytes:
         row = self.sandboxes.get_row(tenant, sandbox_id)
         root = self.sandboxes.paths.workspace(row.id)
