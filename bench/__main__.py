@@ -25,6 +25,7 @@ SCENARIOS: dict[str, str] = {
     "node": "bench.node",
     "corpus": "bench.corpus",
     "concurrency": "bench.concurrency",
+    "agents": "bench.agents",
     "footprint": "bench.footprint",
 }
 

@@ -252,7 +252,10 @@ class Server:
 
     UID_SPAN = 1000
 
-    def __init__(self, root: Path, name: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, name: str, env: Mapping[str, str] | None = None, options: Sequence[str] = ()
+    ) -> None:
+        self.options = tuple(options)  # of `cloche serve` (--agent: a node agent)
         self.root = root / name
         self.root.mkdir(parents=True)
         self.root.chmod(0o755)
@@ -280,7 +283,7 @@ class Server:
         return self.proc.pid
 
     def start(self, timeout: float = 60.0) -> Server:
-        cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve"]
+        cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve", *self.options]
         started = time.perf_counter()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cli, env=self.env, stdout=out, stderr=subprocess.STDOUT)
@@ -456,9 +459,9 @@ class Bench:
             part.chmod(0o755)
         return path
 
-    def start_server(self, name: str, env: Mapping[str, str] | None = None) -> Server:
+    def start_server(self, name: str, env: Mapping[str, str] | None = None, options: Sequence[str] = ()) -> Server:
         log(f"starting server {name!r}")
-        server = Server(self.root, f"{name}-{len(self.servers)}", env)
+        server = Server(self.root, f"{name}-{len(self.servers)}", env, options)
         self.servers.append(server)
         server.start()
         self.shared.setdefault("health", server.health())
