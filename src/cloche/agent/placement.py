@@ -26,9 +26,15 @@ class Placement:
         self.agents = dict(agents)
         self._sandboxes = sandboxes
         self._turn = itertools.cycle(list(self.agents))
+        # One node in this process (the default): every sandbox is its, and its services look the row up
+        # themselves, so the single-node path costs no extra read.
+        only = next(iter(self.agents.values()))
+        self._only: NodeAgent | None = only if len(self.agents) == 1 and isinstance(only, LocalAgent) else None
 
     def holding(self, tenant: str, sandbox_id: str) -> NodeAgent:
         """The agent of the node the sandbox lives on (after the tenant check: another's sandbox is a 404)."""
+        if self._only is not None:
+            return self._only
         row = self._sandboxes.get_row(tenant, sandbox_id)
         agent = self.agents.get(row.placement)
         if agent is None:

@@ -9,7 +9,7 @@ The class follows the HTTP status; ``code`` is the server's stable error code::
                                    secret_not_found
     ├── ConflictError        409   conflict, sandbox_busy
     ├── TooLargeError        413   too_large
-    └── UnavailableError     503   jail_unavailable, uid_pool_exhausted
+    └── UnavailableError     503   jail_unavailable, uid_pool_exhausted, agent_unavailable, store_unavailable
 """
 
 from __future__ import annotations
