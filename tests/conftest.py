@@ -292,6 +292,19 @@ def registry_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def keyed_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A server that accepts only the test module's ``API_KEYS`` ("tenant:key", or a bare key, its own tenant)."""
+    with running_server({"CLOCHE_API_KEYS": ",".join(request.module.API_KEYS)}) as server:
+        yield server
+
+
+def tenant_http(server: ServerProcess, api_key: str, timeout: float = 120.0) -> httpx.Client:
+    """An HTTP client on ``server`` presenting ``api_key`` (an ``API_KEYS`` entry: the part after a tenant name)."""
+    token = api_key.partition(":")[2] or api_key
+    return httpx.Client(base_url=server.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+
 @pytest.fixture(scope="session")
 def offline_wheels() -> Iterator[Path]:
     """A folder of tiny real wheels (six 1.15/1.16, attrs, requests+idna, PyYAML) standing in for PyPI."""

@@ -6,16 +6,15 @@ import base64
 import json
 import secrets
 import stat
-from collections.abc import Iterator
 from urllib.parse import quote
 
-import httpx
 import pytest
 
-from conftest import ServerProcess, running_server
+from conftest import ServerProcess, tenant_http
 from tests_support import sse_exec
 
 ALICE, BOB = "alice:alice-key-secrets-test", "bob:bob-key-secrets-test"
+API_KEYS = (ALICE, BOB)  # keyed_server's (conftest)
 VALUE = "sk-test/" + secrets.token_hex(12) + "+=&?"
 FORMS = [VALUE, base64.b64encode(VALUE.encode()).decode(), quote(VALUE, safe="")]
 # Prints the value plain, base64 and URL-encoded, and once more cut in two writes a moment apart.
@@ -27,16 +26,6 @@ PRINTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def keyed_server() -> Iterator[ServerProcess]:
-    with running_server({"CLOCHE_API_KEYS": f"{ALICE},{BOB}"}) as srv:
-        yield srv
-
-
-def client(server: ServerProcess, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=120, headers={"Authorization": f"Bearer {key.split(':')[1]}"})
-
-
 def assert_masked(text: str) -> None:
     for form in FORMS:
         assert form not in text
@@ -44,7 +33,7 @@ def assert_masked(text: str) -> None:
 
 
 def test_a_secret_is_given_to_the_runs_that_ask_and_masked_everywhere(keyed_server: ServerProcess) -> None:
-    with client(keyed_server, ALICE) as alice:
+    with tenant_http(keyed_server, ALICE) as alice:
         made = alice.post("/v1/secrets", json={"name": "OPENAI_API_KEY", "value": VALUE, "hosts": ["api.openai.com"]})
         assert made.status_code == 201, made.text
         listed = alice.get("/v1/secrets")
@@ -87,7 +76,7 @@ def test_a_secret_is_given_to_the_runs_that_ask_and_masked_everywhere(keyed_serv
 
 
 def test_another_tenant_can_neither_list_nor_use_a_secret(keyed_server: ServerProcess) -> None:
-    with client(keyed_server, ALICE) as alice, client(keyed_server, BOB) as bob:
+    with tenant_http(keyed_server, ALICE) as alice, tenant_http(keyed_server, BOB) as bob:
         assert alice.post("/v1/secrets", json={"name": "ALICE_ONLY", "value": "alice-only-value"}).status_code == 201
         assert "ALICE_ONLY" not in bob.get("/v1/secrets").text
         refused = bob.post("/v1/sandboxes", json={"secrets": ["ALICE_ONLY"]})
@@ -110,6 +99,6 @@ def test_another_tenant_can_neither_list_nor_use_a_secret(keyed_server: ServerPr
     ],
 )
 def test_bad_secrets_are_a_clear_422(keyed_server: ServerProcess, body: dict[str, object]) -> None:
-    with client(keyed_server, ALICE) as alice:
+    with tenant_http(keyed_server, ALICE) as alice:
         answer = alice.post("/v1/secrets", json=body)
         assert answer.status_code == 422 and answer.json()["error"]["message"], answer.text

@@ -7,14 +7,12 @@ this file does not know how to call fails the test until it is taught (a body ex
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from conftest import ServerProcess, running_server
+from conftest import ServerProcess, tenant_http
 from tests_support import zip_of
 
 # Bare keys sharing a long prefix: their tenants must still differ. Letters outside hex and words no log line
@@ -22,6 +20,7 @@ from tests_support import zip_of
 ALICE = "qzkvwxptrsmn-alice-wqrtyz"
 BOB = "qzkvwxptrsmn-bob-ymnzpq"
 NAMED = "team-x:named-kqzwvy-xwvqzk"
+API_KEYS = (ALICE, BOB, NAMED)  # keyed_server's (conftest)
 
 # A minimal valid body per request schema, so a refusal is the tenant check and not validation.
 JSON_BODIES: dict[str, Any] = {
@@ -45,14 +44,8 @@ OPEN_ROUTES: dict[tuple[str, str], int] = {
 }
 
 
-@pytest.fixture(scope="module")
-def keyed_server() -> Iterator[ServerProcess]:
-    with running_server({"CLOCHE_API_KEYS": f"{ALICE},{BOB},{NAMED}"}) as srv:
-        yield srv
-
-
 def api(server: ServerProcess, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+    return tenant_http(server, key, timeout=60)
 
 
 def _request_options(operation: dict[str, Any]) -> dict[str, Any]:

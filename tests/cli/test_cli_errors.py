@@ -6,12 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import ServerProcess, free_port, running_server, traversable_dir
+from conftest import ServerProcess, free_port, traversable_dir
 
 CLI = [sys.executable, "-c", "from cloche.cli.main import main; main()"]
 
@@ -35,10 +34,7 @@ def one_clean_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def keyed_server() -> Iterator[ServerProcess]:
-    with running_server({"CLOCHE_API_KEYS": "cli:the-right-key"}) as srv:
-        yield srv
+API_KEYS = ("cli:the-right-key",)  # keyed_server's (conftest)
 
 
 COMMANDS = [
