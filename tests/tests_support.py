@@ -61,8 +61,13 @@ def run_command(api: Any, sid: str, command: str, default_timeout: float | None 
 
 def sse_exec(api: Any, sid: str, body: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """An exec as server-sent events: (event, data) pairs in order."""
+    return sse_events(api, "POST", f"/v1/sandboxes/{sid}/exec", json=body)
+
+
+def sse_events(api: Any, method: str, url: str, **options: Any) -> list[tuple[str, Any]]:
+    """A request answered with server-sent events, read to the end: (event, data) pairs in order."""
     events: list[tuple[str, Any]] = []
-    with api.stream("POST", f"/v1/sandboxes/{sid}/exec", json=body, headers={"Accept": "text/event-stream"}) as r:
+    with api.stream(method, url, headers={"Accept": "text/event-stream"}, **options) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         kind = ""
         for line in r.iter_lines():

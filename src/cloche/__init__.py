@@ -14,9 +14,11 @@ from cloche.sdk.errors import (
     UnauthorizedError,
     UnavailableError,
 )
+from cloche.sdk.processes import AsyncProcessHandle, ProcessHandle
 
 __all__ = [
     "AsyncClient",
+    "AsyncProcessHandle",
     "AsyncSandboxHandle",
     "Client",
     "ClocheAPIError",
@@ -24,6 +26,7 @@ __all__ = [
     "ExecEvent",
     "InvalidRequestError",
     "NotFoundError",
+    "ProcessHandle",
     "SandboxHandle",
     "TooLargeError",
     "UnauthorizedError",

@@ -16,13 +16,16 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   ├── SandboxExpired    404 sandbox_expired      reaped after its idle TTL
     │   ├── FileNotFound      404 file_not_found
     │   ├── RunNotFound       404 run_not_found
-    │   └── SecretNotFound    404 secret_not_found     no secret of that name for this tenant
+    │   ├── SecretNotFound    404 secret_not_found     no secret of that name for this tenant
+    │   ├── ProcessNotFound   404 process_not_found    no background process of that id in the sandbox
+    │   └── PortNotListening  404 port_not_listening   no background process listens on that port
     ├── Conflict              409 conflict             state does not allow the action
     │   ├── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
     │   └── ResidentLimit     409 resident_limit       the sandbox already runs its most long-lived processes
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
     ├── IsolationUnavailable  422 isolation_unavailable  the asked isolation tier cannot run here (no runsc)
     ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
+    ├── PortFailed            502 port_failed          the program on the port broke the connection
     ├── JailUnavailable       503 jail_unavailable     the host cannot create the jail
     ├── PoolExhausted         503 uid_pool_exhausted   every sandbox uid is in use
     ├── UnsafeDataDir         503 unsafe_data_dir      another user owns the data dir (start-up refuses)
@@ -93,6 +96,12 @@ class RunNotFound(NotFound, code="run_not_found"): ...
 class SecretNotFound(NotFound, code="secret_not_found"): ...
 
 
+class ProcessNotFound(NotFound, code="process_not_found"): ...
+
+
+class PortNotListening(NotFound, code="port_not_listening"): ...
+
+
 class Conflict(ClocheError, code="conflict", status=409): ...
 
 
@@ -109,6 +118,9 @@ class IsolationUnavailable(ClocheError, code="isolation_unavailable", status=422
 
 
 class TenantQuotaExceeded(ClocheError, code="tenant_quota_exceeded", status=429): ...
+
+
+class PortFailed(ClocheError, code="port_failed", status=502): ...
 
 
 class JailUnavailable(ClocheError, code="jail_unavailable", status=503): ...

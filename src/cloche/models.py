@@ -205,10 +205,18 @@ class ExecRequest(Strict):
     stdin: str | None = Field(None, description="Text fed to the program's standard input.")
     env: dict[str, str] | None = Field(None, description="Extra environment variables for this exec.")
     timeout_seconds: float | None = Field(
-        None, gt=0, le=LONGEST_SECONDS, description="Wall clock; clamped to the server maximum."
+        None,
+        gt=0,
+        le=LONGEST_SECONDS,
+        description="Wall clock; clamped to the server maximum. With 'background': the process's lifetime.",
     )
     limits: Limits | None = Field(None, description="Limits for this exec; each clamped to the server maximum.")
     secrets: list[str] | None = _secret_names()
+    background: bool = Field(
+        False,
+        description="Start a process that outlives the request (a server, a watcher) and answer at once with it; "
+        "its ports are reachable at /v1/sandboxes/{id}/ports/{port}/.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> ExecRequest:
@@ -220,6 +228,8 @@ class ExecRequest(Strict):
             raise ValueError("'command' is empty")
         if any("\0" in a for a in self.args) or "\0" in (self.command or ""):
             raise ValueError("arguments may not contain NUL bytes")
+        if self.background and self.stdin is not None:
+            raise ValueError("'stdin' cannot go with 'background': a background process reads no input")
         _check_env(self.env)
         _check_names(self.secrets)
         return self

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         description="Most long-lived processes (background processes, code contexts) one sandbox may run at once; "
         "each has its own cgroup with the sandbox's limits.",
     )
+    process_lifetime_seconds: float = Field(
+        3600.0, gt=0, description="Lifetime of a background process that asks for none; past it, it is stopped."
+    )
+    max_process_lifetime_seconds: float = Field(
+        86_400.0, gt=0, description="Longest lifetime a background process may ask for ('timeout_seconds')."
+    )
     resident_log_bytes: int = Field(
         1_048_576, gt=0, description="How much of a long-lived process's newest output is kept (its log), in bytes."
     )

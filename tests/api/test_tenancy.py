@@ -75,6 +75,10 @@ def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) ->
         values = {"sandbox_id": sid, "run_id": run["run_id"], "path": "a.txt", "from": run["run_id"]}
         values["to"] = run["run_id"]
         values["name"] = "ALICE_TOKEN"
+        # A live background server, so the process and ports routes have something real to refuse bob.
+        serving = {"command": "python3 -m http.server 8000", "background": True}
+        values["process_id"] = alice.post(f"/v1/sandboxes/{sid}/exec", json=serving).json()["process_id"]
+        values["port"] = "8000"
 
         operations = _operations(keyed_server)
         assert len(operations) >= 20
@@ -97,6 +101,7 @@ def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) ->
         assert "b.txt" not in str(alice.get(f"/v1/sandboxes/{sid}/files").json())
         assert [s["name"] for s in alice.get("/v1/secrets").json()["secrets"]] == ["ALICE_TOKEN"]
         assert [s["name"] for s in bob.get("/v1/secrets").json()["secrets"]] == ["BOB_TOKEN"]
+        assert alice.get(f"/v1/sandboxes/{sid}/processes/{values['process_id']}").json()["status"] == "running"
 
 
 def test_bare_keys_with_a_shared_prefix_are_different_tenants(keyed_server: ServerProcess) -> None:

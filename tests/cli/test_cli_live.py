@@ -116,3 +116,30 @@ def test_logs_sbom_and_diff(offline_server: ServerProcess, tmp_path: Path) -> No
     missing = cli(offline_server, "logs", box.id)
     assert missing.returncode == 1
     assert missing.stderr.startswith("cloche: sandbox_not_found: ")
+
+
+def test_process_commands_start_list_follow_and_stop(server: ServerProcess) -> None:
+    with server.client() as client:
+        box = client.create()
+    try:
+        started = cli(server, "process", "start", box.id, "echo up; echo warn >&2; sleep 600")
+        assert started.returncode == 0, started.stderr
+        process_id = started.stdout.strip()
+        assert process_id.startswith("rs_")
+        listed = cli(server, "process", "ls", box.id)
+        assert process_id in listed.stdout and "running" in listed.stdout
+        deadline = time.monotonic() + 30
+        while "up" not in (logs := cli(server, "process", "logs", box.id, process_id)).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert (logs.stdout, logs.stderr) == ("up\n", "warn\n")
+        assert cli(server, "process", "url", box.id, "8000").stdout.strip().endswith(f"/{box.id}/ports/8000/")
+        assert cli(server, "process", "stop", box.id, process_id).stdout.strip() == f"{process_id} killed"
+        finished = cli(server, "process", "start", box.id, "echo done")
+        followed = cli(server, "process", "logs", "--follow", box.id, finished.stdout.strip())
+        assert followed.stdout == "done\n" and "succeeded" in followed.stderr
+        missing = cli(server, "process", "stop", box.id, "rs_000000000000000000000000")
+        assert missing.returncode != 0 and "process_not_found" in missing.stderr
+    finally:
+        with server.client() as client:
+            client.sandbox(box.id).delete()

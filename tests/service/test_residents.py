@@ -151,7 +151,7 @@ def test_a_sandbox_runs_at_most_its_share_and_stop_sandbox_ends_only_its_own(hos
             await residents.start("sb_a", "process", spec("/bin/sleep", "60"), host.profile())
         theirs = await residents.start("sb_b", "context", spec("/bin/sleep", "60"), host.profile(other_uid))
         assert await residents.stop_sandbox("sb_a") == 1
-        assert mine.status == "killed" and theirs.running
+        assert mine.status == "killed" and theirs.running, (theirs.result, theirs.log.text())
         assert pool_processes(HOST_UID, HOST_UID + 1) == []
         assert pool_processes(other_uid, other_uid + 1)
         await residents.stop_all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from cloche.errors import Unauthorized
 
@@ -24,7 +24,8 @@ def tenant_for_key(keys: dict[str, str], token: str, missing: str) -> str:
     raise Unauthorized("unknown API key")
 
 
-def tenant(request: Request) -> str:
+def tenant(request: HTTPConnection) -> str:
+    """The tenant of a request's (or a WebSocket's) API key."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return tenant_for_key(
         request.app.state.cloche.api_keys,

@@ -31,11 +31,13 @@ HTTP_CODES = {
 MEANINGS = {
     400: "The request was refused as given: invalid_request, invalid_path, invalid_archive, unsupported.",
     401: "The API key is missing or unknown (only when the server has API keys).",
-    404: "No such sandbox for this key (unknown, another tenant's, deleted or expired), file or run.",
+    404: "No such sandbox for this key (unknown, another tenant's, deleted or expired), file, run, process or "
+    "listening port.",
     409: "The sandbox's state does not allow this now.",
     413: "The body, an archive's expanded size or the workspace quota is over its limit.",
     422: "The body or a parameter does not validate (or is not JSON); the message names each bad field.",
     429: "The tenant already holds its most live sandboxes (tenant_quota_exceeded): delete one first.",
+    502: "The program listening on the sandbox's port closed or broke the connection (port_failed).",
     503: "The host cannot run sandboxes now: jail_unavailable, uid_pool_exhausted.",
 }
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -16,7 +16,7 @@ from cloche.api.disconnect import unless_client_leaves
 from cloche.api.errors import documented
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
-from cloche.errors import ClocheError
+from cloche.errors import ClocheError, Unsupported
 from cloche.jail.runner import StreamName
 from cloche.models import (
     CreateSandbox,
@@ -33,6 +33,7 @@ from cloche.models import (
     SecretInfo,
     SecretList,
 )
+from cloche.process_models import ProcessInfo
 from cloche.store.metadata import SecretRow
 
 router = APIRouter(prefix="/v1")
@@ -170,35 +171,41 @@ async def delete_file(s: State, who: Tenant, sandbox_id: str, path: str) -> Resp
 
 @router.post(
     "/sandboxes/{sandbox_id}/exec",
-    response_model=ExecResult,
+    response_model=ExecResult | ProcessInfo,
     responses=documented(400, *NAMES_A_SANDBOX, 409, 413, 503, ok={200: {"content": {SSE: {}}}}),
 )
 async def exec_in_sandbox(
     s: State, who: Tenant, sandbox_id: str, body: ExecRequest, request: Request
-) -> ExecResult | Response:
+) -> ExecResult | ProcessInfo | Response:
+    """Run a file or a command and answer with its result; with ``"background": true``, start it and answer at
+    once with the process (always JSON)."""
+    if body.background:
+        if s.placement.holding(who, sandbox_id) is not s.local_agent:
+            raise Unsupported("background processes run on the API server's own node; this sandbox is on another")
+        return await unless_client_leaves(request, s.processes.start(who, sandbox_id, body))
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
     return await unless_client_leaves(request, s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body))
 
 
-def _sse(event: str, data: object) -> bytes:
+def sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
     async def produce(emit: Emit) -> None:
         async def sink(name: StreamName, text: str) -> None:
-            await emit(_sse(name, {"data": text}))
+            await emit(sse(name, {"data": text}))
 
         async def progress(event: Mapping[str, Any]) -> None:
-            await emit(_sse("install", dict(event)))
+            await emit(sse("install", dict(event)))
 
         try:
             result = await s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body, sink, progress)
-            await emit(_sse("done", result.model_dump(mode="json")))
+            await emit(sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
-            await emit(_sse("error", exc.to_dict()["error"]))
+            await emit(sse("error", exc.to_dict()["error"]))
 
     return stream_events(produce)
 

@@ -20,7 +20,7 @@ from cloche.ecosystems.python.ecosystem import PythonEcosystem
 from cloche.ecosystems.python.resolve import Resolver
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson
 from cloche.ecosystems.registry import EcosystemRegistry
-from cloche.jail import preflight
+from cloche.jail import port_relay, preflight
 from cloche.jail.bwrap_jail import BwrapJail
 from cloche.jail.cgroups import Cgroups
 from cloche.jail.egress_layer import EgressHost, build_launcher
@@ -41,6 +41,7 @@ from cloche.service.deps import DependencyService
 from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
 from cloche.service.files import FileService
+from cloche.service.processes import ProcessService
 from cloche.service.residents import Residents
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import SecretService, load_key
@@ -82,6 +83,7 @@ class AppState:
     residents: Residents
     local_agent: LocalAgent  # this process's node: what an agent process serves, and the single-node default
     placement: Placement  # which agent holds which sandbox
+    processes: ProcessService
     api_keys: dict[str, str]
     tools: dict[str, Path]
     bwrap: Path
@@ -189,6 +191,7 @@ class AppState:
             residents=residents,
             local_agent=local_agent,
             placement=Placement(node_agents(settings, local_agent), sandboxes),
+            processes=ProcessService(execs, residents, port_relay.stage(paths.jail / "bin")),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
             bwrap=staged.bwrap,

@@ -15,12 +15,14 @@ from pydantic import ValidationError
 
 from cloche.cli import runs
 from cloche.cli.failures import CANNOT_START, FAILED, USAGE, describe, fail, invalid_settings, unreachable
+from cloche.cli.processes import process_app
 from cloche.errors import ClocheError
 from cloche.sdk.client import Client, ClocheAPIError
 
 app = typer.Typer(help="cloche: sandboxes for AI-generated code.", no_args_is_help=True, add_completion=False)
 sandbox_app = typer.Typer(help="Manage sandboxes.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(process_app, name="process")
 audit_app = typer.Typer(help="Check and export the hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="State directory (CLOCHE_DATA_DIR).")]

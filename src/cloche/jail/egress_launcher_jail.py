@@ -39,6 +39,16 @@ async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, 
     except OSError:
         client_w.close()
         return
+    await splice(client_r, client_w, up_r, up_w)
+
+
+async def splice(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    up_r: asyncio.StreamReader,
+    up_w: asyncio.StreamWriter,
+) -> None:
+    """Copy both ways until both are done; the ports relay (port_relay_jail.py) uses it too."""
     tasks = [asyncio.ensure_future(pipe(client_r, up_w)), asyncio.ensure_future(pipe(up_r, client_w))]
     try:
         # An error in one direction (reset) ends both, or the other could wait forever.
@@ -76,6 +86,17 @@ async def serve(host: str, port: int, socket_path: str) -> None:
 async def serve_then_exec(host: str, port: int, socket_path: str, command: "list[str]") -> int:
     """Listen first, then run ``command`` with our stdio; its exit ends the relay (and the jail)."""
     server = await asyncio.start_server(lambda r, w: relay(r, w, socket_path), host, port)
+    child = await start_command(command)
+    if isinstance(child, int):
+        return child
+    code = await child.wait()
+    server.close()
+    return 128 - code if code < 0 else code
+
+
+async def start_command(command: "list[str]") -> "asyncio.subprocess.Process | int":
+    """Start ``command`` with our stdio and pass SIGTERM, SIGINT and SIGHUP on to it; the exit status a shell
+    gives (127 or 126) when it cannot start. The ports relay (port_relay_jail.py) uses it too."""
     try:
         child = await asyncio.create_subprocess_exec(*command)
     except OSError as exc:
@@ -84,9 +105,7 @@ async def serve_then_exec(host: str, port: int, socket_path: str, command: "list
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, child.send_signal, sig)
-    code = await child.wait()
-    server.close()
-    return 128 - code if code < 0 else code
+    return child
 
 
 def main() -> int:

@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
-from cloche.sdk import calls
+from cloche.sdk import calls, process_calls
 from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import raise_for
+from cloche.sdk.processes import AsyncProcessHandle
 
 T = TypeVar("T")
 
@@ -69,13 +70,13 @@ class AsyncClient(Endpoint[httpx.AsyncClient]):
     async def delete_secret(self, name: str, missing_ok: bool = True) -> None:
         await self.send(calls.delete_secret(name, missing_ok))
 
-    async def events(self, call: Call[None]) -> AsyncIterator[ExecEvent]:
+    async def events(self, call: Call[None], decoder: EventDecoder | None = None) -> AsyncIterator[ExecEvent]:
         """Send a streaming call and yield its decoded events."""
         async with self._http.stream(call.method, call.path, **call.options) as response:
             if not response.is_success:
                 await response.aread()
                 raise_for(response)
-            decoder = EventDecoder()
+            decoder = decoder or EventDecoder()
             async for line in response.aiter_lines():
                 if (event := decoder.feed(line)) is not None:
                     yield event
@@ -140,3 +141,25 @@ class AsyncSandboxHandle:
     async def diff(self, run_from: str, run_to: str) -> dict[str, Any]:
         """Dependency changes between two runs: added, removed, changed, license changes."""
         return await self.client.send(calls.diff(self.id, run_from, run_to))
+
+    async def start(
+        self, command: str | None = None, filename: str | None = None, **options: Any
+    ) -> AsyncProcessHandle:
+        """Start ``command`` (or ``filename``) as a background process and return at once; ``timeout_seconds`` is
+        its lifetime. Its dependencies are installed first, as for ``exec``."""
+        info = await self.client.send(process_calls.start(self.id, filename, command, options))
+        return AsyncProcessHandle(self.client, self.id, info)
+
+    async def processes(self) -> builtins.list[AsyncProcessHandle]:
+        """The sandbox's background processes (running, and ended ones not stopped yet), oldest first."""
+        found = await self.client.send(process_calls.processes(self.id))
+        return [AsyncProcessHandle(self.client, self.id, info) for info in found]
+
+    async def process(self, process_id: str) -> AsyncProcessHandle:
+        return AsyncProcessHandle(
+            self.client, self.id, await self.client.send(process_calls.process(self.id, process_id))
+        )
+
+    def url(self, port: int, path: str = "") -> str:
+        """Where ``port`` of this sandbox answers through the server (send the API key with each request)."""
+        return process_calls.port_url(self.client.url, self.id, port, path)

@@ -220,10 +220,14 @@ class ExecEvent:
 
 
 class EventDecoder:
-    """Turns the lines of an SSE exec answer into ``ExecEvent``s; an ``error`` event raises its exception."""
+    """Turns the lines of an SSE exec answer into ``ExecEvent``s; an ``error`` event raises its exception.
 
-    def __init__(self) -> None:
+    ``exec_done=False`` reads streams whose ``done`` is not an exec result (a process's log): its payload goes
+    to ``data``."""
+
+    def __init__(self, exec_done: bool = True) -> None:
         self._event = "message"
+        self._exec_done = exec_done
 
     def feed(self, line: str) -> ExecEvent | None:
         name, _, value = line.partition(":")
@@ -235,7 +239,7 @@ class EventDecoder:
             return None  # blank separators, comments, ids
         payload = json.loads(value)
         kind = self._event
-        if kind == "done":
+        if kind == "done" and self._exec_done:
             return ExecEvent(kind, result=ExecResult.model_validate(payload))
         if kind == "error":
             raise error_for_code(str(payload.get("code", "internal")), str(payload.get("message", "")))

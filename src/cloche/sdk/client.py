@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
-from cloche.sdk import calls
+from cloche.sdk import calls, process_calls
 from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import ClocheAPIError, raise_for
+from cloche.sdk.processes import ProcessHandle
 
 __all__ = ["DEFAULT_URL", "Client", "ClocheAPIError", "ExecEvent", "SandboxHandle"]
 
@@ -67,13 +68,13 @@ class Client(Endpoint[httpx.Client]):
     def delete_secret(self, name: str, missing_ok: bool = True) -> None:
         self.send(calls.delete_secret(name, missing_ok))
 
-    def events(self, call: Call[None]) -> Iterator[ExecEvent]:
+    def events(self, call: Call[None], decoder: EventDecoder | None = None) -> Iterator[ExecEvent]:
         """Send a streaming call and yield its decoded events."""
         with self._http.stream(call.method, call.path, **call.options) as response:
             if not response.is_success:
                 response.read()
                 raise_for(response)
-            decoder = EventDecoder()
+            decoder = decoder or EventDecoder()
             for line in response.iter_lines():
                 if (event := decoder.feed(line)) is not None:
                     yield event
@@ -136,3 +137,21 @@ class SandboxHandle:
     def diff(self, run_from: str, run_to: str) -> dict[str, Any]:
         """Dependency changes between two runs: added, removed, changed, license changes."""
         return self.client.send(calls.diff(self.id, run_from, run_to))
+
+    def start(self, command: str | None = None, filename: str | None = None, **options: Any) -> ProcessHandle:
+        """Start ``command`` (or ``filename``) as a background process and return at once; ``timeout_seconds`` is
+        its lifetime. Its dependencies are installed first, as for ``exec``."""
+        info = self.client.send(process_calls.start(self.id, filename, command, options))
+        return ProcessHandle(self.client, self.id, info)
+
+    def processes(self) -> builtins.list[ProcessHandle]:
+        """The sandbox's background processes (running, and ended ones not stopped yet), oldest first."""
+        found = self.client.send(process_calls.processes(self.id))
+        return [ProcessHandle(self.client, self.id, info) for info in found]
+
+    def process(self, process_id: str) -> ProcessHandle:
+        return ProcessHandle(self.client, self.id, self.client.send(process_calls.process(self.id, process_id)))
+
+    def url(self, port: int, path: str = "") -> str:
+        """Where ``port`` of this sandbox answers through the server (send the API key with each request)."""
+        return process_calls.port_url(self.client.url, self.id, port, path)

@@ -63,7 +63,7 @@ class ExecService:
         self.metrics = metrics or deps.metrics
         self.commands = CommandDependencies(ecosystems, deps)
 
-    def _target(self, row: SandboxRow, request: ExecRequest) -> Target:
+    def target(self, row: SandboxRow, request: ExecRequest) -> Target:
         """What the request runs; commands run with /bin/sh in the workspace. Reads only."""
         if request.command is not None:
             language = self.ecosystems.by_name(row.language) if row.language else None
@@ -77,7 +77,7 @@ class ExecService:
             raise FileNotFound(f"{entry!r} is not a file in the workspace; upload it first")
         return Target(ecosystem, entry, ecosystem.command(entry, request.args))
 
-    async def _prepare(
+    async def prepare(
         self, row: SandboxRow, request: ExecRequest, target: Target, progress: Progress | None
     ) -> CommandDeps:
         """The dependencies, what to run (argv; empty: nothing, the command was only installs) and what the
@@ -89,7 +89,7 @@ class ExecService:
         prepared = await self.deps.prepare(row.id, target.ecosystem, root, [target.entry], progress)
         return CommandDeps(prepared, target.argv)
 
-    def _spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv, held: Held) -> RunSpec:
+    def spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv, held: Held) -> RunSpec:
         settings = self.settings
         asked = {**row.limits, **(request.limits.model_dump(exclude_none=True) if request.limits else {})}
         if request.timeout_seconds:
@@ -113,6 +113,19 @@ class ExecService:
             output_limit_bytes=min(int(output), settings.output_limit_bytes),
             limits=limits,
             watchdog=self.sandboxes.quota.watchdog(row),
+        )
+
+    def profile(self, row: SandboxRow, exec_env: ExecEnv, held: Held) -> JailProfile:
+        """The *exec* profile: the workspace read-write, the environments' mounts, the sandbox's egress."""
+        return JailProfile(
+            name="exec",
+            host_uid=row.host_uid,
+            workspace=self.sandboxes.paths.workspace(row.id),
+            workspace_writable=True,
+            mounts=exec_env.mounts,
+            egress=self._egress(row, held),
+            tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
+            isolation=row.isolation,
         )
 
     def _egress(self, row: SandboxRow, held: Held) -> EgressPolicy:
@@ -161,7 +174,7 @@ class ExecService:
     ) -> ExecResult:
         async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
-            target = self._target(row, request)
+            target = self.target(row, request)
             held = self.secrets.hold(tenant, [*row.secrets, *(request.secrets or [])])
             masker = Masker(held.values.values())
             if row.language is None and target.ecosystem is not None:
@@ -179,7 +192,7 @@ class ExecService:
             await audit.exec_requested(run, target.entry)
             record = DependencyRecord()
             try:
-                found = await self._prepare(row, request, target, on_install)
+                found = await self.prepare(row, request, target, on_install)
                 prepared, installs = found.prepared, found.install_output
                 record = prepared.record
                 run.extra = record.to_json()  # the one serialisation of the dependency record
@@ -199,17 +212,8 @@ class ExecService:
                     return await self._end_unrun(run, language, record, "killed", refused)
                 # Every run gets the command tools (python, pip) whatever its environments.
                 exec_env = combine([prepared.exec_env, *(e.command_tools for e in self.ecosystems.ecosystems)])
-                spec = self._spec(row, request, found.argv, exec_env, held)
-                profile = JailProfile(
-                    name="exec",
-                    host_uid=row.host_uid,
-                    workspace=workspace,
-                    workspace_writable=True,
-                    mounts=exec_env.mounts,
-                    egress=self._egress(row, held),
-                    tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
-                    isolation=row.isolation,
-                )
+                spec = self.spec(row, request, found.argv, exec_env, held)
+                profile = self.profile(row, exec_env, held)
                 async with capture.saving():
                     result = await self.runner.run(spec, profile, capture.sink)
                     await capture.flush()

@@ -48,6 +48,8 @@ class LogBuffer:
         self.append(stream, text)
 
     def append(self, stream: StreamName, text: str) -> None:
+        if not text:
+            return
         data = text.encode()
         if len(data) > self.limit_bytes:  # keep the newest part of an oversized chunk
             cut = data[-self.limit_bytes :].decode(errors="ignore")

@@ -27,8 +27,9 @@ from typing import Literal
 
 from cloche.errors import InvalidRequest, ResidentLimit
 from cloche.jail.profile import JailProfile, RunSpec
-from cloche.jail.runner import Runner, RunResult
+from cloche.jail.runner import Runner, RunResult, StreamName
 from cloche.service.ids import new_resident_id, utcnow
+from cloche.service.masking import Masker, StreamMasker
 from cloche.service.resident_log import LogBuffer
 from cloche.store import safefs
 
@@ -51,6 +52,7 @@ class Resident:
     socket_dir: Path  # on the host; RESIDENT_DIR inside the jail
     log: LogBuffer
     label: str  # what it runs, as listings show it (e.g. the command)
+    lifetime_seconds: float  # its cap (the spec's timeout)
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
     result: RunResult | None = None  # set when the run has ended
@@ -111,10 +113,17 @@ class Residents:
         self._all: dict[str, Resident] = {}
 
     async def start(
-        self, sandbox_id: str, kind: ResidentKind, spec: RunSpec, profile: JailProfile, label: str = ""
+        self,
+        sandbox_id: str,
+        kind: ResidentKind,
+        spec: RunSpec,
+        profile: JailProfile,
+        label: str = "",
+        masker: Masker | None = None,
     ) -> Resident:
         """Start ``spec`` in ``profile`` (plus the resident's socket folder) and return at once; the run goes on
-        in its own task. Refused with ``ResidentLimit`` when the sandbox already runs its most residents."""
+        in its own task. ``masker`` hides the run's secrets in its log. Refused with ``ResidentLimit`` when the
+        sandbox already runs its most residents."""
         live = [r for r in self.listing(sandbox_id) if r.running]
         if len(live) >= self._most:
             raise ResidentLimit(
@@ -126,19 +135,32 @@ class Residents:
         directory.mkdir(mode=0o700)
         os.chown(directory, profile.host_uid, profile.host_uid)
         resident = Resident(
-            resident_id, sandbox_id, kind, profile.host_uid, directory, LogBuffer(self._log_bytes), label
+            resident_id,
+            sandbox_id,
+            kind,
+            profile.host_uid,
+            directory,
+            LogBuffer(self._log_bytes),
+            label,
+            spec.timeout_seconds,
         )
         self._all[resident_id] = resident
         jailed = dataclasses.replace(profile, socket_dir=directory)
-        resident.task = asyncio.create_task(self._run(resident, spec, jailed), name=f"resident {resident_id}")
+        work = self._run(resident, spec, jailed, masker or Masker(()))
+        resident.task = asyncio.create_task(work, name=f"resident {resident_id}")
         self._forget_finished(sandbox_id)
         log.info("resident started", extra={"sandbox_id": sandbox_id, "resident_id": resident_id, "kind": kind})
         return resident
 
-    async def _run(self, resident: Resident, spec: RunSpec, profile: JailProfile) -> None:
+    async def _run(self, resident: Resident, spec: RunSpec, profile: JailProfile, masker: Masker) -> None:
         started = time.monotonic()
+        streams: dict[StreamName, StreamMasker] = {"stdout": masker.stream(), "stderr": masker.stream()}
+
+        async def sink(name: StreamName, text: str) -> None:
+            resident.log.append(name, streams[name].feed(text))
+
         try:
-            resident.result = await self._runner.run(spec, profile, resident.log.write)
+            resident.result = await self._runner.run(spec, profile, sink)
         except asyncio.CancelledError:
             resident.result = _ended("killed", started, "stopped")
             raise
@@ -147,6 +169,8 @@ class Residents:
             resident.result = _ended("failed", started, f"cloche could not run this: {exc}")
         finally:
             resident.finished_at = utcnow()
+            for name, stream in streams.items():
+                resident.log.append(name, stream.flush())
             resident.log.close()
             safefs.remove_tree(resident.socket_dir)
             log.info("resident ended", extra={"resident_id": resident.id, "status": resident.status})
