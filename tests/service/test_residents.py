@@ -81,6 +81,13 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
 
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+
+
 def spec(*argv: str, seconds: float = 60.0) -> RunSpec:
     return RunSpec(argv=argv, timeout_seconds=seconds, output_limit_bytes=None, limits=ResourceLimits(pids=64))
 
@@ -150,6 +157,8 @@ def test_a_sandbox_runs_at_most_its_share_and_stop_sandbox_ends_only_its_own(hos
         with pytest.raises(ResidentLimit):
             await residents.start("sb_a", "process", spec("/bin/sleep", "60"), host.profile())
         theirs = await residents.start("sb_b", "context", spec("/bin/sleep", "60"), host.profile(other_uid))
+        for uid in (HOST_UID, other_uid):  # both jails up before one sandbox's are stopped
+            await until(lambda uid=uid: bool(pool_processes(uid, uid + 1)))
         assert await residents.stop_sandbox("sb_a") == 1
         assert mine.status == "killed" and theirs.running, (theirs.result, theirs.log.text())
         assert pool_processes(HOST_UID, HOST_UID + 1) == []
