@@ -191,7 +191,9 @@ def _node_failure(output: str, unresolved: list[str], elsewhere: dict[str, list[
         if module.startswith(("/", ".")):
             return "not_found_after_install", module
         package = "/".join(module.split("/")[:2]) if module.startswith("@") else module.split("/")[0]
-        return ("unresolved" if package in unresolved else "not_found_after_install"), module
+        # cloche reports a specifier (`lodash/fp`, `path/to/x`) or its package as unresolved.
+        reported = module in unresolved or package in unresolved
+        return ("unresolved" if reported else "not_found_after_install"), module
     if m := JS_NO_EXPORT.search(output):
         return "api_drift", m.group(1)
     if JS_REQUIRE_ESM.search(output):

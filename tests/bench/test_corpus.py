@@ -213,6 +213,12 @@ def _result(status: str, exit_code: int | None, output: str, unresolved: list[st
         ),
         (
             "node",
+            _result("failed", 1, "Error: Cannot find module 'path/to/x'\n", ["path/to/x"]),
+            "unresolved",
+            "path/to/x",
+        ),
+        (
+            "node",
             _result("failed", 1, "Error [ERR_PACKAGE_PATH_NOT_EXPORTED]: Package subpath './x' is not"),
             "api_drift",
             "./x",
