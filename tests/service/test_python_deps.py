@@ -94,8 +94,11 @@ def test_bad_requirement_fails_cleanly_and_recovers(cloche: Client) -> None:
         assert "not-a-real-package" in failed.output
         assert failed.install is not None and "not-a-real-package" in (failed.install.error or "")
         assert "ran" not in failed.stdout
-        # The previous environment is intact and still bound: a shell command still sees it.
-        assert box.exec(command="python3 -c 'import six; print(six.__version__)'").stdout == "1.15.0\n"
+        # The previous environment is intact and still bound: a shell command that prepares nothing still sees it
+        # (a `python -c` would be prepared under the same broken manifest, and fail the same way).
+        assert box.exec(command="pip freeze").stdout == "six==1.15.0\n"
+        again = box.exec(command="python3 -c 'import six'")
+        assert again.status == "install_failed" and "not-a-real-package" in again.output
         box.write("requirements.txt", "six==1.15.0\n")
         fixed = box.exec(filename="main.py")
         assert fixed.status == "succeeded"

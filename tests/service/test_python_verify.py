@@ -43,7 +43,7 @@ def _mapped_modules(count: int) -> list[tuple[str, str]]:
     return list(picked.values())
 
 
-DRIFT, NEED, BROKEN, EXTRA, DEEP = _mapped_modules(5)
+DRIFT, NEED, BROKEN, EXTRA, DEEP, SHARED = _mapped_modules(6)
 
 
 def _second_provider() -> tuple[str, str, str] | None:
@@ -78,6 +78,10 @@ def wheels() -> Iterator[Path]:
         build_wheel(
             folder, "setuptools", "69.0.0", {"pkg_resources/__init__.py": "X = 'ok'\n", "setuptools/__init__.py": ""}
         )
+        # Two scripts, one lock: the newest release serves a plain import, not a name only the previous series has.
+        module, project = SHARED
+        build_wheel(folder, project, "2.0.0", {f"{module}/__init__.py": "NEW = 'new'\n"})
+        build_wheel(folder, project, "1.5.0", {f"{module}/__init__.py": "NEW = 'old'\nLEGACY = 'legacy'\n"})
         # Nothing can repair: no release has the name.
         module, project = BROKEN
         build_wheel(folder, project, "1.0.0", {f"{module}/__init__.py": "OTHER = 1\n"})
@@ -231,3 +235,23 @@ def test_a_repair_is_remembered_across_a_restart(cloche: Client, wheels: ServerP
         assert again.status == "succeeded" and again.stdout == "old\n", again.output
         assert again.install is not None and again.install.reused_environment
         assert again.install.recovery == [] and again.install.verified is None
+
+
+def test_an_environment_in_the_store_is_checked_for_another_scripts_imports(cloche: Client) -> None:
+    """The first script seals the newest release under the lock's key; a second script resolving to the same lock
+    but taking a name that release lacks is checked against it, and gets a repaired environment of its own."""
+    module, _ = SHARED
+    with cloche.create() as first:
+        first.write("main.py", f"import {module}\nprint({module}.NEW)\n")
+        plain = first.exec(filename="main.py")
+        assert plain.status == "succeeded" and plain.stdout == "new\n", plain.output
+    with cloche.create() as second:
+        second.write("main.py", f"from {module} import LEGACY\nprint(LEGACY)\n")
+        drifted = second.exec(filename="main.py")
+        assert drifted.status == "succeeded" and drifted.stdout == "legacy\n", drifted.output
+        assert drifted.install is not None and drifted.install.verified is True
+        assert [(s.action, s.outcome) for s in drifted.install.recovery] == [("version_backoff", "fixed")]
+    with cloche.create() as third:  # the first script again: the store's entry serves it, checked once already
+        third.write("main.py", f"import {module}\nprint({module}.NEW)\n")
+        again = third.exec(filename="main.py")
+        assert again.stdout == "new\n" and again.install is not None and again.install.reused_environment

@@ -3,9 +3,11 @@
 The service runs one pipeline for every language (see docs/dependencies.md)::
 
     detect(workspace, entry) -> Detection          pure: reads workspace files only (through safefs)
+    detect_code(workspace, entry, code)            optional: the same for code on a command line (python -c)
     resolve(detection, jail) -> Lock               exact versions (+ hashes), in the *install* jail
     build(lock, jail) -> list[Component]           fills a fresh environment, in the *install* jail
     verify(detection, lock, jail) -> Verification  optional: do the entry's imports import? repair, report
+    check(detection, jail) -> bool                 optional: does a stored environment serve this entry too?
     inventory(environment, lock) -> [Component]    what a built environment holds (SBOM, install report)
     exec_env(environment, detection) -> ExecEnv    mounts + variables that make the environment visible
     command(entry, args) -> argv                   how to run an entry file
@@ -358,6 +360,18 @@ class Ecosystem(abc.ABC):
         entry imports does import; repair what it can (rebuilding in the same jail) and report each step.
         None: this ecosystem does not verify, and the environment is sealed as built."""
         return None
+
+    def check_key(self, detection: Detection) -> str | None:
+        """Optional: a digest of what ``check`` would check for ``detection`` (the imports and the names taken
+        from them); None: nothing to check, and no jail is started."""
+        return None
+
+    async def check(self, detection: Detection, jail: InstallJail) -> bool:
+        """Optional, with ``check_key``: in an install jail where a stored environment is mounted read-only at
+        ``env_mount``, does every import ``detection`` requires import? Asked when the store already holds the
+        lock's environment but it was verified for another entry's imports (the same lock may lack a name or
+        submodule this entry takes from it). False: build and verify (and repair) for this entry."""
+        return True
 
     def needs_environment(self, detection: Detection) -> bool:
         return detection.needs_packages or Quirk.ENVIRONMENT_WITHOUT_PACKAGES in self.quirks

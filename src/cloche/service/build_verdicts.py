@@ -1,7 +1,8 @@
 """What building a lock concluded, kept on disk (``facts/builds/``) by the lock the build started from.
 
 A verdict holds for one lock checked against one detection's imports (another script resolving to the same first
-lock may need no repair, or another one). Three kinds, all in the same store:
+lock may need no repair, or another one). Three kinds, all in the same store, beside which detections a stored
+environment is known to serve (checked once, when the store holds a lock's environment built for other imports):
 
 - **repaired**: verifying changed the lock; the repaired lock is found again (also after a restart) without
   rebuilding and repairing the first one, for good.
@@ -84,6 +85,14 @@ class BuildVerdicts:
         if not built.verification.ok and not stored.fresh(self.unrepaired_ttl):
             return None
         return built
+
+    def checked(self, key: str, check_key: str) -> bool:
+        """Whether the stored environment ``key`` is known to import what a detection requires (``check_key``:
+        the ecosystem's digest of those imports)."""
+        return self.cache.get(f"checked {key} {check_key}") is not None
+
+    def mark_checked(self, key: str, check_key: str) -> None:
+        self.cache.put(f"checked {key} {check_key}", True)
 
     def remember_failure(self, started_from: str, detection: Detection, failure: InstallFailed) -> bool:
         """Keep a failed build's message (unless failed builds are not remembered); True when kept."""

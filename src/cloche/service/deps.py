@@ -247,7 +247,7 @@ class DependencyService:
             async with self.jails.session(ecosystem) as jail:
                 lock = await ecosystem.resolve(detection, jail)
         key = environment_key(ecosystem.name, lock.text, ecosystem.abi())
-        reused = self.envs.get(key) is not None
+        reused = self.envs.get(key) is not None and await self._serves(ecosystem, detection, key)
         verification = None
         earlier = None if reused else self.verdicts.earlier(key, detection)
         if earlier is not None and self.envs.get(earlier.key) is None:
@@ -288,6 +288,23 @@ class DependencyService:
             extra={"ecosystem": ecosystem.name, "environment": key, "store_hit": reused, "packages": packages},
         )
         return Lock(lock.text, tuple(components)), key, reused, verification
+
+    async def _serves(self, ecosystem: Ecosystem, detection: Detection, key: str) -> bool:
+        """Whether the stored environment ``key``, verified for the imports of the entry that built it, imports
+        what ``detection`` requires too (the same lock may lack a name or submodule this entry takes from it):
+        checked once per detection, in an install jail with the environment mounted read-only. False: build and
+        verify (and repair) for this entry."""
+        check_key = ecosystem.check_key(detection)
+        if check_key is None or self.verdicts.checked(key, check_key):
+            return True
+        stored = self.envs.get(key)
+        assert stored is not None
+        readonly = (Mount("ro-bind", ecosystem.env_mount, stored.path),)
+        async with self.jails.session(ecosystem, mounts=readonly) as jail:
+            serves = await ecosystem.check(detection, jail)
+        if serves:
+            self.verdicts.mark_checked(key, check_key)
+        return serves
 
     async def _build_once(self, key: str, ecosystem: Ecosystem, detection: Detection, lock: Lock) -> Built:
         """Build ``key`` unless another exec is already building it (then take that build's outcome), or unless
@@ -339,6 +356,8 @@ class DependencyService:
         built = Built(lock, key, verification)
         if changed or not sealed:
             self.verdicts.record(started_from, detection, built)
+        if sealed and (check_key := ecosystem.check_key(detection)) is not None:
+            self.verdicts.mark_checked(key, check_key)
         if sealed:
             self.companions.start(key, ecosystem, stored.path)
         return built

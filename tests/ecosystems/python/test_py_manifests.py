@@ -353,6 +353,15 @@ def test_inline_fingerprint_covers_only_the_block(tmp_path: Path) -> None:
     assert run(tmp_path).fingerprint != before.fingerprint
 
 
+def test_scan_fingerprint_follows_the_names_taken_from_an_import_not_the_code(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"main.py": "from requests import get\n"})
+    before = run(tmp_path)
+    write_tree(tmp_path, {"main.py": "from requests import get\nprint(get)\n"})
+    assert run(tmp_path).fingerprint == before.fingerprint
+    write_tree(tmp_path, {"main.py": "from requests import get, Session\n"})
+    assert run(tmp_path).fingerprint != before.fingerprint  # a release may lack the new name
+
+
 def test_fingerprint_is_deterministic_and_versioned(tmp_path: Path) -> None:
     write_tree(tmp_path, {"requirements.txt": "requests\n", "main.py": ""})
     first, second = run(tmp_path), run(tmp_path)

@@ -69,7 +69,7 @@ class PythonDetection:
     ``unlisted`` and ``unresolved`` are advice, ``resolved`` says which layer vouched for each scanned
     import and why, ``warnings`` are scan problems; none of the four is part of the fingerprint.
     ``inputs`` pair a workspace path with its sha256 (for an inline block, the block's), or
-    'import:<module>' with 'required'/'optional' for a scan.
+    'import:<module>' with 'required'/'optional' for a scan (and 'from:<module>' with the names taken from it).
     """
 
     source: Source
@@ -359,6 +359,12 @@ def _from_scan(
     required_names = {canonicalize_name(n) for n in required}
     optional = [n for n in optional if canonicalize_name(n) not in required_names]
     inputs = [(f"import:{name}", "optional" if opt else "required") for name, (_, opt) in imports.items()]
+    # The names taken by `from x import a, b`: a release may lack one, so they decide whether an environment serves.
+    taken: dict[str, set[str]] = {}
+    for ref in scan.imports:
+        if ref.names and not ref.optional:
+            taken.setdefault(ref.module, set()).update(ref.names)
+    inputs += [(f"from:{module}", ",".join(sorted(names))) for module, names in taken.items()]
     found = bool(required or optional or unresolved)
     return PythonDetection(
         source="scan" if found else "none",

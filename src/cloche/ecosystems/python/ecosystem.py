@@ -7,6 +7,7 @@ workspace: a user's ``deps/`` folder is never hidden).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -226,6 +227,20 @@ class PythonEcosystem(Ecosystem):
         environment = _BuiltVenv(self, jail, found.constraints, detection.source)
         return await recovery.verify(found.imports, requirements, lock, environment, self.resolver)
 
+    def check_key(self, detection: Detection) -> str | None:
+        found = detection.details
+        if not isinstance(found, PythonDetection) or not found.imports:
+            return None
+        needs = json.dumps([n.to_dict() for n in found.imports], sort_keys=True)
+        return hashlib.sha256(needs.encode()).hexdigest()
+
+    async def check(self, detection: Detection, jail: InstallJail) -> bool:
+        found = detection.details
+        if not isinstance(found, PythonDetection) or not found.imports:
+            return True
+        answers = await _check_imports(jail, ENV_MOUNT, found.imports)
+        return all(answer.ok for module, answer in answers.items() if module in {n.module for n in found.imports})
+
     def site_packages(self, environment: Path) -> Path | None:
         lib = environment / "lib"
         try:
@@ -262,30 +277,35 @@ class _BuiltVenv:
         self.ecosystem, self.jail, self.constraints, self.source = ecosystem, jail, constraints, source
 
     async def check(self, needs: Sequence[ImportNeed]) -> dict[str, recovery.Answer]:
-        # Package code runs here: a private cache, and the venv read-only so nothing it does is sealed.
-        files = {"check_imports.py": CHECK_SCRIPT.read_text(), "imports.json": json.dumps([n.to_dict() for n in needs])}
-        argv = [f"{self.jail.build_mount}/bin/python", "-I", "-B", f"{INSTALL_INPUTS}/check_imports.py"]
-        result = await self.jail.run(
-            [*argv, f"{INSTALL_INPUTS}/imports.json"],
-            files=files,
-            shared_cache=False,
-            build_readonly=True,
-            timeout_seconds=min(CHECK_TIMEOUT, 60.0 + 30.0 * len(needs)),
-        )
-        answers: dict[str, recovery.Answer] = {}
-        for line in result.stdout.splitlines():
-            if line.startswith(CHECK_MARK):
-                data = json.loads(line[len(CHECK_MARK) :])
-                answers[data["module"]] = recovery.Answer(
-                    data["module"], data["kind"], data.get("missing"), tuple(data.get("names") or ()), data["error"]
-                )
-        return answers
+        return await _check_imports(self.jail, self.jail.build_mount, needs)
 
     async def relock(self, requirements: Sequence[str]) -> Lock:
         return await self.ecosystem.lock_for(requirements, self.constraints, self.jail, self.source)
 
     async def sync(self, lock: Lock) -> None:
         await self.ecosystem.sync(lock, self.jail)
+
+
+async def _check_imports(jail: InstallJail, venv: str, needs: Sequence[ImportNeed]) -> dict[str, recovery.Answer]:
+    """Import each need with the venv at ``venv`` in ``jail`` (see check_imports.py)."""
+    # Package code runs here: a private cache, and the venv read-only so nothing it does is sealed.
+    files = {"check_imports.py": CHECK_SCRIPT.read_text(), "imports.json": json.dumps([n.to_dict() for n in needs])}
+    argv = [f"{venv}/bin/python", "-I", "-B", f"{INSTALL_INPUTS}/check_imports.py"]
+    result = await jail.run(
+        [*argv, f"{INSTALL_INPUTS}/imports.json"],
+        files=files,
+        shared_cache=False,
+        build_readonly=True,
+        timeout_seconds=min(CHECK_TIMEOUT, 60.0 + 30.0 * len(needs)),
+    )
+    answers: dict[str, recovery.Answer] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith(CHECK_MARK):
+            data = json.loads(line[len(CHECK_MARK) :])
+            answers[data["module"]] = recovery.Answer(
+                data["module"], data["kind"], data.get("missing"), tuple(data.get("names") or ()), data["error"]
+            )
+    return answers
 
 
 def _requirement_name(requirement: str) -> str:
