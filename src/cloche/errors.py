@@ -18,10 +18,12 @@ status, unless it keeps its parent's) in its header, and joins ``ALL_ERRORS`` by
     │   ├── RunNotFound       404 run_not_found
     │   ├── SecretNotFound    404 secret_not_found     no secret of that name for this tenant
     │   ├── ProcessNotFound   404 process_not_found    no background process of that id in the sandbox
-    │   └── PortNotListening  404 port_not_listening   no background process listens on that port
+    │   ├── PortNotListening  404 port_not_listening   no background process listens on that port
+    │   └── ContextNotFound   404 context_not_found    no code context of that id in the sandbox
     ├── Conflict              409 conflict             state does not allow the action
     │   ├── SandboxBusy       409 sandbox_busy         another exec holds the sandbox
-    │   └── ResidentLimit     409 resident_limit       the sandbox already runs its most long-lived processes
+    │   ├── ResidentLimit     409 resident_limit       the sandbox already runs its most long-lived processes
+    │   └── TooManyContexts   409 too_many_contexts    the sandbox holds its most code contexts
     ├── TooLarge              413 too_large            upload, archive or quota limit exceeded
     ├── IsolationUnavailable  422 isolation_unavailable  the asked isolation tier cannot run here (no runsc)
     ├── TenantQuotaExceeded   429 tenant_quota_exceeded  the tenant holds its most live sandboxes
@@ -102,6 +104,9 @@ class ProcessNotFound(NotFound, code="process_not_found"): ...
 class PortNotListening(NotFound, code="port_not_listening"): ...
 
 
+class ContextNotFound(NotFound, code="context_not_found"): ...
+
+
 class Conflict(ClocheError, code="conflict", status=409): ...
 
 
@@ -109,6 +114,9 @@ class SandboxBusy(Conflict, code="sandbox_busy"): ...
 
 
 class ResidentLimit(Conflict, code="resident_limit"): ...
+
+
+class TooManyContexts(Conflict, code="too_many_contexts"): ...
 
 
 class TooLarge(ClocheError, code="too_large", status=413): ...

@@ -233,6 +233,18 @@ class Settings(BaseSettings):
         None,
         description="Shared secret between API servers and node agents: agents refuse a request without it "
         "(as 'Authorization: Bearer <token>'). Required for an agent bound to a non-loopback address.",
+    context_idle_seconds: float = Field(
+        1800.0, gt=0, description="A code context unused this long is stopped (its kernel and variables are gone)."
+    )
+    context_lifetime_seconds: float = Field(
+        86_400.0, gt=0, description="Longest a code context's kernel lives, used or not; then it is stopped."
+    )
+    max_contexts_per_sandbox: int = Field(8, ge=1, description="Most code contexts (kernels) one sandbox may hold.")
+    context_start_seconds: float = Field(
+        120.0, gt=0, description="How long a code context's kernel may take to start before it is given up."
+    )
+    code_results_limit_bytes: int = Field(
+        16 * 1_048_576, gt=0, description="Cap on the displayed results (images, HTML, ...) one cell returns."
     )
 
     @field_validator("data_dir")

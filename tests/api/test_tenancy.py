@@ -29,6 +29,8 @@ JSON_BODIES: dict[str, Any] = {
     "ExecRequest": {"command": "echo hi"},
     "SeedExec": {"command": "echo hi"},
     "CreateSecret": {"name": "BOB_TOKEN", "value": "bob's own value"},
+    "CreateContext": {},
+    "CodeRequest": {"code": "1"},
 }
 # Routes that take no sandbox: what another tenant's key gets from them.
 OPEN_ROUTES: dict[tuple[str, str], int] = {
@@ -79,6 +81,7 @@ def test_every_route_refuses_another_tenants_key(keyed_server: ServerProcess) ->
         serving = {"command": "python3 -m http.server 8000", "background": True}
         values["process_id"] = alice.post(f"/v1/sandboxes/{sid}/exec", json=serving).json()["process_id"]
         values["port"] = "8000"
+        values["context_id"] = "ctx_" + "0" * 24  # a context of alice's sandbox or not: the sandbox answers first
 
         operations = _operations(keyed_server)
         assert len(operations) >= 20

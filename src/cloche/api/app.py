@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 
 from cloche import __version__
 from cloche.agent import server as agent_server
-from cloche.api import compat_jhansi, errors, ports, process_routes
+from cloche.api import compat_jhansi, errors, ports, process_routes, routes_contexts
 from cloche.api.middleware import BodyLimit, JsonByDefault
 from cloche.api.routes import router
 from cloche.api.state import AppState
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, node_agent: bool = False) ->
         app.include_router(router)
         app.include_router(process_routes.router)
         app.include_router(ports.router)
+        app.include_router(routes_contexts.router)
         app.include_router(compat_jhansi.router)  # the seed's clients: JHANSI_BASE_URL=<cloche>/jhansi
 
     @app.get("/health", response_model=Health, tags=["ops"])

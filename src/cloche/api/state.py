@@ -37,6 +37,7 @@ from cloche.jail.uid_lock import UidRangeLock
 from cloche.metrics import Metrics
 from cloche.paths import UID_LOCK_DIR, DataPaths
 from cloche.service.audit_trail import AuditTrail
+from cloche.service.contexts import ContextService
 from cloche.service.deps import DependencyService
 from cloche.service.evidence import EvidenceService
 from cloche.service.execute import ExecService
@@ -78,6 +79,7 @@ class AppState:
     files: FileService
     deps: DependencyService
     execs: ExecService
+    contexts: ContextService
     evidence: EvidenceService
     secrets: SecretService
     residents: Residents
@@ -175,6 +177,10 @@ class AppState:
         files = FileService(sandboxes)
         execs = ExecService(sandboxes, runner, registry, deps, secrets)
         local_agent = LocalAgent(settings.node_name, sandboxes, files, execs)
+        python = registry.by_name("python")
+        assert isinstance(python, PythonEcosystem)
+        command_tools = [e.command_tools for e in registry.ecosystems]
+        contexts = ContextService(sandboxes, residents, python, command_tools, deps, secrets, jails, envs)
         return cls(
             settings=settings,
             paths=paths,
@@ -186,6 +192,7 @@ class AppState:
             files=files,
             deps=deps,
             execs=execs,
+            contexts=contexts,
             evidence=EvidenceService(sandboxes),
             secrets=secrets,
             residents=residents,
@@ -234,6 +241,7 @@ class AppState:
             await asyncio.sleep(self.settings.reaper_interval_seconds)
             try:
                 await self.sandboxes.reap_expired()
+                await self.contexts.reap_idle()
                 self.runner.reap()
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("housekeeping failed")
@@ -242,9 +250,8 @@ class AppState:
         while True:
             await asyncio.sleep(self.settings.gc_interval_seconds)
             try:
-                removed = await asyncio.to_thread(
-                    self.envs.prune, self.deps.referenced_keys(), self.settings.env_gc_grace_seconds
-                )
+                referenced = self.deps.referenced_keys() | self.contexts.held_keys()
+                removed = await asyncio.to_thread(self.envs.prune, referenced, self.settings.env_gc_grace_seconds)
                 if removed:
                     self.metrics.store_changed()
                     log.info("environments pruned", extra={"removed": removed})
@@ -252,6 +259,7 @@ class AppState:
                 log.exception("environment collection failed")
 
     async def stop(self) -> None:
+        await self.contexts.stop_all()  # kernels, their cgroups and sockets
         background = [*self.tasks, *self.deps.background]
         for task in background:
             task.cancel()

@@ -11,12 +11,12 @@ from typing import Any
 from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
-from cloche.jail.egress_policy import EgressPolicy
-from cloche.jail.profile import SANDBOX_DIR, JailProfile, ResourceLimits, RunSpec
+from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
 from cloche.jail.runner import Runner, RunResult, StreamName
 from cloche.logs import bind as bind_log_fields
 from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
+from cloche.service import run_policy
 from cloche.service.command_deps import CommandDependencies, CommandDeps
 from cloche.service.deps import DependencyService, Progress
 from cloche.service.ids import new_run_id, utcnow
@@ -96,14 +96,6 @@ class ExecService:
             asked["timeout_seconds"] = request.timeout_seconds
         timeout = asked.get("timeout_seconds") or settings.default_timeout_seconds
         output = asked.get("output_bytes") or settings.output_limit_bytes
-        mib = 1024 * 1024
-        limits = ResourceLimits(
-            memory_bytes=min(asked.get("memory_mb") or settings.default_memory_mb, settings.max_memory_mb) * mib,
-            pids=min(asked.get("pids") or settings.default_pids, settings.max_pids),
-            cpu_cores=min(asked.get("cpu_cores") or settings.default_cpu_cores, settings.max_cpu_cores),
-            file_size_bytes=settings.max_file_mb * mib,
-            open_files=settings.open_files,
-        )
         return RunSpec(
             argv=tuple(argv),
             env={**exec_env.env, **row.env, **(request.env or {}), **held.values},  # over the runner's base ones
@@ -111,7 +103,7 @@ class ExecService:
             stdin=request.stdin.encode() if request.stdin is not None else None,
             timeout_seconds=min(float(timeout), settings.max_timeout_seconds),
             output_limit_bytes=min(int(output), settings.output_limit_bytes),
-            limits=limits,
+            limits=run_policy.limits(settings, asked),
             watchdog=self.sandboxes.quota.watchdog(row),
         )
 
@@ -123,17 +115,10 @@ class ExecService:
             workspace=self.sandboxes.paths.workspace(row.id),
             workspace_writable=True,
             mounts=exec_env.mounts,
-            egress=self._egress(row, held),
+            egress=run_policy.egress(self.sandboxes, row, held),
             tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
             isolation=row.isolation,
         )
-
-    def _egress(self, row: SandboxRow, held: Held) -> EgressPolicy:
-        # Under the server default (no "egress" at create) the proxy runs even with nothing allowed, so what
-        # the code tried is refused with a 403 and listed in egress_denied; an explicit [] means no network.
-        # The run's secrets add the hosts they are meant for.
-        allow = dict.fromkeys([*self.sandboxes.egress_hosts(row), *held.hosts])
-        return EgressPolicy(tuple(allow), report_refusals=row.egress is None)
 
     async def execute(
         self,

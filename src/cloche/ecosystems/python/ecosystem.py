@@ -216,6 +216,15 @@ class PythonEcosystem(Ecosystem):
         argv += ["--link-mode", "copy", "--quiet", *self._index_args()]
         await _wheels_then_sources(jail, argv, {"lock.txt": lock.text}, INSTALL_TIMEOUT)
 
+    async def install_target(self, lock: Lock, jail: InstallJail) -> None:
+        """Install ``lock`` as a plain folder of packages (no venv) into the jail's build folder, bytecode compiled
+        beside the sources so the folder works wherever it is mounted (cloche's own tools, e.g. the kernel)."""
+        argv = [UV, "pip", "install", "--no-deps", "-r", f"{INSTALL_INPUTS}/lock.txt", "--target", jail.build_mount]
+        argv += ["--python", TARGET_PYTHON, "--require-hashes", "--compile-bytecode", "--link-mode", "copy"]
+        await _wheels_then_sources(
+            jail, [*argv, "--quiet", *self._index_args()], {"lock.txt": lock.text}, INSTALL_TIMEOUT
+        )
+
     async def verify(self, detection: Detection, lock: Lock, jail: InstallJail) -> Verification | None:
         found = detection.details
         if not isinstance(found, PythonDetection) or not found.imports:

@@ -1,0 +1,86 @@
+"""Routes of code contexts: create, list, get, restart and delete a context; run a cell (JSON or SSE)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from cloche.api.disconnect import unless_client_leaves
+from cloche.api.errors import documented
+from cloche.api.routes import NAMES_A_SANDBOX, SSE, State, Tenant
+from cloche.api.state import AppState
+from cloche.api.streaming import Emit, stream_events
+from cloche.errors import ClocheError
+from cloche.models_code import CodeOutput, CodeRequest, CodeResult, Context, ContextList, CreateContext
+
+router = APIRouter(prefix="/v1/sandboxes/{sandbox_id}")
+
+
+@router.post("/contexts", status_code=201, response_model=Context, responses=documented(*NAMES_A_SANDBOX, 409, 503))
+async def create_context(s: State, who: Tenant, sandbox_id: str, body: CreateContext | None = None) -> Context:
+    return await s.contexts.create(who, sandbox_id, body or CreateContext())
+
+
+@router.get("/contexts", response_model=ContextList, responses=documented(*NAMES_A_SANDBOX))
+async def list_contexts(s: State, who: Tenant, sandbox_id: str) -> ContextList:
+    return ContextList(contexts=s.contexts.listing(who, sandbox_id))
+
+
+@router.get("/contexts/{context_id}", response_model=Context, responses=documented(*NAMES_A_SANDBOX))
+async def get_context(s: State, who: Tenant, sandbox_id: str, context_id: str) -> Context:
+    return s.contexts.get(who, sandbox_id, context_id)
+
+
+@router.post("/contexts/{context_id}/restart", response_model=Context, responses=documented(*NAMES_A_SANDBOX, 503))
+async def restart_context(s: State, who: Tenant, sandbox_id: str, context_id: str) -> Context:
+    return await s.contexts.restart(who, sandbox_id, context_id)
+
+
+@router.delete("/contexts/{context_id}", status_code=204, responses=documented(*NAMES_A_SANDBOX))
+async def delete_context(s: State, who: Tenant, sandbox_id: str, context_id: str) -> Response:
+    await s.contexts.delete(who, sandbox_id, context_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/code",
+    response_model=CodeResult,
+    responses=documented(400, *NAMES_A_SANDBOX, 409, 503, ok={200: {"content": {SSE: {}}}}),
+)
+async def run_code(
+    s: State, who: Tenant, sandbox_id: str, body: CodeRequest, request: Request
+) -> CodeResult | Response:
+    if SSE in request.headers.get("accept", ""):
+        s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
+        return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
+    return await unless_client_leaves(request, s.contexts.run(who, sandbox_id, body))
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _stream(s: AppState, who: str, sandbox_id: str, body: CodeRequest) -> AsyncIterator[bytes]:
+    """Events: ``stdout``/``stderr`` ({"data"}), ``result`` (one CodeOutput), ``install``, then ``done``."""
+
+    async def produce(emit: Emit) -> None:
+        async def sink(kind: str, value: Any) -> None:
+            data = (
+                value.model_dump(mode="json", exclude_none=True) if isinstance(value, CodeOutput) else {"data": value}
+            )
+            await emit(_sse(kind, data))
+
+        async def progress(event: Mapping[str, Any]) -> None:
+            await emit(_sse("install", dict(event)))
+
+        try:
+            result = await s.contexts.run(who, sandbox_id, body, sink, progress)
+            await emit(_sse("done", result.model_dump(mode="json")))
+        except ClocheError as exc:
+            await emit(_sse("error", exc.to_dict()["error"]))
+
+    return stream_events(produce)
