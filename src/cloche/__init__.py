@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from cloche.sdk.aio import AsyncClient, AsyncSandboxHandle
-from cloche.sdk.calls import ExecEvent
+from cloche.sdk.calls import CodeEvent, ExecEvent
 from cloche.sdk.client import Client, SandboxHandle
 from cloche.sdk.errors import (
     ClocheAPIError,
@@ -22,6 +22,7 @@ __all__ = [
     "AsyncSandboxHandle",
     "Client",
     "ClocheAPIError",
+    "CodeEvent",
     "ConflictError",
     "ExecEvent",
     "InvalidRequestError",

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
+from cloche.models_code import CodeResult, Context
 from cloche.sdk import calls, process_calls
-from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, Endpoint, EventDecoder, ExecEvent
+from cloche.sdk.calls import DEFAULT_TIMEOUT, Call, CodeEvent, E, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import raise_for
 from cloche.sdk.processes import AsyncProcessHandle
 
@@ -70,8 +71,8 @@ class AsyncClient(Endpoint[httpx.AsyncClient]):
     async def delete_secret(self, name: str, missing_ok: bool = True) -> None:
         await self.send(calls.delete_secret(name, missing_ok))
 
-    async def events(self, call: Call[None], decoder: EventDecoder | None = None) -> AsyncIterator[ExecEvent]:
-        """Send a streaming call and yield its decoded events."""
+    async def events(self, call: Call[None], decoder: EventDecoder[E] | None = None) -> AsyncIterator[E]:
+        """Send a streaming call and yield its decoded events (an exec's unless ``decoder`` says otherwise)."""
         async with self._http.stream(call.method, call.path, **call.options) as response:
             if not response.is_success:
                 await response.aread()
@@ -87,6 +88,7 @@ class AsyncSandboxHandle:
 
     def __init__(self, client: AsyncClient, sandbox_id: str, info: Sandbox | None = None) -> None:
         self.client, self.id, self.info = client, sandbox_id, info
+        self.contexts = AsyncContexts(client, sandbox_id)
 
     async def __aenter__(self) -> AsyncSandboxHandle:
         return self
@@ -128,6 +130,18 @@ class AsyncSandboxHandle:
         """Yield ``install`` and output events as they happen, then one ``done`` event with the result."""
         return self.client.events(calls.exec_stream(self.id, filename, command, options))
 
+    async def run_code(
+        self, code: str, context: str | Context | None = None, timeout: float | None = None
+    ) -> CodeResult:
+        """Run a cell in a code context (the sandbox's default one unless ``context``): variables persist."""
+        return await self.client.send(calls.run_code(self.id, code, context, timeout))
+
+    def stream_code(
+        self, code: str, context: str | Context | None = None, timeout: float | None = None
+    ) -> AsyncIterator[CodeEvent]:
+        """Yield a cell's output and results as they happen, then one ``done`` event with its result."""
+        return self.client.events(calls.code_stream(self.id, code, context, timeout), EventDecoder.code())
+
     async def runs(self, limit: int = 100) -> RunList:
         return await self.client.send(calls.runs(self.id, limit))
 
@@ -163,3 +177,30 @@ class AsyncSandboxHandle:
     def url(self, port: int, path: str = "") -> str:
         """Where ``port`` of this sandbox answers through the server (send the API key with each request)."""
         return process_calls.port_url(self.client.url, self.id, port, path)
+
+
+class AsyncContexts:
+    """A sandbox's code contexts (``box.contexts``): each a kernel of its own with its own variables."""
+
+    def __init__(self, client: AsyncClient, sandbox_id: str) -> None:
+        self.client, self.sandbox_id = client, sandbox_id
+
+    async def create(self) -> Context:
+        return await self.client.send(calls.create_context(self.sandbox_id))
+
+    async def list(self) -> builtins.list[Context]:
+        return await self.client.send(calls.list_contexts(self.sandbox_id))
+
+    async def get(self, context: str | Context) -> Context:
+        return await self.client.send(calls.get_context(self.sandbox_id, _id(context)))
+
+    async def restart(self, context: str | Context) -> Context:
+        """A fresh kernel: the context's variables are gone."""
+        return await self.client.send(calls.restart_context(self.sandbox_id, _id(context)))
+
+    async def delete(self, context: str | Context, missing_ok: bool = True) -> None:
+        await self.client.send(calls.delete_context(self.sandbox_id, _id(context), missing_ok))
+
+
+def _id(context: str | Context) -> str:
+    return context.id if isinstance(context, Context) else context

@@ -30,6 +30,7 @@ from cloche.models import (
     SecretInfo,
     SecretList,
 )
+from cloche.models_code import CodeOutput, CodeResult, Context, ContextList
 from cloche.sdk.errors import error_for_code, raise_for
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -201,6 +202,45 @@ def diff(sandbox_id: str, run_from: str, run_to: str) -> Call[dict[str, Any]]:
     return Call("GET", f"{_base(sandbox_id)}/deps/diff", _json, {"params": params})
 
 
+# code contexts
+
+
+def _code_body(code: str, context: str | Context | None, timeout: float | None) -> dict[str, Any]:
+    context_id = context.id if isinstance(context, Context) else context
+    return _drop_none({"code": code, "context_id": context_id, "timeout_seconds": timeout})
+
+
+def run_code(sandbox_id: str, code: str, context: str | Context | None, timeout: float | None) -> Call[CodeResult]:
+    body = _code_body(code, context, timeout)
+    return Call("POST", f"{_base(sandbox_id)}/code", _model(CodeResult), {"json": body})
+
+
+def code_stream(sandbox_id: str, code: str, context: str | Context | None, timeout: float | None) -> Call[None]:
+    call = run_code(sandbox_id, code, context, timeout)
+    return Call(call.method, call.path, _nothing, {**call.options, "headers": {"Accept": "text/event-stream"}})
+
+
+def create_context(sandbox_id: str) -> Call[Context]:
+    return Call("POST", f"{_base(sandbox_id)}/contexts", _model(Context), {"json": {}})
+
+
+def list_contexts(sandbox_id: str) -> Call[list[Context]]:
+    return Call("GET", f"{_base(sandbox_id)}/contexts", lambda r: ContextList.model_validate(r.json()).contexts)
+
+
+def get_context(sandbox_id: str, context_id: str) -> Call[Context]:
+    return Call("GET", f"{_base(sandbox_id)}/contexts/{context_id}", _model(Context))
+
+
+def restart_context(sandbox_id: str, context_id: str) -> Call[Context]:
+    return Call("POST", f"{_base(sandbox_id)}/contexts/{context_id}/restart", _model(Context))
+
+
+def delete_context(sandbox_id: str, context_id: str, missing_ok: bool = True) -> Call[None]:
+    path = f"{_base(sandbox_id)}/contexts/{context_id}"
+    return Call("DELETE", path, _nothing, missing_ok=missing_ok)
+
+
 # streaming
 
 
@@ -219,17 +259,36 @@ class ExecEvent:
     data: dict[str, Any] | None = None
 
 
-class EventDecoder:
-    """Turns the lines of an SSE exec answer into ``ExecEvent``s; an ``error`` event raises its exception.
+@dataclass(frozen=True)
+class CodeEvent:
+    """One streamed event of a cell: ``stdout``/``stderr`` carry ``text``, ``result`` a displayed value
+    (``output``), ``install`` its ``data``; the last, ``done``, carries the cell's ``result``."""
 
-    ``exec_done=False`` reads streams whose ``done`` is not an exec result (a process's log): its payload goes
-    to ``data``."""
+    kind: str
+    text: str = ""
+    output: CodeOutput | None = None
+    result: CodeResult | None = None
+    data: dict[str, Any] | None = None
 
-    def __init__(self, exec_done: bool = True) -> None:
+
+E = TypeVar("E", ExecEvent, CodeEvent)
+
+
+class EventDecoder(Generic[E]):
+    """Turns the lines of an SSE answer into events; an ``error`` event raises its exception. ``EventDecoder()``
+    reads an exec's events, ``EventDecoder.code()`` a cell's."""
+
+    def __init__(self, make: Callable[[str, Any], E] | None = None, *, exec_done: bool = True) -> None:
+        """``exec_done=False`` reads streams whose ``done`` is not an exec result (a process's log): its payload
+        goes to ``data``."""
         self._event = "message"
-        self._exec_done = exec_done
+        self._make: Callable[[str, Any], Any] = make or (_exec_event if exec_done else _log_event)
 
-    def feed(self, line: str) -> ExecEvent | None:
+    @classmethod
+    def code(cls) -> EventDecoder[CodeEvent]:
+        return EventDecoder(_code_event)
+
+    def feed(self, line: str) -> E | None:
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "event":
@@ -238,11 +297,35 @@ class EventDecoder:
         if name != "data":
             return None  # blank separators, comments, ids
         payload = json.loads(value)
-        kind = self._event
-        if kind == "done" and self._exec_done:
-            return ExecEvent(kind, result=ExecResult.model_validate(payload))
-        if kind == "error":
+        if self._event == "error":
             raise error_for_code(str(payload.get("code", "internal")), str(payload.get("message", "")))
-        if kind in ("stdout", "stderr"):
-            return ExecEvent(kind, text=str(payload.get("data", "")))
-        return ExecEvent(kind, data=payload if isinstance(payload, dict) else {"value": payload})
+        event: E = self._make(self._event, payload)
+        return event
+
+
+def _data(payload: Any) -> dict[str, Any]:
+    return payload if isinstance(payload, dict) else {"value": payload}
+
+
+def _exec_event(kind: str, payload: Any) -> ExecEvent:
+    if kind == "done":
+        return ExecEvent(kind, result=ExecResult.model_validate(payload))
+    if kind in ("stdout", "stderr"):
+        return ExecEvent(kind, text=str(payload.get("data", "")))
+    return ExecEvent(kind, data=_data(payload))
+
+
+def _log_event(kind: str, payload: Any) -> ExecEvent:
+    if kind in ("stdout", "stderr"):
+        return ExecEvent(kind, text=str(payload.get("data", "")))
+    return ExecEvent(kind, data=_data(payload))
+
+
+def _code_event(kind: str, payload: Any) -> CodeEvent:
+    if kind == "done":
+        return CodeEvent(kind, result=CodeResult.model_validate(payload))
+    if kind == "result":
+        return CodeEvent(kind, output=CodeOutput.model_validate(payload))
+    if kind in ("stdout", "stderr"):
+        return CodeEvent(kind, text=str(payload.get("data", "")))
+    return CodeEvent(kind, data=_data(payload))

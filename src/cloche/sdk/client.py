@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 import httpx
 
 from cloche.models import ExecResult, FileEntry, FileList, FilesWritten, RunList, RunRecord, Sandbox, SecretInfo
+from cloche.models_code import CodeResult, Context
 from cloche.sdk import calls, process_calls
-from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, Endpoint, EventDecoder, ExecEvent
+from cloche.sdk.calls import DEFAULT_TIMEOUT, DEFAULT_URL, Call, CodeEvent, E, Endpoint, EventDecoder, ExecEvent
 from cloche.sdk.errors import ClocheAPIError, raise_for
 from cloche.sdk.processes import ProcessHandle
 
-__all__ = ["DEFAULT_URL", "Client", "ClocheAPIError", "ExecEvent", "SandboxHandle"]
+__all__ = ["DEFAULT_URL", "Client", "ClocheAPIError", "CodeEvent", "Contexts", "ExecEvent", "SandboxHandle"]
 
 T = TypeVar("T")
 
@@ -68,8 +69,8 @@ class Client(Endpoint[httpx.Client]):
     def delete_secret(self, name: str, missing_ok: bool = True) -> None:
         self.send(calls.delete_secret(name, missing_ok))
 
-    def events(self, call: Call[None], decoder: EventDecoder | None = None) -> Iterator[ExecEvent]:
-        """Send a streaming call and yield its decoded events."""
+    def events(self, call: Call[None], decoder: EventDecoder[E] | None = None) -> Iterator[E]:
+        """Send a streaming call and yield its decoded events (an exec's unless ``decoder`` says otherwise)."""
         with self._http.stream(call.method, call.path, **call.options) as response:
             if not response.is_success:
                 response.read()
@@ -85,6 +86,7 @@ class SandboxHandle:
 
     def __init__(self, client: Client, sandbox_id: str, info: Sandbox | None = None) -> None:
         self.client, self.id, self.info = client, sandbox_id, info
+        self.contexts = Contexts(client, sandbox_id)
 
     def __enter__(self) -> SandboxHandle:
         return self
@@ -124,6 +126,16 @@ class SandboxHandle:
         """Yield ``install`` and output events as they happen, then one ``done`` event with the result."""
         return self.client.events(calls.exec_stream(self.id, filename, command, options))
 
+    def run_code(self, code: str, context: str | Context | None = None, timeout: float | None = None) -> CodeResult:
+        """Run a cell in a code context (the sandbox's default one unless ``context``): variables persist."""
+        return self.client.send(calls.run_code(self.id, code, context, timeout))
+
+    def stream_code(
+        self, code: str, context: str | Context | None = None, timeout: float | None = None
+    ) -> Iterator[CodeEvent]:
+        """Yield a cell's output and results as they happen, then one ``done`` event with its result."""
+        return self.client.events(calls.code_stream(self.id, code, context, timeout), EventDecoder.code())
+
     def runs(self, limit: int = 100) -> RunList:
         return self.client.send(calls.runs(self.id, limit))
 
@@ -155,3 +167,30 @@ class SandboxHandle:
     def url(self, port: int, path: str = "") -> str:
         """Where ``port`` of this sandbox answers through the server (send the API key with each request)."""
         return process_calls.port_url(self.client.url, self.id, port, path)
+
+
+class Contexts:
+    """A sandbox's code contexts (``box.contexts``): each a kernel of its own with its own variables."""
+
+    def __init__(self, client: Client, sandbox_id: str) -> None:
+        self.client, self.sandbox_id = client, sandbox_id
+
+    def create(self) -> Context:
+        return self.client.send(calls.create_context(self.sandbox_id))
+
+    def list(self) -> builtins.list[Context]:
+        return self.client.send(calls.list_contexts(self.sandbox_id))
+
+    def get(self, context: str | Context) -> Context:
+        return self.client.send(calls.get_context(self.sandbox_id, _id(context)))
+
+    def restart(self, context: str | Context) -> Context:
+        """A fresh kernel: the context's variables are gone."""
+        return self.client.send(calls.restart_context(self.sandbox_id, _id(context)))
+
+    def delete(self, context: str | Context, missing_ok: bool = True) -> None:
+        self.client.send(calls.delete_context(self.sandbox_id, _id(context), missing_ok))
+
+
+def _id(context: str | Context) -> str:
+    return context.id if isinstance(context, Context) else context
