@@ -233,6 +233,7 @@ class Settings(BaseSettings):
         None,
         description="Shared secret between API servers and node agents: agents refuse a request without it "
         "(as 'Authorization: Bearer <token>'). Required for an agent bound to a non-loopback address.",
+    )
     context_idle_seconds: float = Field(
         1800.0, gt=0, description="A code context unused this long is stopped (its kernel and variables are gone)."
     )

@@ -32,7 +32,6 @@ from cloche.ecosystems.python.ecosystem import PythonEcosystem
 from cloche.errors import ContextNotFound, InvalidRequest, TooManyContexts
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
-from cloche.jail.runner import Runner
 from cloche.models_code import CodeError, CodeRequest, CodeResult, Context, CreateContext
 from cloche.service import run_policy
 from cloche.service.cell_results import cell_result, masked
@@ -42,6 +41,7 @@ from cloche.service.kernel_client import CellOutcome
 from cloche.service.kernel_tools import KernelTools
 from cloche.service.kernels import Kernel, KernelLaunch
 from cloche.service.masking import Masker
+from cloche.service.residents import Residents
 from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import SecretService
@@ -80,7 +80,7 @@ class ContextService:
     def __init__(
         self,
         sandboxes: SandboxService,
-        runner: Runner,
+        residents: Residents,
         python: PythonEcosystem,
         command_tools: list[ExecEnv],
         deps: DependencyService,
@@ -90,7 +90,7 @@ class ContextService:
     ) -> None:
         self.sandboxes = sandboxes
         self.settings = sandboxes.settings
-        self.runner = runner
+        self.residents = residents
         self.python = python
         self.command_tools = command_tools
         self.deps = deps
@@ -226,14 +226,13 @@ class ContextService:
             held = self.secrets.hold(row.tenant, row.secrets)
             folder = self.sandboxes.paths.run / f"kernel-{ctx.id}-{secrets.token_hex(4)}"
             sandbox_env = combine([prepared.exec_env, *self.command_tools])
-            added = Kernel.mounts(folder, kernel.CONNECTION_DIR, kernel.ADDED_MOUNT)
             argv, env = kernel.kernel_env(tools.path, sandbox_env, self.launcher)
             spec = RunSpec(
                 argv=tuple(argv),
                 env={**env.env, **row.env, **held.values},
                 cwd=SANDBOX_DIR,
                 timeout_seconds=self.settings.context_lifetime_seconds,
-                output_limit_bytes=self.settings.output_limit_bytes,
+                output_limit_bytes=None,  # the kernel's own output goes to its resident log
                 limits=run_policy.limits(self.settings, row.limits),
                 watchdog=self.sandboxes.quota.watchdog(row),
             )
@@ -242,16 +241,17 @@ class ContextService:
                 host_uid=row.host_uid,
                 workspace=self.sandboxes.paths.workspace(row.id),
                 workspace_writable=True,
-                mounts=(*env.mounts, *added),
+                mounts=(*env.mounts, Kernel.mount(folder, kernel.CONTEXT_MOUNT)),
+                isolation=row.isolation,
                 egress=run_policy.egress(self.sandboxes, row, held),
                 tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
             )
             record = prepared.record
             components = {c.name: c.version for c in record.components}
-            launched = Kernel(self.runner, folder, KernelLaunch(spec, profile, record.env_key, components))
+            launched = Kernel(self.residents, folder, KernelLaunch(spec, profile, record.env_key, components))
             ctx.masker = Masker(held.values.values())
             await asyncio.to_thread(launched.prepare_folder)
-            await launched.start(kernel.CONNECTION_DIR, kernel.CONNECTION_FILE, self.settings.context_start_seconds)
+            await launched.start(row.id, ctx.id, self.settings.context_start_seconds)
             ctx.kernel, ctx.started_once = launched, True
         finally:
             ctx.starting = False

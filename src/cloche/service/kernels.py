@@ -1,22 +1,21 @@
 """One kernel process in a sandbox's jail: start it, reach it, link environments into it, stop it.
 
-The kernel is a jailed run like any other (``Runner.run``: the sandbox's uid, namespaces, seccomp filter, egress
-policy and a cgroup of its own), started in a task of its own whose wall clock is the context's lifetime cap.
-Its host folder holds two things the jail sees:
+The kernel is a resident of its sandbox (``service/residents.py``: one jailed run, the sandbox's uid, namespaces,
+seccomp filter, egress policy and a cgroup of its own, in a task whose wall clock is the context's lifetime cap).
 
-- ``sockets/`` (bound read-write at ``/run/cloche``): the connection file, and the unix sockets the kernel binds.
-  It belongs to the sandbox's uid only until those sockets exist; then it is handed to root and made read-only
-  for the jail, before any cell runs, so nothing in the jail can later swap a socket for a link to something
-  else on the host. The host checks each socket after that hand-over and only then connects.
-- ``added/`` (root's, bound read-only): environments linked in while the kernel runs.
+- Its sockets: the resident's socket folder (``/run/resident`` in the jail). It belongs to the sandbox's uid only
+  until the kernel has bound them; then it is handed to root and made read-only for the jail, before any cell
+  runs, so nothing in the jail can later swap a socket for a link to something else on the host. The host checks
+  each socket after that hand-over and only then connects.
+- Its own folder (root's, bound read-only): the connection file, and ``added/``, environments linked in while
+  the kernel runs.
 
-Stopping cancels the run: the runner kills the jail's processes and removes its cgroup; the folder goes too.
+Stopping stops the resident (the runner kills the jail's processes and removes the cgroup); the folders go too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -24,12 +23,14 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
+from cloche.ecosystems.python.kernel import CONNECTION_FILE
 from cloche.errors import JailUnavailable
-from cloche.jail.profile import JailProfile, Mount, RunSpec
-from cloche.jail.runner import Runner, RunResult, StreamName
+from cloche.jail.profile import RESIDENT_DIR, JailProfile, Mount, RunSpec
 from cloche.service.kernel_client import KernelConnection, connection_info, socket_names
+from cloche.service.residents import Resident, ResidentEnded, Residents
 from cloche.store import safefs
 
 log = logging.getLogger("cloche.contexts")
@@ -47,89 +48,77 @@ class KernelLaunch:
 
 
 class Kernel:
-    def __init__(self, runner: Runner, folder: Path, launch: KernelLaunch) -> None:
-        self.runner = runner
+    def __init__(self, residents: Residents, folder: Path, launch: KernelLaunch) -> None:
+        self.residents = residents
         self.folder = folder
-        self.sockets = folder / "sockets"
         self.added = folder / "added"
         self.launch = launch
         self.env_keys = {launch.env_key} if launch.env_key else set()  # what is visible: at start and added
         self.components = dict(launch.components)
         self.connection: KernelConnection | None = None
-        self.task: asyncio.Task[RunResult] | None = None
+        self.resident: Resident | None = None
         self.execution_count = 0
-        self._tail: collections.deque[str] = collections.deque(maxlen=64)
 
     @staticmethod
-    def mounts(folder: Path, connection_dir: str, added_dir: str) -> tuple[Mount, ...]:
-        return (Mount("bind", connection_dir, folder / "sockets"), Mount("ro-bind", added_dir, folder / "added"))
+    def mount(folder: Path, dest: str) -> Mount:
+        return Mount("ro-bind", dest, folder)
 
     def prepare_folder(self) -> None:
-        """The host folder before the jail starts (see the module docstring)."""
-        uid = self.launch.profile.host_uid
-        self.folder.mkdir(mode=0o711)
-        self.sockets.mkdir(mode=0o700)
-        os.chown(self.sockets, uid, uid)
+        """The host folder before the jail starts: root's, readable by the jail."""
+        self.folder.mkdir(mode=0o755)
         self.added.mkdir(mode=0o755)
 
-    async def start(self, connection_dir: str, connection_file: str, timeout: float) -> None:
+    async def start(self, sandbox_id: str, label: str, timeout: float) -> None:
         """Start the kernel and connect to it; a kernel that does not come up raises ``JailUnavailable``."""
-        jail_info, host_info = connection_info(connection_dir, self.sockets)
-        config = self.sockets / os.path.basename(connection_file)
+        jail_info, _ = connection_info(RESIDENT_DIR, Path(RESIDENT_DIR))
+        config = self.folder / PurePosixPath(CONNECTION_FILE).name
         config.write_text(json.dumps(jail_info))
         config.chmod(0o644)
-        self.task = asyncio.create_task(self.runner.run(self.launch.spec, self.launch.profile, self._keep))
+        self.resident = await self.residents.start(sandbox_id, "context", self.launch.spec, self.launch.profile, label)
         deadline = time.monotonic() + timeout
         try:
-            await self._sockets_bound(deadline)
-            self._hand_over()
+            for name in socket_names():
+                await self.resident.wait_for_socket(name, max(deadline - time.monotonic(), 0.1))
+            self._hand_over(self.resident.socket_dir)
+            host_info = {**jail_info, "ip": str(self.resident.socket_dir / jail_info["ip"].rsplit("/", 1)[1])}
             self.connection = KernelConnection(host_info)
             await self.connection.open(max(deadline - time.monotonic(), 1.0))
+        except ResidentEnded as exc:
+            await self.stop()
+            raise JailUnavailable(f"the kernel ended while starting: {self.death()}") from exc
+        except TimeoutError as exc:
+            await self.stop()
+            raise JailUnavailable(f"the kernel did not start within {timeout:g}s: {self.tail()}") from exc
         except BaseException:
             await self.stop()
             raise
 
-    async def _keep(self, _: StreamName, text: str) -> None:
-        self._tail.append(text)
-
-    def tail(self) -> str:
-        return "".join(self._tail)[-TAIL_BYTES:]
-
-    async def _sockets_bound(self, deadline: float) -> None:
-        names = socket_names()
-        while not all(_is_socket(self.sockets / n) for n in names):
-            if self.task is not None and self.task.done():
-                raise JailUnavailable(f"the kernel ended while starting: {self.death()}")
-            if time.monotonic() > deadline:
-                raise JailUnavailable(f"the kernel did not start in time; it printed:\n{self.tail()}")
-            await asyncio.sleep(0.02)
-
-    def _hand_over(self) -> None:
+    def _hand_over(self, sockets: Path) -> None:
         """The socket folder becomes root's and read-only for the jail; then each socket must still be one."""
-        os.chown(self.sockets, 0, 0)
-        os.chmod(self.sockets, 0o755)
+        os.chown(sockets, 0, 0)
+        os.chmod(sockets, 0o755)
         uid = self.launch.profile.host_uid
         for name in socket_names():
-            info = os.lstat(self.sockets / name)
+            info = os.lstat(sockets / name)
             if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid:
                 raise JailUnavailable(f"the kernel's {name} is not a socket it bound; the kernel was stopped")
 
+    def tail(self) -> str:
+        return self.resident.log.text()[-TAIL_BYTES:] if self.resident is not None else ""
+
     @property
     def alive(self) -> bool:
-        return self.task is not None and not self.task.done() and self.connection is not None
+        return self.resident is not None and self.resident.running and self.connection is not None
 
-    def died(self) -> asyncio.Future[RunResult]:
-        assert self.task is not None
-        return self.task
+    def died(self) -> asyncio.Future[Any]:
+        assert self.resident is not None and self.resident.task is not None
+        return self.resident.task
 
     def death(self) -> str:
         """Why the kernel's process ended, in words."""
-        if self.task is None or not self.task.done() or self.task.cancelled():
+        result = self.resident.result if self.resident is not None else None
+        if result is None:
             return "the kernel was stopped"
-        exc = self.task.exception()
-        if exc is not None:
-            return f"the kernel could not run: {exc}"
-        result = self.task.result()
         why = result.error or f"the kernel exited with code {result.exit_code}"
         tail = self.tail().strip()
         return f"{why}\n{tail}" if tail else why
@@ -155,20 +144,10 @@ class Kernel:
                         os.symlink(os.readlink(path), here / name)
 
     async def stop(self) -> None:
-        """End the kernel: its run is cancelled (the runner kills the jail and removes the cgroup)."""
+        """End the kernel: its resident is stopped (the runner kills the jail and removes the cgroup)."""
         if self.connection is not None:
             self.connection.close()
             self.connection = None
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+        if self.resident is not None:
+            await self.residents.stop(self.resident.id)
         await asyncio.to_thread(safefs.remove_tree, self.folder)
-
-
-def _is_socket(path: Path) -> bool:
-    try:
-        return stat.S_ISSOCK(os.lstat(path).st_mode)
-    except OSError:
-        return False

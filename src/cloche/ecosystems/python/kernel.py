@@ -30,10 +30,11 @@ REQUIREMENTS = ("ipykernel>=6.29,<8",)
 TOOLS_ECOSYSTEM = "python-kernel-tools"  # the store key's namespace: never mistaken for a sandbox environment
 TOOLS_MOUNT = "/opt/cloche/kernel/tools"
 LAUNCHER_MOUNT = "/opt/cloche/kernel/launcher/kernel_jail.py"  # alone in its folder
-ADDED_MOUNT = "/opt/cloche/kernel/added"  # environments linked in while the kernel runs, one folder each
-# its sockets and connection file (a host folder bound read-write; /run/cloche is the egress layer's)
-CONNECTION_DIR = "/run/cloche-kernel"
-CONNECTION_FILE = f"{CONNECTION_DIR}/kernel.json"
+# The context's own folder (read-only): the connection file and, under added/, environments linked in while the
+# kernel runs (one folder each). The kernel's sockets go to the resident's socket folder.
+CONTEXT_MOUNT = "/opt/cloche/kernel/context"
+CONNECTION_FILE = f"{CONTEXT_MOUNT}/kernel.json"
+ADDED_MOUNT = f"{CONTEXT_MOUNT}/added"
 LAUNCHER = Path(__file__).with_name("kernel_jail.py")
 _MAGIC = re.compile(r"^\s*[%!]")
 
