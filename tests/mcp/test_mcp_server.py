@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import pytest
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ImageContent, TextContent
 
 from conftest import ServerProcess
 from mcp import ClientSession
 
-TOOLS = {"create_sandbox", "write_file", "read_file", "list_files", "exec_code", "get_sbom", "delete_sandbox"}
+TOOLS = {
+    "create_sandbox",
+    "write_file",
+    "read_file",
+    "list_files",
+    "exec_code",
+    "run_code",
+    "get_sbom",
+    "delete_sandbox",
+}
 PROGRAM = "import json, sys\nprint(json.dumps({'ok': True}))\nprint('to stderr', file=sys.stderr)\n"
 
 
@@ -152,3 +163,33 @@ def test_imports_install_themselves(offline_server: ServerProcess) -> None:
     run(offline_server, scenario)
     # "installing six==1.16.0" comes between them unless an earlier test already built this environment.
     assert progress[0] == "resolving six" and progress[-1] == "installed six", progress
+
+
+@pytest.mark.network
+def test_run_code_keeps_state_and_returns_a_plot_as_an_image(server: ServerProcess) -> None:
+    async def scenario(session: ClientSession) -> None:
+        box = (await call(session, "create_sandbox"))["sandbox_id"]
+        try:
+            first = await call(session, "run_code", sandbox_id=box, code="x = 41")
+            assert first["status"] == "ok" and first["results"] == []
+            await call(session, "run_code", sandbox_id=box, code="x += 1", context_id=first["context_id"])
+            shown = await call(session, "run_code", sandbox_id=box, code="x")
+            assert [r["text"] for r in shown["results"]] == ["42"]
+
+            plot = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()"
+            drawn = await session.call_tool("run_code", {"sandbox_id": box, "code": plot, "timeout_seconds": 600})
+            assert not drawn.is_error, text(drawn)
+            assert drawn.structured_content is not None and "matplotlib" in str(drawn.structured_content["installed"])
+            images = [block for block in drawn.content if isinstance(block, ImageContent)]
+            assert len(images) == 1 and images[0].mime_type == "image/png"
+            assert base64.b64decode(images[0].data)[:8] == b"\x89PNG\r\n\x1a\n"
+            (figure,) = [r for r in drawn.structured_content["results"] if r["image"] is not None]
+            assert figure["image"] == 0 and "png" in figure["formats"]
+
+            failed = await call(session, "run_code", sandbox_id=box, code="undefined_name")
+            assert failed["status"] == "error" and failed["error"]["name"] == "NameError"
+            assert "undefined_name" in failed["error"]["traceback"]
+        finally:
+            await call(session, "delete_sandbox", sandbox_id=box)
+
+    run(server, scenario)

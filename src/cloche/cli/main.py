@@ -13,7 +13,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 
-from cloche.cli import runs
+from cloche.cli import repl, runs
 from cloche.cli.failures import CANNOT_START, FAILED, USAGE, describe, fail, invalid_settings, unreachable
 from cloche.cli.processes import process_app
 from cloche.errors import ClocheError
@@ -220,6 +220,7 @@ def sandbox_rm(sandbox_ids: Annotated[list[str], typer.Argument(help="Sandboxes 
 app.command("logs")(runs.logs)
 app.command("sbom")(runs.sbom)
 app.command("diff")(runs.diff)
+app.command("repl")(repl.repl)
 
 
 @app.command("mcp")

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from cloche.models import ExecResult, FileEntry, FileList, ImportSuggestion, Sandbox, UnresolvedImport
+from cloche.models_code import CodeError, CodeResult
 
 MAX_OUTPUT_CHARS = 40_000  # per exec result handed to the model: head and tail are kept
 MAX_READ_BYTES = 256 * 1024
@@ -111,3 +112,66 @@ def exec_outcome(result: ExecResult) -> ExecOutcome:
         unresolved_imports=result.unresolved_imports,
         egress_denied=result.egress_denied,
     )
+
+
+class CodeValue(BaseModel):
+    text: str | None = Field(description="The value as text (text/plain).")
+    html: str | None = Field(None, description="Its HTML (a DataFrame's table), clipped when long.")
+    formats: list[str] = Field(description="Every representation the kernel gave: text, html, png, svg, json, ...")
+    image: int | None = Field(None, description="Which image content block (0-based) shows it, if it is a picture.")
+    is_main_result: bool = Field(description="True for the cell's last expression; false for values it displayed.")
+
+
+class CodeOutcome(BaseModel):
+    context_id: str = Field(description="The context the cell ran in (pass it again to keep using it).")
+    status: str = Field(description="ok, error, timed_out (interrupted; state kept), crashed, install_failed.")
+    execution_count: int | None
+    stdout: str
+    stderr: str
+    results: list[CodeValue] = Field(description="Displayed values; pictures come as image content blocks too.")
+    error: CodeError | None = Field(description="The exception the cell raised, with its traceback.")
+    installed: list[str] = Field(description="Packages installed first for the cell's imports, as name==version.")
+    install_error: str | None = Field(description="Why installing the cell's imports failed.")
+    restarted: bool = Field(description="True when the kernel was restarted first: earlier variables are gone.")
+    restart_reason: str | None
+    output_clipped: bool = Field(
+        description=f"True when the middle of a long stdout/stderr (> {MAX_OUTPUT_CHARS}) was cut."
+    )
+    duration_ms: int
+
+
+def code_outcome(result: CodeResult) -> tuple[CodeOutcome, list[tuple[str, str]]]:
+    """The outcome a model reads, and the pictures (base64, MIME type) to hand over as image content."""
+    images: list[tuple[str, str]] = []
+    values = []
+    for found in result.results:
+        picture = found.png or found.jpeg
+        image = None
+        if picture is not None:
+            image = len(images)
+            images.append((picture, "image/png" if found.png else "image/jpeg"))
+        html = clip(found.html, MAX_OUTPUT_CHARS // 4)[0] if found.html else None
+        values.append(
+            CodeValue(
+                text=found.text, html=html, formats=found.formats(), image=image, is_main_result=found.is_main_result
+            )
+        )
+    stdout, cut_out = clip(result.stdout)
+    stderr, cut_err = clip(result.stderr)
+    install = result.install
+    outcome = CodeOutcome(
+        context_id=result.context_id,
+        status=result.status,
+        execution_count=result.execution_count,
+        stdout=stdout,
+        stderr=stderr,
+        results=values,
+        error=result.error,
+        installed=[f"{p.name}=={p.version}" for p in install.installed] if install else [],
+        install_error=install.error if install else None,
+        restarted=result.restarted,
+        restart_reason=result.restart_reason,
+        output_clipped=cut_out or cut_err,
+        duration_ms=result.duration_ms,
+    )
+    return outcome, images

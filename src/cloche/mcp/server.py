@@ -15,17 +15,19 @@ from typing import Annotated, Any, TypeAlias, TypeVar
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
 from cloche import __version__
 from cloche.mcp.results import (
     MAX_READ_BYTES,
+    CodeOutcome,
     ExecOutcome,
     FileContent,
     FileInfo,
     FileListing,
     SandboxInfo,
+    code_outcome,
     exec_outcome,
     file_content,
     file_info,
@@ -51,8 +53,10 @@ cloche runs code in isolated sandboxes that persist. A typical task:
 Dependencies install themselves: exec_code with a filename reads the project's manifest (for Python:
 requirements.txt, pyproject.toml or inline script metadata) or, without one, the file's imports; it installs
 what is missing once and reuses it on every later run. Do not run pip or npm install yourself.
-Every run starts a fresh process (nothing stays in memory between runs). The network reaches only package
-registries. Runs stop at their wall clock (30 s unless timeout_seconds asks for more, up to the server's maximum).
+Every exec_code run starts a fresh process (nothing stays in memory between runs); run_code instead runs Python
+cells in a kernel that keeps variables between calls (like a notebook), installs what a cell imports, and returns
+charts as images. The network reaches only package registries. Runs and cells stop at their wall clock (30 s
+unless timeout_seconds asks for more, up to the server's maximum).
 """
 
 SandboxId = Annotated[str, Field(description="The id create_sandbox returned (sb_...).")]
@@ -189,6 +193,42 @@ def build_server(client: AsyncClient | None = None, url: str | None = None) -> M
         if result is None:
             raise ToolError("stream_ended: the server closed the run's stream without a result; run it again")
         return exec_outcome(result)
+
+    @tool(destroys)
+    async def run_code(
+        ctx: ToolContext,
+        sandbox_id: SandboxId,
+        code: Annotated[
+            str, Field(description="Python cell (IPython syntax): statements, then an expression to show.")
+        ],
+        context_id: Annotated[
+            str | None, Field(description="A context from an earlier run_code; omitted: the sandbox's default one.")
+        ] = None,
+        timeout_seconds: Annotated[
+            float | None, Field(description="Wall clock; past it the cell is interrupted and variables are kept.")
+        ] = None,
+    ) -> Annotated[CallToolResult, CodeOutcome]:
+        """Run a Python cell in the sandbox's persistent kernel: variables, imports and open files stay between
+        calls (x = 41, then x + 1 gives 42). Packages the cell imports are installed first ('installed'). The last
+        expression's value and displayed values come back in 'results' (DataFrames with their HTML); matplotlib
+        figures (plt.show() or a figure as the last value) come back as images you can look at. A failing cell
+        gives 'error' with its traceback; the kernel and its variables stay. The workspace files are in the
+        current folder."""
+        result = None
+        step = 0
+        with reported(where):
+            async for event in cloche.sandbox(sandbox_id).stream_code(code, context_id, timeout_seconds):
+                if event.kind == "install" and event.data is not None:
+                    step += 1
+                    await ctx.report_progress(step, None, install_message(event.data))
+                elif event.result is not None:
+                    result = event.result
+        if result is None:
+            raise ToolError("stream_ended: the server closed the cell's stream without a result; run it again")
+        outcome, images = code_outcome(result)
+        content: list[TextContent | ImageContent] = [TextContent(type="text", text=outcome.model_dump_json(indent=1))]
+        content += [ImageContent(type="image", data=data, mime_type=mime) for data, mime in images]
+        return CallToolResult(content=content, structured_content=outcome.model_dump(mode="json"))
 
     @tool(reads)
     async def get_sbom(
