@@ -132,6 +132,10 @@ class KernelConnection:
                 outcome.stuck = not done
             if died in done and not cell.done():
                 outcome.status = "crashed"
+        except asyncio.CancelledError:  # nobody waits for the cell any more: it stops, the kernel's state stays
+            if not cell.done() and not died.done():
+                self.interrupt()
+            raise
         finally:
             cell.cancel()
             for task in (outputs, reply):
