@@ -69,6 +69,7 @@ def test_variables_persist_errors_report_and_a_timeout_keeps_state(http: httpx.C
     assert [(c["id"], c["default"], c["status"]) for c in listed] == [(first["context_id"], True, "idle")]
 
 
+@pytest.mark.timeout(1500)  # pandas and matplotlib from PyPI, built and checked on a busy host
 def test_imports_install_into_the_running_kernel_and_results_are_rich(http: httpx.Client, sandbox: str) -> None:
     assert cell(http, sandbox, "x = 41")["status"] == "ok"
     # A first import of a package just added runs from its sources (its bytecode is built for later kernels):

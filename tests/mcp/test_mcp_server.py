@@ -166,6 +166,7 @@ def test_imports_install_themselves(offline_server: ServerProcess) -> None:
 
 
 @pytest.mark.network
+@pytest.mark.timeout(1500)  # the kernel tools and matplotlib from PyPI
 def test_run_code_keeps_state_and_returns_a_plot_as_an_image(server: ServerProcess) -> None:
     async def scenario(session: ClientSession) -> None:
         box = (await call(session, "create_sandbox"))["sandbox_id"]

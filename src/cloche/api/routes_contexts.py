@@ -49,7 +49,7 @@ async def delete_context(s: State, who: Tenant, sandbox_id: str, context_id: str
 @router.post(
     "/code",
     response_model=CodeResult,
-    responses=documented(400, *NAMES_A_SANDBOX, 409, 503, ok={200: {"content": {SSE: {}}}}),
+    responses=documented(400, *NAMES_A_SANDBOX, 409, 413, 503, ok={200: {"content": {SSE: {}}}}),
 )
 async def run_code(
     s: State, who: Tenant, sandbox_id: str, body: CodeRequest, request: Request

@@ -137,11 +137,10 @@ class KernelConnection:
                 self.interrupt()
             raise
         finally:
-            cell.cancel()
             for task in (outputs, reply):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await cell  # the gathering future collects both, so no exception goes unretrieved
         if reply.done() and not reply.cancelled() and reply.exception() is None:
             content = reply.result().get("content", {})
             count = content.get("execution_count")
