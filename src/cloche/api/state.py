@@ -180,7 +180,7 @@ class AppState:
         python = registry.by_name("python")
         assert isinstance(python, PythonEcosystem)
         command_tools = [e.command_tools for e in registry.ecosystems]
-        contexts = ContextService(sandboxes, residents, python, command_tools, deps, secrets, jails, envs)
+        contexts = ContextService(sandboxes, residents, execs, python, command_tools, deps, secrets, jails, envs)
         return cls(
             settings=settings,
             paths=paths,

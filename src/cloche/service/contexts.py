@@ -31,11 +31,12 @@ from cloche.ecosystems.python import kernel
 from cloche.ecosystems.python.ecosystem import PythonEcosystem
 from cloche.errors import ContextNotFound, InvalidRequest, TooManyContexts
 from cloche.jail.install import InstallJailFactory
-from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
+from cloche.jail.profile import SANDBOX_DIR, RunSpec
 from cloche.models_code import CodeError, CodeRequest, CodeResult, Context, CreateContext
 from cloche.service import run_policy
 from cloche.service.cell_results import cell_result, masked
 from cloche.service.deps import DependencyService, Prepared, Progress
+from cloche.service.execute import ExecService
 from cloche.service.ids import utcnow
 from cloche.service.kernel_client import CellOutcome
 from cloche.service.kernel_tools import KernelTools
@@ -81,6 +82,7 @@ class ContextService:
         self,
         sandboxes: SandboxService,
         residents: Residents,
+        execs: ExecService,
         python: PythonEcosystem,
         command_tools: list[ExecEnv],
         deps: DependencyService,
@@ -91,6 +93,7 @@ class ContextService:
         self.sandboxes = sandboxes
         self.settings = sandboxes.settings
         self.residents = residents
+        self.execs = execs
         self.python = python
         self.command_tools = command_tools
         self.deps = deps
@@ -236,16 +239,8 @@ class ContextService:
                 limits=run_policy.limits(self.settings, row.limits),
                 watchdog=self.sandboxes.quota.watchdog(row),
             )
-            profile = JailProfile(
-                name="exec",
-                host_uid=row.host_uid,
-                workspace=self.sandboxes.paths.workspace(row.id),
-                workspace_writable=True,
-                mounts=(*env.mounts, Kernel.mount(folder, kernel.CONTEXT_MOUNT)),
-                isolation=row.isolation,
-                egress=run_policy.egress(self.sandboxes, row, held),
-                tmp_size_bytes=self.settings.tmp_mb * 1024 * 1024,
-            )
+            mounts = (*env.mounts, Kernel.mount(folder, kernel.CONTEXT_MOUNT))
+            profile = self.execs.profile(row, ExecEnv(mounts=mounts, env=env.env), held)  # an exec's jail
             record = prepared.record
             components = {c.name: c.version for c in record.components}
             launched = Kernel(self.residents, folder, KernelLaunch(spec, profile, record.env_key, components))
