@@ -18,7 +18,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from conftest import ServerProcess, pool_processes, running_server, traversable_dir
+from cloche.api.state import cgroup_parent
+from conftest import ServerProcess, pool_processes, running_server, server_cgroup_parents, traversable_dir
 from tests_support import leftover_cgroups, sse_events
 
 MIRROR = Path("/opt/pypi/files")
@@ -86,7 +87,11 @@ def fastapi_wheels(folder: Path) -> Path:
 def served() -> Iterator[ServerProcess]:
     root = traversable_dir()
     wheels = fastapi_wheels(root / "wheels")
-    env = {"CLOCHE_PYTHON_WHEEL_DIR": str(wheels), "CLOCHE_API_KEYS": f"alice:{ALICE},bob:{BOB}"}
+    env = {
+        "CLOCHE_PYTHON_WHEEL_DIR": str(wheels),
+        "CLOCHE_API_KEYS": f"alice:{ALICE},bob:{BOB}",
+        "CLOCHE_REAPER_INTERVAL_SECONDS": "0.5",
+    }
     with running_server(env) as srv:
         yield srv
     shutil.rmtree(root, ignore_errors=True)
@@ -207,6 +212,24 @@ def test_deleting_the_sandbox_ends_its_processes(served: ServerProcess) -> None:
         assert socket_folders(served) == []
 
 
+def test_an_idle_sandbox_expires_with_its_processes(served: ServerProcess) -> None:
+    with api(served, ALICE) as alice:
+        sid = alice.post("/v1/sandboxes", json={"ttl_seconds": 2}).json()["id"]
+        start(alice, sid, command="sleep 600")
+        deadline = time.monotonic() + 60
+        while (answer := alice.get(f"/v1/sandboxes/{sid}")).status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert answer.json()["error"]["code"] == "sandbox_expired"
+        low, high = served.uid_range
+        deadline = time.monotonic() + 15  # the tombstone comes first, the clean-up right after
+        while (pool_processes(low, high) or socket_folders(served)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool_processes(low, high) == []
+        assert leftover_cgroups(served) == []
+        assert socket_folders(served) == []
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -231,3 +254,17 @@ def test_bad_starts_are_refused_clearly(served: ServerProcess, body: dict[str, A
         ]:
             got = alice.get(f"/v1/sandboxes/{sid}/{path}")
             assert (got.status_code, got.json()["error"]["code"]) == wanted, (path, got.text)
+
+
+def test_stopping_the_server_ends_its_background_processes(fresh_server: ServerProcess) -> None:
+    fresh_server.start()
+    low, high = fresh_server.uid_range
+    with httpx.Client(base_url=fresh_server.url, timeout=60) as api:
+        sid = api.post("/v1/sandboxes", json={}).json()["id"]
+        start(api, sid, command="sleep 600")
+        assert pool_processes(low, high)
+    fresh_server.stop()  # SIGTERM: the server's own shutdown, not the next start's reconcile
+    assert pool_processes(low, high) == []
+    assert socket_folders(fresh_server) == []
+    parent = cgroup_parent(fresh_server.data_dir.resolve())
+    assert parent not in {p.name for p in server_cgroup_parents()}
