@@ -85,6 +85,7 @@ JS_NOT_FOUND = re.compile(r"Cannot find (?:module|package) '([^']+)'")
 JS_NOT_EXPORTED = re.compile(r"ERR_PACKAGE_PATH_NOT_EXPORTED[^\n]*?'([^']+)'|Package subpath '([^']+)'")
 JS_NO_EXPORT = re.compile(r"does not provide an export named '([^']+)'")
 JS_REQUIRE_ESM = re.compile(r"ERR_REQUIRE_ESM|require\(\) of ES Module")
+CLIENT_TIMEOUT = re.compile(r"\bReadTimeout\b")
 LAST_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", re.M)
 
 # cloche's wording when it refuses a project whose classifiers name only another operating system (see the long-tail
@@ -111,6 +112,8 @@ CLASSES = {
     "install_failed": "the install step failed",
     "import_time_error": "the import raised something other than ImportError (needs a display, a config, ...)",
     "timeout": "the exec ran out of time",
+    "client_timeout": "no answer within the bench's client timeout (an install longer than that: a source build "
+    "such as dlib's, or a very large wheel set); the server finishes it, but the entry is counted as failed",
     "error": "cloche or the harness failed (HTTP error, unexpected status)",
 }
 
@@ -222,6 +225,8 @@ def verdict(ecosystem: str, result: dict[str, Any]) -> Verdict:
     failed_import = any(m.search(output) for m in markers)
     if status == "succeeded" and result.get("exit_code") == 0 and not failed_import:
         return Verdict(True, **base)
+    if status == "error" and CLIENT_TIMEOUT.search(output):
+        return Verdict(False, "client_timeout", None, _last_error(output), **base)
     if status not in ("succeeded", "failed"):
         return Verdict(False, "error", None, f"status {status}: {_last_error(output)}", **base)
     kind, module = (_python_failure if ecosystem == "python" else _node_failure)(output, unresolved, elsewhere)

@@ -205,6 +205,8 @@ def _result(status: str, exit_code: int | None, output: str, unresolved: list[st
         ("python", _result("failed", 1, "KeyError: 'DISPLAY'"), "import_time_error", None),
         ("python", _result("install_failed", None, "No solution found"), "install_failed", None),
         ("python", _result("timed_out", None, ""), "timeout", None),
+        ("python", _result("error", None, "exec: ReadTimeout: timed out"), "client_timeout", None),
+        ("python", _result("error", None, "exec: ConnectError: refused"), "error", None),
         (
             "node",
             _result("failed", 1, "Error: Cannot find module 'zq-x'\nRequire stack:", ["zq-x"]),

@@ -20,6 +20,7 @@ from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, Ins
 from cloche.ecosystems.facts_cache import FactsCache
 from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
+from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
 from cloche.models import ImportFailure, InstalledPackage, InstallReport, RecoveryStep, ResolvedImport
 from cloche.sbom.licenses import denied
