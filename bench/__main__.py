@@ -19,6 +19,7 @@ from bench.harness import Bench, Scenario, loadavg, log, machine, source_fingerp
 SCENARIOS: dict[str, str] = {
     "exec": "bench.exec_overhead",
     "headline": "bench.headline",
+    "tiers": "bench.tiers",
     "shared": "bench.shared_env",
     "scan": "bench.import_scan",
     "resolve": "bench.resolver",

@@ -271,6 +271,16 @@ def no_cgroup_parent_of_a_gone_server_is_left() -> Iterator[None]:
     assert not still - live_server_cgroup_parents(), still
 
 
+ISOLATIONS = ("bwrap", "gvisor")
+
+
+@pytest.fixture(scope="module", params=ISOLATIONS)
+def isolation(request: pytest.FixtureRequest) -> str:
+    """The isolation tier a module's sandboxes are created with: its tests run once per tier."""
+    tier: str = request.param
+    return tier
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
     with running_server() as srv:

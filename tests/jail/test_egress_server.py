@@ -28,8 +28,9 @@ Result = dict[str, Any]
 run = functools.partial(run_command, default_timeout=60)
 
 
-def create(api: httpx.Client, **body: Any) -> str:
-    response = api.post("/v1/sandboxes", json=body)
+def create(api: httpx.Client, isolation: str, **body: Any) -> str:
+    """A sandbox in the module's tier (the egress plumbing differs: gVisor reaches the proxy via its Gofer)."""
+    response = api.post("/v1/sandboxes", json={**body, "isolation": isolation})
     assert response.status_code == 201, response.text
     sid: str = response.json()["id"]
     return sid
@@ -126,8 +127,8 @@ CONNECTS = [
 ]
 
 
-def test_registry_allowlist_refuses_everything_else(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python", egress=list(DEFAULT_REGISTRIES))
+def test_registry_allowlist_refuses_everything_else(server: ServerProcess, api: httpx.Client, isolation: str) -> None:
+    sid = create(api, isolation, language="python", egress=list(DEFAULT_REGISTRIES))
     found, result = jail_python(api, sid, ATTEMPTS, " ".join(URLS), " ".join([*CONNECTS, f"localhost:{server.port}"]))
     assert [key for key, how in found.items() if how in ("fetched", "connected", "sent")] == []
     # Through the proxy: not allowlisted (403), plain HTTP (405), IP literals (403).
@@ -153,8 +154,8 @@ def test_registry_allowlist_refuses_everything_else(server: ServerProcess, api: 
     assert_clean(server, api, sid)
 
 
-def test_default_policy_gives_user_code_no_registry(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python")
+def test_default_policy_gives_user_code_no_registry(server: ServerProcess, api: httpx.Client, isolation: str) -> None:
+    sid = create(api, isolation, language="python")
     assert api.get(f"/v1/sandboxes/{sid}").json()["egress"] == []
     registries = ["https://pypi.org/simple/six/", "https://registry.npmjs.org/left-pad", "https://example.com/"]
     found, result = jail_python(api, sid, ATTEMPTS, " ".join(registries), "files.pythonhosted.org:443")
@@ -182,8 +183,8 @@ print(json.dumps(out))
 """
 
 
-def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python", egress=[])
+def test_empty_egress_means_no_proxy_at_all(server: ServerProcess, api: httpx.Client, isolation: str) -> None:
+    sid = create(api, isolation, language="python", egress=[])
     found, result = jail_python(api, sid, NO_PROXY)
     assert found == {"proxy_env": [], "run_cloche": False, "launcher": "ECONNREFUSED", "direct": "ENETUNREACH"}
     assert result["egress_denied"] == []
@@ -233,10 +234,10 @@ def _fetch_through_proxy(
 
 
 def test_loopback_registry_is_refused_without_trusted_networks(
-    server: ServerProcess, api: httpx.Client, registry: TLSRegistry, tls_files: tuple[Path, Path]
+    server: ServerProcess, api: httpx.Client, registry: TLSRegistry, tls_files: tuple[Path, Path], isolation: str
 ) -> None:
     port = registry.port
-    sid = create(api, language="python", egress=[f"localhost:{port}"])
+    sid = create(api, isolation, language="python", egress=[f"localhost:{port}"])
     found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], server.port)
     # Allowlisted, but the name resolves to loopback: refused unless the operator trusts that network.
     assert found == {
@@ -249,7 +250,7 @@ def test_loopback_registry_is_refused_without_trusted_networks(
 
 
 def test_allowlisted_registry_is_reachable_through_a_trusted_network(
-    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path], isolation: str
 ) -> None:
     # The operator knob that admits a non-global gateway admits loopback too (egress.py checks trusted
     # networks before the public-address rules); the allowlist still decides which name and port.
@@ -257,7 +258,7 @@ def test_allowlisted_registry_is_reachable_through_a_trusted_network(
     fresh_server.start()
     port = registry.port
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
-        sid = create(api, language="python", egress=[f"localhost:{port}"])
+        sid = create(api, isolation, language="python", egress=[f"localhost:{port}"])
         found, result = _fetch_through_proxy(api, sid, registry, tls_files[0], fresh_server.port)
         assert found[f"localhost:{port}"] == REGISTRY_BODY.decode()
         assert registry.hits == 1
@@ -275,8 +276,10 @@ with urllib.request.urlopen("https://pypi.org/simple/six/", timeout=60) as reply
 
 
 @pytest.mark.network
-def test_allowlisted_registry_reaches_pypi_through_the_proxy(server: ServerProcess, api: httpx.Client) -> None:
-    sid = create(api, language="python", egress=["pypi.org"])
+def test_allowlisted_registry_reaches_pypi_through_the_proxy(
+    server: ServerProcess, api: httpx.Client, isolation: str
+) -> None:
+    sid = create(api, isolation, language="python", egress=["pypi.org"])
     found, result = jail_python(api, sid, PYPI)
     assert found == {"status": 200, "six": True}
     assert result["egress_denied"] == []
@@ -296,7 +299,7 @@ except Exception as exc:
 
 
 def test_user_code_cannot_publish_a_secret_to_a_registry(
-    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path], isolation: str
 ) -> None:
     # The stand-in is a registry the server trusts (install jails may reach it, its loopback address is
     # trusted): under the default policy the sandbox's code still gets no tunnel to it.
@@ -308,14 +311,14 @@ def test_user_code_cannot_publish_a_secret_to_a_registry(
     publish = (PUBLISH, f"https://localhost:{port}/-/package/x", "NPM_TOKEN")
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
         assert api.post("/v1/secrets", json={"name": "NPM_TOKEN", "value": token}).status_code == 201
-        sid = create(api, language="python", secrets=["NPM_TOKEN"])
+        sid = create(api, isolation, language="python", secrets=["NPM_TOKEN"])
         assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
         found, result = jail_python(api, sid, *publish)
         assert "403" in found["put"], found
         assert result["egress_denied"] == ["localhost"]
         assert registry.hits == 0 and registry.uploads == []
         # The same code with the stand-in allowlisted explicitly: an opaque tunnel, and the upload arrives.
-        sid2 = create(api, language="python", egress=[f"localhost:{port}"], secrets=["NPM_TOKEN"])
+        sid2 = create(api, isolation, language="python", egress=[f"localhost:{port}"], secrets=["NPM_TOKEN"])
         assert api.put(f"/v1/sandboxes/{sid2}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
         found, result = jail_python(api, sid2, *publish)
         assert found == {"put": "sent"} and registry.uploads == [token.encode()], found
@@ -323,7 +326,7 @@ def test_user_code_cannot_publish_a_secret_to_a_registry(
 
 
 def test_a_secret_opens_its_own_hosts_to_the_runs_that_hold_it(
-    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path]
+    fresh_server: ServerProcess, registry: TLSRegistry, tls_files: tuple[Path, Path], isolation: str
 ) -> None:
     port = registry.port
     fresh_server.env["CLOCHE_EGRESS_TRUSTED_NETWORKS"] = "127.0.0.1/32"
@@ -333,7 +336,7 @@ def test_a_secret_opens_its_own_hosts_to_the_runs_that_hold_it(
     with httpx.Client(base_url=fresh_server.url, timeout=120) as api:
         made = api.post("/v1/secrets", json={"name": "API_TOKEN", "value": token, "hosts": [f"localhost:{port}"]})
         assert made.status_code == 201, made.text
-        sid = create(api, language="python")
+        sid = create(api, isolation, language="python")
         assert api.put(f"/v1/sandboxes/{sid}/files/ca.pem", content=tls_files[0].read_bytes()).status_code == 201
         put = api.put(f"/v1/sandboxes/{sid}/files/probe.py", content=PUBLISH.encode())
         assert put.status_code == 201

@@ -83,8 +83,9 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def sid(api: httpx.Client) -> str:
-    response = api.post("/v1/sandboxes", json={"language": "python"})
+def sid(api: httpx.Client, isolation: str) -> str:
+    """A sandbox in the module's tier: what its code plants reaches the host through bwrap, or gVisor's Gofer."""
+    response = api.post("/v1/sandboxes", json={"language": "python", "isolation": isolation})
     assert response.status_code == 201, response.text
     sandbox_id: str = response.json()["id"]
     return sandbox_id

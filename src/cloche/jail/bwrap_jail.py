@@ -22,7 +22,7 @@ from pathlib import Path
 from cloche.jail import egress_layer, environment, mounts, namespaces, rlimits, seccomp, spawn_host
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
 from cloche.jail.cgroups import RunCgroup
-from cloche.jail.profile import JailProfile, RunSpec
+from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Started
 
@@ -62,6 +62,9 @@ class BwrapJail:
 
     async def unavailable(self) -> str | None:
         return None  # the start-up self-test (preflight.py) refuses a host where bwrap cannot work
+
+    def cgroup_limits(self, limits: ResourceLimits) -> ResourceLimits:
+        return limits  # every task in the group is the run's (bwrap's two included)
 
     async def start(
         self, spec: RunSpec, profile: JailProfile, group: RunCgroup, release: contextlib.AsyncExitStack

@@ -41,7 +41,7 @@ def rootfs(root: Path, placed: list[Mount]) -> Path:
             target.touch(mode=0o644, exist_ok=True)
         else:
             target.mkdir(mode=0o755, exist_ok=True)
-    for point in ("proc", "dev", "sys"):
+    for point in ("proc", "dev"):
         (rootfs / point).mkdir(mode=0o755, exist_ok=True)
     return rootfs
 
@@ -57,11 +57,11 @@ def _oci_mount(mount: Mount) -> dict[str, Any] | None:
     return None  # a folder or a symlink: already in the root folder
 
 
-def _rlimits(limits: ResourceLimits, nproc_headroom: int) -> list[dict[str, Any]]:
+def _rlimits(limits: ResourceLimits) -> list[dict[str, Any]]:
     pairs = {
         "RLIMIT_FSIZE": limits.file_size_bytes,
         "RLIMIT_NOFILE": limits.open_files,
-        "RLIMIT_NPROC": limits.pids + nproc_headroom,
+        "RLIMIT_NPROC": limits.pids,  # the Sentry counts the code's tasks alone: exactly the run's pids
         "RLIMIT_CORE": 0,
     }
     return [{"type": name, "hard": value, "soft": value} for name, value in pairs.items()]
@@ -74,11 +74,13 @@ def config(
     env: dict[str, str],
     argv: list[str],
     jail_uid: int,
-    nproc_headroom: int,
 ) -> dict[str, Any]:
     """The run's ``config.json`` (OCI runtime spec 1.0) as a dict."""
-    mounts = [{"destination": "/proc", "type": "proc", "source": "proc"}]
+    mounts: list[dict[str, Any]] = [{"destination": "/proc", "type": "proc", "source": "proc"}]
     mounts += [m for m in map(_oci_mount, placed) if m is not None]
+    # gVisor's own /dev/shm is not writable by the code: a tmpfs of the same size as /tmp, as under bwrap
+    shm_options = ["nosuid", "nodev", "mode=1777", f"size={profile.tmp_size_bytes}"]
+    mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "tmpfs", "options": shm_options})
     ids = [
         {"containerID": CONTAINER_ROOT, "hostID": OVERFLOW_UID, "size": 1},
         {"containerID": jail_uid, "hostID": profile.host_uid, "size": 1},
@@ -93,7 +95,7 @@ def config(
             "cwd": spec.cwd,
             "noNewPrivileges": True,
             "capabilities": no_caps,
-            "rlimits": _rlimits(spec.limits, nproc_headroom),
+            "rlimits": _rlimits(spec.limits),
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": profile.hostname,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -44,18 +45,24 @@ from cloche.errors import JailUnavailable
 from cloche.jail import egress_layer, environment, gvisor_bundle, mounts
 from cloche.jail.c_programs import compile_once
 from cloche.jail.cgroups import RunCgroup
-from cloche.jail.profile import JailProfile, Mount, RunSpec
-from cloche.jail.rlimits import NPROC_HEADROOM
+from cloche.jail.profile import JailProfile, Mount, ResourceLimits, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Started
 from cloche.store import safefs
 
 log = logging.getLogger("cloche.jail")
 Platform = Literal["ptrace", "kvm"]
+HostSockets = Literal["open", "all"]  # runsc's --host-uds: connect only, or create too
 PROBE_TIMEOUT: Final = 30.0
 # gVisor connects to the proxy's socket from its own host uid (nobody), so the socket admits others too; its
 # folder (0711, named with 64 random bits) is what keeps everyone else from finding it.
 SOCKET_MODE: Final = 0o606
+# Host tasks gVisor needs in the run's cgroup: runsc, the Gofer and the Sentry's Go runtime (about 40 at rest,
+# with room for its growth), and under the ptrace platform host threads and stub processes for each task of the
+# code. A fork bomb still outgrows any such room (the Sentry's host tasks for 64 of the code's reached 768): the
+# host limit then ends the whole sandbox, which is how a gVisor fork bomb ends (``failed``, not ``timed_out``).
+GVISOR_THREADS: Final = 256
+STUBS_PER_TASK: Final = 3
 HOW_TO_INSTALL: Final = "install it with 'apt-get install runsc' (Debian 12 and later; 'make runsc' does)"
 
 
@@ -120,6 +127,11 @@ class GvisorJail:
                 self._checked = True
         return self._verdict
 
+    def cgroup_limits(self, limits: ResourceLimits) -> ResourceLimits:
+        """runsc, the Gofer and the Sentry are host threads in the run's group: the pids limit leaves them room,
+        while the code's own processes are counted by the Sentry (RLIMIT_NPROC in the bundle)."""
+        return dataclasses.replace(limits, pids=limits.pids * STUBS_PER_TASK + GVISOR_THREADS)
+
     async def start(
         self, spec: RunSpec, profile: JailProfile, group: RunCgroup, release: contextlib.AsyncExitStack
     ) -> Started:
@@ -135,10 +147,12 @@ class GvisorJail:
             launcher = list(plumbing.launcher)
         gvisor_bundle.rootfs(bundle, placed)  # 6. sealed root: mount points only, read-only
         document = gvisor_bundle.config(  # 1. identity, 8. rlimits (5: the Sentry serves every system call)
-            spec, profile, placed, env, [*launcher, *spec.argv], self._jail_uid, NPROC_HEADROOM
+            spec, profile, placed, env, [*launcher, *spec.argv], self._jail_uid
         )
         gvisor_bundle.write(bundle, document)
-        argv = self._argv(bundle, host_sockets=plumbing is not None or profile.socket_dir is not None)
+        # Host unix sockets: none, or connecting to the proxy's (egress), or binding in a resident's socket folder.
+        sockets: HostSockets | None = "all" if profile.socket_dir else "open" if plumbing else None
+        argv = self._argv(bundle, host_sockets=sockets)
         process = await self._children.track(self._spawn(argv, group, stdin=spec.stdin is not None))  # 7. cgroup
         return Started(process, plumbing.session if plumbing is not None else None)
 
@@ -170,10 +184,10 @@ class GvisorJail:
         (bundle / "state").mkdir(mode=0o700)
         return bundle
 
-    def _argv(self, bundle: Path, *, host_sockets: bool) -> list[str]:
+    def _argv(self, bundle: Path, *, host_sockets: HostSockets | None) -> list[str]:
         flags = [f"--root={bundle / 'state'}", "--network=none", "--ignore-cgroups", f"--platform={self._platform}"]
-        if host_sockets:  # the launcher connects to the proxy's socket; a resident binds its own in /run/resident
-            flags.append("--host-uds=all")
+        if host_sockets is not None:
+            flags.append(f"--host-uds={host_sockets}")
         return ["runsc", *flags, "run", "--bundle", str(bundle), bundle.name]
 
     async def _probe(self) -> str | None:
@@ -187,11 +201,9 @@ class GvisorJail:
             placed = mounts.view(probe, self._etc)
             gvisor_bundle.rootfs(bundle, placed)
             env = environment.variables(spec)
-            gvisor_bundle.write(
-                bundle, gvisor_bundle.config(spec, probe, placed, env, list(spec.argv), self._jail_uid, NPROC_HEADROOM)
-            )
+            gvisor_bundle.write(bundle, gvisor_bundle.config(spec, probe, placed, env, list(spec.argv), self._jail_uid))
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(bundle, host_sockets=False),
+                *self._argv(bundle, host_sockets=None),
                 executable=str(self._runsc),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

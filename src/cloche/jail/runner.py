@@ -128,7 +128,8 @@ class Runner:
         await self.require(profile.isolation)
         tier = self._tiers[profile.isolation]
         async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
-            group = cgroups.apply(self._cgroups, spec.limits, release)  # the run's cgroup, joined before exec
+            limits = tier.cgroup_limits(spec.limits)
+            group = cgroups.apply(self._cgroups, limits, release)  # the run's cgroup, joined before exec
             started = time.monotonic()
             try:
                 jail = await tier.start(spec, profile, group, release)  # the tier's checklist and spawn

@@ -18,7 +18,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from cloche.jail.profile import ISOLATIONS, Isolation, JailProfile, RunSpec
+from cloche.jail.profile import ISOLATIONS, Isolation, JailProfile, ResourceLimits, RunSpec
 
 if TYPE_CHECKING:
     from cloche.jail.cgroups import RunCgroup
@@ -46,6 +46,11 @@ class Jail(Protocol):
 
     async def unavailable(self) -> str | None:
         """None when this tier can run jails on this host, else why not and how to fix it (checked once)."""
+        ...
+
+    def cgroup_limits(self, limits: ResourceLimits) -> ResourceLimits:
+        """What the run's host cgroup enforces for a run asking ``limits``: the same, or more where the tier's
+        own machinery runs inside the group too (gVisor's kernel and file server are host threads there)."""
         ...
 
     async def start(
