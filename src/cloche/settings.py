@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         "bwrap",
         description="Isolation tier of install jails, where third-party build scripts run: 'bwrap' or 'gvisor'.",
     )
+    runsc: Path | None = Field(
+        None, description="The runsc binary of the gvisor tier; unset: 'runsc' found on PATH (make runsc installs it)."
+    )
     gvisor_platform: Literal["ptrace", "kvm"] = Field(
         "ptrace",
         description="How runsc's kernel traps the code's system calls: 'ptrace' works everywhere; 'kvm' needs "

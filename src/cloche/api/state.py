@@ -110,7 +110,9 @@ class AppState:
         bwrap = BwrapJail(children, etc, settings.jail_uid, egress, staged.bwrap, spawner=spawner)
         probe_uid = settings.uid_base + settings.uid_count - 1  # the preflight's uid: never a sandbox's while idle
         compat = build_compat(paths.jail)
-        gvisor = GvisorJail(children, etc, settings.jail_uid, egress, probe_uid, settings.gvisor_platform, compat)
+        gvisor = GvisorJail(
+            children, etc, settings.jail_uid, egress, probe_uid, settings.gvisor_platform, compat, settings.runsc
+        )
         runner = Runner(cgroups, children, [bwrap, gvisor])
         store = open_metadata_store(settings, paths)
         envs = EnvironmentStore(paths.envs)

@@ -192,8 +192,8 @@ class GvisorJail:
 
     async def _probe(self) -> str | None:
         """Start one sandbox running /bin/true; None when it succeeds, else why it did not."""
-        if self._runsc is None:
-            return f"runsc (gVisor) is not installed: {HOW_TO_INSTALL}"
+        if self._runsc is None or not self._runsc.is_file():
+            return f"runsc (gVisor) is not installed{f' at {self._runsc}' if self._runsc else ''}: {HOW_TO_INSTALL}"
         probe = JailProfile(name="exec", host_uid=self._probe_uid)
         spec = RunSpec(argv=("/usr/bin/true",))
         async with contextlib.AsyncExitStack() as release:
