@@ -19,6 +19,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from cloche.api.state import cgroup_parent
+from cloche.store.audit_log import export
 from conftest import ServerProcess, pool_processes, running_server, server_cgroup_parents, traversable_dir
 from tests_support import leftover_cgroups, sse_events
 
@@ -197,6 +198,12 @@ def test_the_lifetime_cap_ends_a_process_and_its_log_streams_to_the_end(served: 
         assert [p["status"] for p in listed] == ["timed_out"]  # listed, with its log, until stopped
         assert alice.delete(f"/v1/sandboxes/{sid}/processes/{process['process_id']}").json()["status"] == "timed_out"
         assert alice.get(f"/v1/sandboxes/{sid}/processes").json()["processes"] == []
+        records = [r for r in export(served.data_dir, sid) if r["event"].startswith("process_")]
+        assert [(r["event"], r.get("status")) for r in records] == [
+            ("process_started", None),
+            ("process_ended", "timed_out"),
+        ]
+        assert records[0]["command"] == command and records[0]["process_id"] == process["process_id"]
 
 
 def test_deleting_the_sandbox_ends_its_processes(served: ServerProcess) -> None:

@@ -51,6 +51,12 @@ class AuditTrail:
     async def file_deleted(self, sandbox_id: str, path: str) -> None:
         await self._append("file_deleted", sandbox_id, path=path)
 
+    async def process_started(self, sandbox_id: str, process_id: str, command: str, env_key: str | None) -> None:
+        await self._append("process_started", sandbox_id, process_id=process_id, command=command, env_key=env_key)
+
+    async def process_ended(self, sandbox_id: str, process_id: str, status: str, exit_code: int | None) -> None:
+        await self._append("process_ended", sandbox_id, process_id=process_id, status=status, exit_code=exit_code)
+
     async def exec_requested(self, run: RunRow, entry: str | None) -> None:
         await self._append("exec_requested", run.sandbox_id, run_id=run.id, argv=run.argv, entry=entry)
 

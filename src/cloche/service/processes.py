@@ -94,9 +94,15 @@ class ProcessService:
                 stdin=None,
                 watchdog=self.sandboxes.quota.watchdog(row),
             )
-            resident = await self.residents.start(row.id, "process", spec, profile, label, masker)
+            resident = await self.residents.start(row.id, "process", spec, profile, label, masker, self._ended)
             self.sandboxes.touch(row.id)
+            await self.sandboxes.audit.process_started(row.id, resident.id, label, record.env_key)
         return _with_record(self._info(resident), record)
+
+    async def _ended(self, resident: Resident) -> None:
+        result = resident.result
+        exit_code = result.exit_code if result is not None else None
+        await self.sandboxes.audit.process_ended(resident.sandbox_id, resident.id, resident.status, exit_code)
 
     def _info(self, resident: Resident) -> ProcessInfo:
         result = resident.result

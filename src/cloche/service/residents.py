@@ -20,6 +20,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,10 +121,12 @@ class Residents:
         profile: JailProfile,
         label: str = "",
         masker: Masker | None = None,
+        on_end: Callable[[Resident], Awaitable[None]] | None = None,
     ) -> Resident:
         """Start ``spec`` in ``profile`` (plus the resident's socket folder) and return at once; the run goes on
-        in its own task. ``masker`` hides the run's secrets in its log. Refused with ``ResidentLimit`` when the
-        sandbox already runs its most residents."""
+        in its own task. ``masker`` hides the run's secrets in its log; ``on_end`` runs in that task once the run
+        ended and its folder is gone (so ``stop`` and ``stop_all`` wait for it). Refused with ``ResidentLimit``
+        when the sandbox already runs its most residents."""
         live = [r for r in self.listing(sandbox_id) if r.running]
         if len(live) >= self._most:
             raise ResidentLimit(
@@ -146,13 +149,20 @@ class Residents:
         )
         self._all[resident_id] = resident
         jailed = dataclasses.replace(profile, socket_dir=directory)
-        work = self._run(resident, spec, jailed, masker or Masker(()))
+        work = self._run(resident, spec, jailed, masker or Masker(()), on_end)
         resident.task = asyncio.create_task(work, name=f"resident {resident_id}")
         self._forget_finished(sandbox_id)
         log.info("resident started", extra={"sandbox_id": sandbox_id, "resident_id": resident_id, "kind": kind})
         return resident
 
-    async def _run(self, resident: Resident, spec: RunSpec, profile: JailProfile, masker: Masker) -> None:
+    async def _run(
+        self,
+        resident: Resident,
+        spec: RunSpec,
+        profile: JailProfile,
+        masker: Masker,
+        on_end: Callable[[Resident], Awaitable[None]] | None,
+    ) -> None:
         started = time.monotonic()
         streams: dict[StreamName, StreamMasker] = {"stdout": masker.stream(), "stderr": masker.stream()}
 
@@ -174,6 +184,11 @@ class Residents:
             resident.log.close()
             safefs.remove_tree(resident.socket_dir)
             log.info("resident ended", extra={"resident_id": resident.id, "status": resident.status})
+            if on_end is not None:
+                try:
+                    await on_end(resident)
+                except Exception:  # a record that could not be written must not hide the end itself
+                    log.exception("recording a resident's end failed", extra={"resident_id": resident.id})
 
     def get(self, resident_id: str) -> Resident | None:
         return self._all.get(resident_id)
