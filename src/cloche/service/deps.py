@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 from cloche.ecosystems.base import Component, Detection, Ecosystem, ExecEnv, InstallFailed, Lock, Needs, Verification
 from cloche.ecosystems.facts_cache import FactsCache
-from cloche.errors import ClocheError
 from cloche.jail.install import InstallJailFactory
 from cloche.jail.profile import Mount
 from cloche.metrics import Metrics
@@ -27,15 +25,14 @@ from cloche.sbom.licenses import denied
 from cloche.service import sandbox_needs
 from cloche.service.build_verdicts import BuildVerdicts, Built
 from cloche.service.companions import Companions
+from cloche.service.detection_memo import DetectionMemo
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_env import combine as combine_exec_envs
 from cloche.store.envstore import EnvironmentStore, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
-from cloche.store.tree_hash import workspace_signature
 
 log = logging.getLogger("cloche.deps")
-MEMO_SIZE = 256
 UNVERIFIED_SUFFIX = "-unverified"
 
 Progress = Callable[[Mapping[str, Any]], Awaitable[None]]
@@ -88,9 +85,7 @@ class DependencyService:
         self._builds: dict[str, asyncio.Future[Built]] = {}  # single flight per environment key
         self.companions = Companions(envs, jails, self.metrics)
         self.background = self.companions.background  # companion builds running off the exec's path
-        # Last detection per (sandbox, ecosystem, entry), keyed by a stat signature of the workspace: an
-        # unchanged workspace needs no re-scan.
-        self._detections: OrderedDict[tuple[str, str, str], tuple[str, Detection]] = OrderedDict()
+        self.detections = DetectionMemo()  # an unchanged workspace needs no re-scan
         # Recent resolutions by detection fingerprint, shared across sandboxes: a new sandbox with the same
         # needs skips the resolver (and the network) and goes straight to the store.
         self._resolutions: dict[tuple[str, str, str], tuple[float, Lock]] = {}
@@ -119,7 +114,8 @@ class DependencyService:
         started = time.monotonic()
         codes = codes or {}
         detections = {
-            e: await asyncio.to_thread(self._detect, sandbox_id, ecosystem, root, e, codes.get(e)) for e in entries
+            e: await asyncio.to_thread(self.detections.detect, sandbox_id, ecosystem, root, e, codes.get(e))
+            for e in entries
         }
         stored_needs = self.store.get_needs(sandbox_id, ecosystem.name)
         planned = sandbox_needs.plan(ecosystem, stored_needs, detections, declared)
@@ -388,26 +384,6 @@ class DependencyService:
         if found is None or time.monotonic() - found[0] > self.resolution_ttl:
             return None
         return found[1]
-
-    def _detect(
-        self, sandbox_id: str, ecosystem: Ecosystem, root: Path, entry: str, code: str | None = None
-    ) -> Detection:
-        def detect() -> Detection:
-            found = ecosystem.detect(root, entry) if code is None else ecosystem.detect_code(root, entry, code)
-            assert found is not None  # only an ecosystem that reads command-line code is given any
-            return found
-
-        try:
-            tree = workspace_signature(root)
-        except ClocheError:  # too large to walk: detect without a memo
-            return detect()
-        memo_key = (sandbox_id, ecosystem.name, entry)  # a code entry's name holds its hash
-        known = self._detections.pop(memo_key, None)
-        detection = known[1] if known is not None and known[0] == tree else detect()
-        self._detections[memo_key] = (tree, detection)
-        while len(self._detections) > MEMO_SIZE:
-            self._detections.popitem(last=False)
-        return detection
 
     def referenced_keys(self) -> set[str]:
         return self.store.bound_env_keys()
