@@ -82,17 +82,21 @@ def schemathesis_run(server: ServerProcess, config: Path | None = None, exclude:
     assert re.search(r"\d+ generated, \d+ passed", report), report[-2000:]
 
 
+@pytest.mark.timeout(900)  # its own run is bounded at 600 s; the server's start and teardown come on top
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(fuzzed_server: ServerProcess) -> None:
     # Generated ids: every operation, mostly its validation and its 404.
     schemathesis_run(fuzzed_server)
 
 
+@pytest.mark.timeout(900)
 def test_schemathesis_inside_a_real_sandbox(fuzzed_server: ServerProcess, tmp_path: Path) -> None:
     # One real sandbox with a file in it, so generated uploads, execs and file calls reach the service and the
     # jail; deleting the sandbox itself is left out (it would end the run's subject).
     with fuzzed_server.client() as client:
         box = client.create()
         box.write("main.py", "print('hi')\n")
+        # Its code context's kernel tools are installed and its default kernel runs before generated cells come.
+        assert box.run_code("1", timeout=60).status == "ok"
     config = tmp_path / "schemathesis.toml"
     config.write_text(f'[parameters]\n"path.sandbox_id" = "{box.id}"\n')
     keep = ("delete_sandbox_v1_sandboxes__sandbox_id__delete", "delete_sandbox_jhansi_v1_sandboxes__sandbox_id__delete")

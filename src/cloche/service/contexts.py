@@ -18,6 +18,7 @@ Contexts live in this server process only: a server restart ends them (their sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -70,6 +71,7 @@ class CodeContext:
     starting: bool = False
     busy: bool = False
     ended: str | None = None  # why the last kernel ended, told by the next cell that starts one
+    launching: asyncio.Task[None] | None = None  # the kernel starting in the background
     masker: Masker = field(default_factory=lambda: Masker(()))  # the kernel's secrets, masked in what it shows
 
     @property
@@ -169,24 +171,36 @@ class ContextService:
     # lifecycle
 
     async def create(self, tenant: str, sandbox_id: str, body: CreateContext) -> Context:
-        """A new context with its kernel started (over the sandbox's current environment)."""
-        async with self.sandboxes.lock(sandbox_id):
-            row = self.sandboxes.get_row(tenant, sandbox_id)
-            ctx = self._new(row, default=False)
-            try:
-                await self._start(row, ctx, self.deps.current(row.id, self.python))
-            except BaseException:
-                self._contexts.pop(ctx.id, None)
-                raise
-            return self.view(ctx)
+        """A new context; its kernel starts in the background (``starting``), over the sandbox's environment as it
+        is now, and its first cell waits for it."""
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        ctx = self._new(row, default=False)
+        self._launch(row, ctx)
+        return self.view(ctx)
 
     async def restart(self, tenant: str, sandbox_id: str, context_id: str) -> Context:
-        async with self.sandboxes.lock(sandbox_id):
-            row = self.sandboxes.get_row(tenant, sandbox_id)
-            ctx = self._find(row, context_id)
-            await self._stop_kernel(ctx, None)
-            await self._start(row, ctx, self.deps.current(row.id, self.python))
-            return self.view(ctx)
+        """A fresh kernel for the context (its variables are gone), starting in the background."""
+        row = self.sandboxes.get_row(tenant, sandbox_id)
+        ctx = self._find(row, context_id)
+        await self._stop_kernel(ctx, None)
+        self._launch(row, ctx)
+        return self.view(ctx)
+
+    def _launch(self, row: SandboxRow, ctx: CodeContext) -> None:
+        async def start() -> None:
+            try:
+                await self._start(row, ctx, self.deps.current(row.id, self.python))
+            except Exception as exc:  # told by the next cell, which tries again
+                ctx.ended = f"the kernel could not start: {exc}"
+                log.warning("kernel did not start", extra={"context_id": ctx.id, "error": str(exc)})
+
+        ctx.starting = True
+        ctx.launching = asyncio.create_task(start())
+
+    async def _settle(self, ctx: CodeContext) -> None:
+        """Wait for a kernel starting in the background (its failure is in ``ctx.ended``)."""
+        if ctx.launching is not None:
+            await asyncio.shield(ctx.launching)
 
     async def delete(self, tenant: str, sandbox_id: str, context_id: str) -> None:
         """Stops the kernel at once (a cell still running in it ends as ``crashed``)."""
@@ -215,6 +229,11 @@ class ContextService:
 
     async def _stop_kernel(self, ctx: CodeContext, reason: str | None) -> None:
         """``reason``: what the next cell that starts a kernel in this context tells (None: nothing)."""
+        launching, ctx.launching = ctx.launching, None
+        if launching is not None and not launching.done():
+            launching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await launching
         found, ctx.kernel = ctx.kernel, None
         ctx.ended = reason
         if found is not None:
@@ -328,6 +347,7 @@ class ContextService:
     async def _kernel_for(self, row: SandboxRow, ctx: CodeContext, prepared: Prepared) -> str | None:
         """A running kernel that sees ``prepared``'s environment; returns why it was restarted when it was (so
         earlier state is gone), None when it was kept or is the context's first."""
+        await self._settle(ctx)
         live = ctx.kernel
         if live is not None and live.alive:
             reason = await self._grow(live, prepared)

@@ -85,7 +85,7 @@ class KernelConnection:
         self.client.load_connection_info(cast(KernelConnectionInfo, dict(host_info)))
 
     async def open(self, timeout: float) -> None:
-        self.client.start_channels()
+        self.client.start_channels(hb=False)  # the kernel's process is watched through its resident instead
         await self.client.wait_for_ready(timeout=timeout)
 
     def close(self) -> None:

@@ -145,9 +145,9 @@ class Kernel:
 
     async def stop(self) -> None:
         """End the kernel: its resident is stopped (the runner kills the jail and removes the cgroup)."""
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        connection, self.connection = self.connection, None
         if self.resident is not None:
             await self.residents.stop(self.resident.id)
+        if connection is not None:  # after the kernel is gone; off the event loop, as closing zmq may wait
+            await asyncio.to_thread(connection.close)
         await asyncio.to_thread(safefs.remove_tree, self.folder)
