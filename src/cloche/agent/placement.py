@@ -13,18 +13,19 @@ from collections.abc import Mapping
 from cloche.agent.local import LocalAgent
 from cloche.agent.protocol import NodeAgent
 from cloche.agent.remote import RemoteAgent
-from cloche.errors import AgentUnavailable, StoreUnavailable
+from cloche.errors import AgentUnavailable, StoreUnavailable, Unsupported
 from cloche.models import CreateSandbox, Sandbox
 from cloche.service.sandboxes import SandboxService
 from cloche.settings import Settings
 
 
 class Placement:
-    def __init__(self, agents: Mapping[str, NodeAgent], sandboxes: SandboxService) -> None:
+    def __init__(self, agents: Mapping[str, NodeAgent], sandboxes: SandboxService, local_name: str) -> None:
         if not agents:
             raise ValueError("at least one node agent")
         self.agents = dict(agents)
         self._sandboxes = sandboxes
+        self._local_name = local_name  # this process's own node (CLOCHE_NODE_NAME)
         self._turn = itertools.cycle(list(self.agents))
         # One node in this process (the default): every sandbox is its, and its services look the row up
         # themselves, so the single-node path costs no extra read.
@@ -43,6 +44,14 @@ class Placement:
                 "(CLOCHE_AGENTS, or CLOCHE_NODE_NAME for the in-process node)"
             )
         return agent
+
+    def require_local(self, tenant: str, sandbox_id: str, feature: str) -> None:
+        """``feature`` is not on the agent protocol yet: it works only for sandboxes of this process's node."""
+        if self._only is None and self.holding(tenant, sandbox_id).name != self._local_name:
+            raise Unsupported(
+                f"{feature} run only on the API server's own node, and sandbox {sandbox_id} lives on a node agent "
+                "(CLOCHE_AGENTS); this version of the agent protocol does not carry them"
+            )
 
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
         """On the next agent in turn; one that does not answer is passed over (each agent tried once)."""

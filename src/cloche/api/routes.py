@@ -16,7 +16,7 @@ from cloche.api.disconnect import unless_client_leaves
 from cloche.api.errors import documented
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
-from cloche.errors import ClocheError, Unsupported
+from cloche.errors import ClocheError
 from cloche.jail.runner import StreamName
 from cloche.models import (
     CreateSandbox,
@@ -180,8 +180,7 @@ async def exec_in_sandbox(
     """Run a file or a command and answer with its result; with ``"background": true``, start it and answer at
     once with the process (always JSON)."""
     if body.background:
-        if s.placement.holding(who, sandbox_id) is not s.local_agent:
-            raise Unsupported("background processes run on the API server's own node; this sandbox is on another")
+        s.placement.require_local(who, sandbox_id, "background processes")
         return await unless_client_leaves(request, s.processes.start(who, sandbox_id, body))
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream

@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1/sandboxes/{sandbox_id}")
 
 @router.post("/contexts", status_code=201, response_model=Context, responses=documented(*NAMES_A_SANDBOX, 409, 503))
 async def create_context(s: State, who: Tenant, sandbox_id: str, body: CreateContext | None = None) -> Context:
+    s.placement.require_local(who, sandbox_id, "code contexts")
     return await s.contexts.create(who, sandbox_id, body or CreateContext())
 
 
@@ -54,6 +55,7 @@ async def delete_context(s: State, who: Tenant, sandbox_id: str, context_id: str
 async def run_code(
     s: State, who: Tenant, sandbox_id: str, body: CodeRequest, request: Request
 ) -> CodeResult | Response:
+    s.placement.require_local(who, sandbox_id, "code contexts")
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)

@@ -199,7 +199,7 @@ class AppState:
             secrets=secrets,
             residents=residents,
             local_agent=local_agent,
-            placement=Placement(node_agents(settings, local_agent), sandboxes),
+            placement=Placement(node_agents(settings, local_agent), sandboxes, settings.node_name),
             processes=ProcessService(execs, residents, port_relay.stage(paths.jail / "bin")),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
