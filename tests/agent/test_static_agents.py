@@ -117,6 +117,10 @@ def test_a_sandbox_made_through_one_api_server_is_used_through_the_other(fleet: 
         assert {b.id for b in boxes} <= {s.id for s in two.list()}
         runs = one.sandbox(boxes[0].id).runs().runs  # the run rows are in the shared database
         assert len(runs) == 2
+        for path, body in (("contexts", {}), ("exec", {"command": "sleep 1", "background": True})):
+            refused = httpx.post(f"{second.url}/v1/sandboxes/{boxes[0].id}/{path}", json=body, timeout=60)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported", refused.text
+            assert "node agent" in refused.json()["error"]["message"]
         two.sandbox(boxes[1].id).delete()
         missing = httpx.get(f"{first.url}/v1/sandboxes/{boxes[1].id}")
         assert missing.status_code == 404
