@@ -282,7 +282,7 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 60.0) -> Server:
+    def start(self, timeout: float = 180.0) -> Server:
         cli = [sys.executable, "-c", "from cloche.cli.main import main; main()", "serve", *self.options]
         started = time.perf_counter()
         with self.log.open("ab") as out:

@@ -97,6 +97,9 @@ class ServerProcess:
             **os.environ,
             "CLOCHE_DATA_DIR": str(data_dir),
             "CLOCHE_PORT": str(self.port),
+            # Test servers start every run cold, so "no process of the pool is left after a run" stays exact;
+            # tests/service/test_warm.py runs its own servers with the warm interpreter on.
+            "CLOCHE_WARM_INTERPRETER": "false",
             **self._private_uids(),
             **(env or {}),
         }

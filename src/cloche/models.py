@@ -311,6 +311,11 @@ class UnresolvedImport(BaseModel):
     hint: str | None
 
 
+class WarmStart(BaseModel):
+    used: bool = Field(description="True when the sandbox's warm interpreter forked the run (its packages imported).")
+    reason: str | None = Field(None, description="Why the run started cold instead (null when it ran warm).")
+
+
 class ExecResult(BaseModel):
     run_id: str = Field(description="Run id, 'run_' followed by 24 hex digits.")
     status: RunStatus
@@ -329,6 +334,9 @@ class ExecResult(BaseModel):
         description="Scanned imports no trustworthy distribution provides (not installed).",
     )
     egress_denied: list[str] = Field(default_factory=list, description="Hosts the run tried to reach and was refused.")
+    warm: WarmStart | None = Field(
+        None, description="For a `.py` exec: whether the sandbox's warm interpreter forked it, and if not why."
+    )
     error: str | None = Field(
         None, description="Why cloche or a limit ended the run (killed, timed out, ...); null when the program ended."
     )

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         "'auto' (volume where it works, else walk with a warning).",
     )
     tmp_mb: int = Field(256, gt=0, description="Size of each run's private /tmp (tmpfs, counted as memory), in MiB.")
+    warm_interpreter: bool = Field(
+        True,
+        description="Keep a warm Python interpreter per sandbox (in its own jail) that has imported the packages "
+        "the detection found and forks each later `.py` exec from there; false: every exec starts cold.",
+    )
+    warm_idle_seconds: float = Field(
+        300.0, gt=0, description="A sandbox's warm interpreter is stopped after this long without an exec."
+    )
     max_file_mb: int = Field(1024, gt=0, description="Largest single file a run may write (RLIMIT_FSIZE), in MiB.")
     open_files: int = Field(1024, ge=16, description="Open file descriptors per process (RLIMIT_NOFILE).")
     install_memory_mb: int = Field(4096, gt=0, description="Memory for each install jail, in MiB.")

@@ -46,6 +46,7 @@ from cloche.service.processes import ProcessService
 from cloche.service.residents import Residents
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import SecretService, load_key
+from cloche.service.warm import WarmInterpreters
 from cloche.settings import Settings
 from cloche.store.audit_log import AuditLog
 from cloche.store.envstore import EnvironmentStore
@@ -175,9 +176,11 @@ class AppState:
             log_bytes=settings.resident_log_bytes,
             most_per_sandbox=settings.max_residents_per_sandbox,
         )
+        warm = WarmInterpreters(runner, residents, settings)
+        sandboxes.on_destroy(warm.stop)  # before the residents: its registry forgets the zygote first
         sandboxes.on_destroy(residents.stop_sandbox)
         files = FileService(sandboxes)
-        execs = ExecService(sandboxes, runner, registry, deps, secrets)
+        execs = ExecService(sandboxes, runner, registry, deps, secrets, warm=warm)
         local_agent = LocalAgent(settings.node_name, sandboxes, files, execs)
         python = registry.by_name("python")
         assert isinstance(python, PythonEcosystem)
@@ -261,6 +264,8 @@ class AppState:
                 log.exception("environment collection failed")
 
     async def stop(self) -> None:
+        if self.execs.warm is not None:
+            await self.execs.warm.stop_all()
         await self.contexts.stop_all()  # kernels, their cgroups and sockets
         background = [*self.tasks, *self.deps.background]
         for task in background:

@@ -375,3 +375,8 @@ class Ecosystem(abc.ABC):
 
     def needs_environment(self, detection: Detection) -> bool:
         return detection.needs_packages or Quirk.ENVIRONMENT_WITHOUT_PACKAGES in self.quirks
+
+    def preload(self, detection: Detection) -> tuple[str, ...] | None:
+        """Optional: the third-party modules a warm interpreter imports ahead of this entry's runs (never a
+        workspace module; () when it needs none); None: this ecosystem has no warm interpreter."""
+        return None

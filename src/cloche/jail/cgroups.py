@@ -126,6 +126,12 @@ class RunCgroup:
         for fd in fds:
             os.write(fd, b"0")
 
+    def attach(self, pid: int) -> None:
+        """Move a live process into the group, from the server (root): a run the warm interpreter forked, held
+        before its first instruction of user code until this is done."""
+        for path in self.paths:
+            write(path / "cgroup.procs", pid)
+
     def close_fds(self) -> None:
         fds, self._fds = self._fds, ()
         for fd in fds:

@@ -23,14 +23,19 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cloche.errors import IsolationUnavailable
 from cloche.jail import cgroups
 from cloche.jail.cgroups import Cgroups, RunCgroup
+from cloche.jail.environment import BASE_ENV
 from cloche.jail.profile import JailProfile, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Jail
+from cloche.jail.zygote_host import ColdInstead, ForkedProcess, ZygoteClient
+
+if TYPE_CHECKING:
+    from cloche.jail.egress_layer import EgressSession
 
 log = logging.getLogger("cloche.jail")
 
@@ -39,6 +44,7 @@ OutputCallback = Callable[[StreamName, str], Awaitable[None]]
 Outcome = Literal["succeeded", "failed", "timed_out", "output_limit", "oom_killed", "killed"]
 
 READ_CHUNK = 65536
+Jailed = asyncio.subprocess.Process | ForkedProcess  # a spawned jail, or a run the warm interpreter forked
 
 
 @dataclass
@@ -54,6 +60,7 @@ class RunResult:
     egress_denied: list[str] = field(default_factory=list)
     memory_peak_bytes: int | None = None
     cpu_seconds: float | None = None
+    warm: dict[str, Any] | None = None  # whether a warm interpreter forked the run, and why not (service/warm.py)
 
 
 @dataclass
@@ -123,8 +130,15 @@ class Runner:
         """Reap jail inits orphaned by finished runs (also called periodically by the server)."""
         return self._children.reap()
 
-    async def run(self, spec: RunSpec, profile: JailProfile, on_output: OutputCallback | None = None) -> RunResult:
-        """The cgroup, then the profile's tier (its own checklist and spawn), then the run under its caps."""
+    async def run(
+        self,
+        spec: RunSpec,
+        profile: JailProfile,
+        on_output: OutputCallback | None = None,
+        on_started: Callable[[EgressSession | None], None] | None = None,
+    ) -> RunResult:
+        """The cgroup, then the profile's tier (its own checklist and spawn), then the run under its caps.
+        ``on_started`` is told the run's egress session once it runs (a warm interpreter's runs share it)."""
         await self.require(profile.isolation)
         tier = self._tiers[profile.isolation]
         async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
@@ -135,6 +149,8 @@ class Runner:
                 jail = await tier.start(spec, profile, group, release)  # the tier's checklist and spawn
             finally:
                 group.close_fds()
+            if on_started is not None:
+                on_started(jail.egress)
             try:
                 result = await self._supervise(
                     jail.process, spec, _Capture(spec.output_limit_bytes, on_output), started, group
@@ -146,6 +162,32 @@ class Runner:
             self._retry_groups()
         if jail.egress is not None:
             result.egress_denied = jail.egress.denied_hosts()
+        return result
+
+    async def run_forked(
+        self, spec: RunSpec, zygote: ZygoteClient, on_output: OutputCallback | None = None
+    ) -> RunResult | ColdInstead:
+        """``spec`` (``python3 SCRIPT ARGS...``) forked by the sandbox's warm interpreter, which runs in the
+        sandbox's own jail (the tier's layers are its): the run gets a cgroup of its own before its first
+        instruction, and the same pipes, caps, clock and statuses as ``run``. Raises ``ZygoteGone`` when the
+        interpreter cannot serve it (nothing of the run has started then)."""
+        async with contextlib.AsyncExitStack() as release:
+            group = cgroups.apply(self._cgroups, spec.limits, release)
+            group.close_fds()  # the server moves the forked child in itself (RunCgroup.attach)
+            started = time.monotonic()
+            env = {**BASE_ENV, **spec.env, **zygote.extra_env}
+            proc = await zygote.start(spec.argv[1:], env, spec.cwd, spec.stdin is not None, group)
+            if isinstance(proc, ColdInstead):
+                return proc
+            release.callback(proc.close)
+            denied_before = set(zygote.denied_hosts())
+            result = await self._supervise(proc, spec, _Capture(spec.output_limit_bytes, on_output), started, group)
+            _read_group(result, group, spec)
+            result.egress_denied = [h for h in zygote.denied_hosts() if h not in denied_before]
+            if proc.zygote_failed and result.status in ("failed", "succeeded"):
+                result.error = "the warm interpreter stopped during the run"
+        if self._cgroups.pending:
+            self._retry_groups()
         return result
 
     def _retry_groups(self) -> None:
@@ -163,7 +205,7 @@ class Runner:
 
     async def _supervise(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: Jailed,
         spec: RunSpec,
         capture: _Capture,
         started: float,
@@ -231,7 +273,7 @@ class Runner:
         )
 
     @staticmethod
-    async def _write_stdin(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+    async def _write_stdin(proc: Jailed, data: bytes | None) -> None:
         if proc.stdin is None:
             return
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -241,7 +283,7 @@ class Runner:
             proc.stdin.close()
 
     @staticmethod
-    def _kill(proc: asyncio.subprocess.Process, group: RunCgroup) -> None:
+    def _kill(proc: Jailed, group: RunCgroup) -> None:
         """SIGKILL bwrap's session, then everything in the run's cgroup (setsid daemons included)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -278,7 +320,7 @@ def _read_group(result: RunResult, group: RunCgroup, spec: RunSpec) -> None:
     result.cpu_seconds = group.cpu_usage_seconds()
 
 
-def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+def _close_pipes(proc: Jailed) -> None:
     transport = getattr(proc, "_transport", None)
     if transport is not None:
         transport.close()

@@ -1,6 +1,9 @@
 """The audit trail: one method per recorded event, each appended (fsync'd) to the hash-chained log.
 
-Appends run in a worker thread so the fsync never stalls the event loop.
+Appends run in a worker thread so the fsync never stalls the event loop. ``exec_requested`` is written while the
+run starts rather than before (a thread hop and an fsync off each exec's path); every later append, the run's
+``run_finished`` included, waits for it first, so records keep their order and an exec is answered only once
+both are durable.
 """
 
 from __future__ import annotations
@@ -30,9 +33,27 @@ class AuditTrail:
         self.log = log
         # Per-workspace file digests, so each run re-reads only what changed (most recent workspaces only).
         self._digests: OrderedDict[Path, DigestCache] = OrderedDict()
+        self._pending: asyncio.Future[None] | None = None  # an append not waited for yet (exec_requested)
 
     async def _append(self, event: str, sandbox_id: str | None, **fields: Any) -> None:
+        await self._settle()
         await asyncio.to_thread(self.log.append, event, sandbox_id, **fields)
+
+    async def _settle(self) -> None:
+        """Wait for the append still in flight, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    def _append_soon(self, event: str, sandbox_id: str | None, **fields: Any) -> None:
+        previous = self._pending
+
+        async def append() -> None:
+            if previous is not None:
+                await previous
+            await asyncio.to_thread(self.log.append, event, sandbox_id, **fields)
+
+        self._pending = asyncio.ensure_future(append())
 
     async def sandbox_created(self, row: SandboxRow) -> None:
         await self._append("sandbox_created", row.id, tenant=row.tenant, language=row.language, host_uid=row.host_uid)
@@ -58,7 +79,7 @@ class AuditTrail:
         await self._append("process_ended", sandbox_id, process_id=process_id, status=status, exit_code=exit_code)
 
     async def exec_requested(self, run: RunRow, entry: str | None) -> None:
-        await self._append("exec_requested", run.sandbox_id, run_id=run.id, argv=run.argv, entry=entry)
+        self._append_soon("exec_requested", run.sandbox_id, run_id=run.id, argv=run.argv, entry=entry)
 
     async def install_performed(self, run: RunRow, record: DependencyRecord) -> None:
         install = record.install
@@ -78,14 +99,23 @@ class AuditTrail:
         self._digests[workspace] = cache
         while len(self._digests) > DIGEST_CACHES:
             self._digests.popitem(last=False)
-        tree = await asyncio.to_thread(_safe_tree_hash, workspace, cache)
-        await self._append("run_finished", run.sandbox_id, **_run_fields(run, record, tree))
+        await self._settle()
+
+        def hash_then_append() -> None:  # one worker-thread hop for both
+            tree = _safe_tree_hash(workspace, cache)
+            self.log.append("run_finished", run.sandbox_id, **_run_fields(run, record, tree))
+
+        await asyncio.to_thread(hash_then_append)
         denied = run.extra.get("egress_denied") or []
         if denied:
             await self._append("egress_denied", run.sandbox_id, run_id=run.id, hosts=denied)
 
     def run_aborted(self, run: RunRow, record: DependencyRecord) -> None:
-        """Synchronous: called while the run's task is being cancelled, where awaiting is not possible."""
+        """Synchronous: called while the run's task is being cancelled, where awaiting is not possible (after an
+        append still in flight, when there is one)."""
+        if self._pending is not None and not self._pending.done():
+            self._append_soon("run_finished", run.sandbox_id, **_run_fields(run, record, None))
+            return
         self.log.append("run_finished", run.sandbox_id, **_run_fields(run, record, None))
 
 

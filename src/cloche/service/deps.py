@@ -63,6 +63,7 @@ class Prepared:
 
     record: DependencyRecord
     exec_env: ExecEnv = field(default_factory=ExecEnv)
+    preload: tuple[str, ...] | None = None  # what a warm interpreter imports ahead; None: none runs it
 
 
 class DependencyService:
@@ -125,6 +126,8 @@ class DependencyService:
         writes = {source: needs for source, needs in planned.writes.items() if source not in transient}
         own = list(detections.values())
         detection = planned.detection
+        preloads = [ecosystem.preload(d) for d in own]
+        preload = None if not own or None in preloads else tuple(dict.fromkeys(m for p in preloads for m in p or ()))
 
         def record(lock: Lock | None = None, key: str | None = None, **report: Any) -> DependencyRecord:
             # What this exec's entries asked for; a command that starts none reports the sandbox's union.
@@ -150,7 +153,7 @@ class DependencyService:
             self._record(sandbox_id, ecosystem, writes)
             if ecosystem.accumulates is not None and stored_needs:  # its sources need nothing any more
                 self.store.delete_binding(sandbox_id, ecosystem.name)
-            return Prepared(record())
+            return Prepared(record(), preload=preload)
         binding = self.store.get_binding(sandbox_id, ecosystem.name)
         note: dict[str, str] = {}
         try:
@@ -195,7 +198,7 @@ class DependencyService:
         checked = _verification_report(verification)
         done = record(lock, key, installed=installed, reused_environment=reused, environment=key, **checked, **note)
         runs = own or [detection]  # each entry's own import path (src layouts)
-        return Prepared(done, combine_exec_envs([ecosystem.exec_env(stored.path, d) for d in runs]))
+        return Prepared(done, combine_exec_envs([ecosystem.exec_env(stored.path, d) for d in runs]), preload)
 
     async def _environment(
         self,

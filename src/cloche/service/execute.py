@@ -26,6 +26,7 @@ from cloche.service.run_capture import RunCapture
 from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import Held, SecretService
+from cloche.service.warm import WarmInterpreters
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
 
@@ -53,6 +54,7 @@ class ExecService:
         deps: DependencyService,
         secrets: SecretService,
         metrics: Metrics | None = None,
+        warm: WarmInterpreters | None = None,
     ) -> None:
         self.sandboxes = sandboxes
         self.settings = sandboxes.settings
@@ -62,6 +64,7 @@ class ExecService:
         self.secrets = secrets
         self.metrics = metrics or deps.metrics
         self.commands = CommandDependencies(ecosystems, deps)
+        self.warm = warm
 
     def target(self, row: SandboxRow, request: ExecRequest) -> Target:
         """What the request runs; commands run with /bin/sh in the workspace. Reads only."""
@@ -200,7 +203,7 @@ class ExecService:
                 spec = self.spec(row, request, found.argv, exec_env, held)
                 profile = self.profile(row, exec_env, held)
                 async with capture.saving():
-                    result = await self.runner.run(spec, profile, capture.sink)
+                    result = await self._run(row.id, found, exec_env, spec, profile, bool(held.values), capture)
                     await capture.flush()
                 result.output = _install_lines(record) + installs + result.output
                 # The watchdog's last check may have been cut short by the run's end: measure once more.
@@ -221,6 +224,29 @@ class ExecService:
             await audit.run_finished(run, record, workspace)
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
         return _result(run, record)
+
+    async def _run(
+        self,
+        sandbox_id: str,
+        found: CommandDeps,
+        exec_env: ExecEnv,
+        spec: RunSpec,
+        profile: JailProfile,
+        secret: bool,
+        capture: RunCapture,
+    ) -> RunResult:
+        """Forked by the sandbox's warm interpreter when it can serve the run, else a cold run (after which the
+        warm interpreter is started for the next one); the run record says which, and why."""
+        preload = found.prepared.preload
+        if self.warm is None or preload is None or not self.warm.serves(spec):
+            return await self.runner.run(spec, profile, capture.sink)
+        base_env = found.prepared.exec_env.env
+        result, note = await self.warm.run(sandbox_id, preload, base_env, spec, profile, secret, capture.sink)
+        if result is None:
+            result = await self.runner.run(spec, profile, capture.sink)
+            await self.warm.start(sandbox_id, preload, base_env, spec, profile, secret)
+        result.warm = note
+        return result
 
     async def _end_unrun(
         self, run: RunRow, language: str | None, record: DependencyRecord, status: str, error: str, heading: str = ""
@@ -252,6 +278,8 @@ class ExecService:
             run.truncated = result.truncated
             run.duration_ms = result.duration_ms
             run.extra["egress_denied"] = result.egress_denied
+            if result.warm is not None:
+                run.extra["warm"] = result.warm
         else:
             run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
         self.sandboxes.store.finish_run(run)
@@ -298,6 +326,7 @@ def _result(run: RunRow, record: DependencyRecord) -> ExecResult:
         unlisted_imports=record.unlisted_imports,
         unresolved_imports=record.unresolved_imports,
         egress_denied=run.extra.get("egress_denied") or [],
+        warm=run.extra.get("warm"),
         run_id=run.id,
         **{name: getattr(run, name) for name in outcome},
     )

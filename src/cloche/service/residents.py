@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cloche.errors import InvalidRequest, ResidentLimit
 from cloche.jail.profile import JailProfile, RunSpec
@@ -33,6 +33,9 @@ from cloche.service.ids import new_resident_id, utcnow
 from cloche.service.masking import Masker, StreamMasker
 from cloche.service.resident_log import LogBuffer
 from cloche.store import safefs
+
+if TYPE_CHECKING:
+    from cloche.jail.egress_layer import EgressSession
 
 log = logging.getLogger("cloche.residents")
 
@@ -122,11 +125,13 @@ class Residents:
         label: str = "",
         masker: Masker | None = None,
         on_end: Callable[[Resident], Awaitable[None]] | None = None,
+        on_started: Callable[[EgressSession | None], None] | None = None,
     ) -> Resident:
         """Start ``spec`` in ``profile`` (plus the resident's socket folder) and return at once; the run goes on
         in its own task. ``masker`` hides the run's secrets in its log; ``on_end`` runs in that task once the run
-        ended and its folder is gone (so ``stop`` and ``stop_all`` wait for it). Refused with ``ResidentLimit``
-        when the sandbox already runs its most residents."""
+        ended and its folder is gone (so ``stop`` and ``stop_all`` wait for it); ``on_started`` is ``Runner.run``'s:
+        told the resident's egress session once it runs. Refused with ``ResidentLimit`` when the sandbox already
+        runs its most residents."""
         live = [r for r in self.listing(sandbox_id) if r.running]
         if len(live) >= self._most:
             raise ResidentLimit(
@@ -149,7 +154,7 @@ class Residents:
         )
         self._all[resident_id] = resident
         jailed = dataclasses.replace(profile, socket_dir=directory)
-        work = self._run(resident, spec, jailed, masker or Masker(()), on_end)
+        work = self._run(resident, spec, jailed, masker or Masker(()), on_end, on_started)
         resident.task = asyncio.create_task(work, name=f"resident {resident_id}")
         self._forget_finished(sandbox_id)
         log.info("resident started", extra={"sandbox_id": sandbox_id, "resident_id": resident_id, "kind": kind})
@@ -162,6 +167,7 @@ class Residents:
         profile: JailProfile,
         masker: Masker,
         on_end: Callable[[Resident], Awaitable[None]] | None,
+        on_started: Callable[[EgressSession | None], None] | None,
     ) -> None:
         started = time.monotonic()
         streams: dict[StreamName, StreamMasker] = {"stdout": masker.stream(), "stderr": masker.stream()}
@@ -170,7 +176,7 @@ class Residents:
             resident.log.append(name, streams[name].feed(text))
 
         try:
-            resident.result = await self._runner.run(spec, profile, sink)
+            resident.result = await self._runner.run(spec, profile, sink, on_started)
         except asyncio.CancelledError:
             resident.result = _ended("killed", started, "stopped")
             raise

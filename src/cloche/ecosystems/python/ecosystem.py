@@ -163,6 +163,12 @@ class PythonEcosystem(Ecosystem):
             return ["--no-index", "--find-links", WHEELS]
         return ["--index-url", self.index_url]
 
+    def preload(self, detection: Detection) -> tuple[str, ...]:
+        """The required third-party imports the scan found (the workspace's own modules never are); an entry
+        that imports none still runs warm (the interpreter's own start-up and the jail's are what it saves)."""
+        found = detection.details
+        return tuple(need.module for need in found.imports) if isinstance(found, PythonDetection) else ()
+
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details
         constraints = found.constraints if isinstance(found, PythonDetection) else ()
