@@ -23,8 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from cloche.ecosystems.base import ExecEnv
@@ -36,6 +35,7 @@ from cloche.jail.profile import SANDBOX_DIR, RunSpec
 from cloche.models_code import CodeError, CodeRequest, CodeResult, Context, CreateContext
 from cloche.service import run_policy
 from cloche.service.cell_results import cell_result, masked
+from cloche.service.context_record import SOURCE_DIR, CodeContext, context_view
 from cloche.service.deps import DependencyService, Prepared, Progress
 from cloche.service.execute import ExecService
 from cloche.service.ids import utcnow
@@ -52,31 +52,8 @@ from cloche.store.envstore import EnvironmentStore
 from cloche.store.metadata import SandboxRow
 
 log = logging.getLogger("cloche.contexts")
-SOURCE_DIR = ".cloche/contexts"
 SOURCE_HEADER = "# The imports of this code context's cells: cloche installs what they need. Do not edit.\n"
 CodeSink = Callable[[str, Any], Awaitable[None]]
-
-
-@dataclass
-class CodeContext:
-    id: str
-    sandbox_id: str
-    default: bool
-    created_at: datetime
-    last_used_at: datetime
-    imports: list[str] = field(default_factory=list)
-    source_written: bool = False
-    kernel: Kernel | None = None
-    started_once: bool = False
-    starting: bool = False
-    busy: bool = False
-    ended: str | None = None  # why the last kernel ended, told by the next cell that starts one
-    launching: asyncio.Task[None] | None = None  # the kernel starting in the background
-    masker: Masker = field(default_factory=lambda: Masker(()))  # the kernel's secrets, masked in what it shows
-
-    @property
-    def source(self) -> str:
-        return f"{SOURCE_DIR}/{self.id}.py"
 
 
 class ContextService:
@@ -117,26 +94,7 @@ class ContextService:
     # the API's view
 
     def view(self, ctx: CodeContext) -> Context:
-        if ctx.starting:
-            status = "starting"
-        elif ctx.busy:
-            status = "busy"
-        elif ctx.kernel is not None and ctx.kernel.alive:
-            status = "idle"
-        else:
-            status = "dead" if ctx.started_once else "idle"
-        count = ctx.kernel.execution_count if ctx.kernel is not None else 0
-        return Context(
-            id=ctx.id,
-            sandbox_id=ctx.sandbox_id,
-            language="python",
-            status=status,
-            default=ctx.default,
-            execution_count=count,
-            created_at=ctx.created_at,
-            last_used_at=ctx.last_used_at,
-            expires_at=ctx.last_used_at + timedelta(seconds=self.settings.context_idle_seconds),
-        )
+        return context_view(ctx, self.settings.context_idle_seconds)
 
     def listing(self, tenant: str, sandbox_id: str) -> list[Context]:
         row = self.sandboxes.get_row(tenant, sandbox_id)
