@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cloche.store.metadata import SandboxRow
-from cloche.store.sqlite import SCHEMA, SqliteMetadataStore
+from cloche.store.sqlite import SqliteMetadataStore
+from cloche.store.sqlite_schema import SCHEMA
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
