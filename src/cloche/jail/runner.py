@@ -73,6 +73,7 @@ class _Capture:
     counts: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0})
     interleaved: list[str] = field(default_factory=list)
     truncated: bool = False
+    full: set[str] = field(default_factory=set)  # streams cut at the cap; the others keep what was already written
     limit_hit: asyncio.Event = field(default_factory=asyncio.Event)
     stop_reason: str | None = None
 
@@ -83,11 +84,12 @@ class _Capture:
                 if (text := decoder.decode(chunk)) and self.on_output is not None:
                     await self.on_output(name, text)
                 continue
-            if self.truncated:
+            if name in self.full:
                 continue  # keep draining so the pipe reaches EOF once the jail is killed
             room = self.limit - self.counts[name]
             if len(chunk) > room:
                 chunk = chunk[: max(room, 0)]
+                self.full.add(name)
                 self.truncated = True
                 self.limit_hit.set()
             self.counts[name] += len(chunk)
@@ -99,7 +101,7 @@ class _Capture:
         tail = decoder.decode(b"", final=True)
         if tail and self.limit is None and self.on_output is not None:
             await self.on_output(name, tail)
-        elif tail and not self.truncated:
+        elif tail and name not in self.full:
             self._keep(name, tail)
 
     def _keep(self, name: StreamName, text: str) -> None:
