@@ -18,6 +18,7 @@ from bench.harness import Bench, Scenario, loadavg, log, machine, source_fingerp
 # Order matters: footprint reads the RSS samples concurrency leaves behind (it measures its own when run alone).
 SCENARIOS: dict[str, str] = {
     "exec": "bench.exec_overhead",
+    "profile": "bench.exec_profile",
     "contexts": "bench.contexts",
     "headline": "bench.headline",
     "tiers": "bench.tiers",

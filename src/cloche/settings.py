@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     warm_idle_seconds: float = Field(
         300.0, gt=0, description="A sandbox's warm interpreter is stopped after this long without an exec."
     )
+    step_timings: bool = Field(
+        False,
+        description="Log one `exec steps` line per exec request: when each step of it ended, in ms since the "
+        "request arrived (the exec profile of `python -m bench --only profile`). Off: no line, no timing.",
+    )
     max_file_mb: int = Field(1024, gt=0, description="Largest single file a run may write (RLIMIT_FSIZE), in MiB.")
     open_files: int = Field(1024, ge=16, description="Open file descriptors per process (RLIMIT_NOFILE).")
     install_memory_mb: int = Field(4096, gt=0, description="Memory for each install jail, in MiB.")

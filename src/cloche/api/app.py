@@ -19,6 +19,7 @@ from cloche.jail.bwrap import bwrap_version
 from cloche.metrics import CONTENT_TYPE_LATEST
 from cloche.models import Health
 from cloche.settings import Settings
+from cloche.steps import StepTimings
 
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -71,4 +72,6 @@ def create_app(settings: Settings | None = None, *, node_agent: bool = False) ->
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(JsonByDefault)
+    if settings.step_timings:
+        app.add_middleware(StepTimings)  # outermost: the clock starts before any other middleware
     return app

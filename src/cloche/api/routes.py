@@ -34,6 +34,7 @@ from cloche.models import (
     SecretList,
 )
 from cloche.process_models import ProcessInfo
+from cloche.steps import mark
 from cloche.store.metadata import SecretRow
 
 router = APIRouter(prefix="/v1")
@@ -179,6 +180,7 @@ async def exec_in_sandbox(
 ) -> ExecResult | ProcessInfo | Response:
     """Run a file or a command and answer with its result; with ``"background": true``, start it and answer at
     once with the process (always JSON)."""
+    mark("route: authenticated, body validated")
     if body.background:
         s.placement.require_local(who, sandbox_id, "background processes")
         return await unless_client_leaves(request, s.processes.start(who, sandbox_id, body))

@@ -25,6 +25,7 @@ from cloche.jail.cgroups import RunCgroup
 from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Started
+from cloche.steps import mark
 
 
 class BwrapJail:
@@ -73,9 +74,11 @@ class BwrapJail:
         cmd = BwrapCommand()
         release.callback(cmd.close_fds)
         egress = await self.confine(cmd, spec, profile, release)  # 1-6. namespaces to sealed root
+        mark("jail: layers 1-6 (egress proxy included)")
         cmd.cgroup_procs_fds += group.procs_fds()  # 7. cgroup
         rlimits.apply(cmd, spec.limits)  # 8. rlimits
         argv, args_fd = cmd.argv(spec.argv)
+        mark("jail: bwrap options written")
         fds, stdin = [args_fd, *cmd.pass_fds], spec.stdin is not None
         try:
             process = await self._children.track(spawn_host.spawn(cmd, self._bwrap, argv, fds, stdin, self._spawner))

@@ -33,6 +33,7 @@ from cloche.jail.profile import JailProfile, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Jail
 from cloche.jail.zygote_host import ColdInstead, ForkedProcess, ZygoteClient
+from cloche.steps import mark
 
 if TYPE_CHECKING:
     from cloche.jail.egress_layer import EgressSession
@@ -146,6 +147,7 @@ class Runner:
         async with contextlib.AsyncExitStack() as release:  # what the layers hold, released last first
             limits = tier.cgroup_limits(spec.limits)
             group = cgroups.apply(self._cgroups, limits, release)  # the run's cgroup, joined before exec
+            mark("runner: run cgroup created")
             started = time.monotonic()
             try:
                 jail = await tier.start(spec, profile, group, release)  # the tier's checklist and spawn
@@ -160,6 +162,8 @@ class Runner:
             finally:
                 self._children.done(jail.process.pid)
             _read_group(result, group, spec)
+            mark("runner: cgroup read (OOM, peak, CPU)")
+        mark("runner: cgroup and layers released")
         if self._cgroups.pending:
             self._retry_groups()
         if jail.egress is not None:
@@ -176,6 +180,7 @@ class Runner:
         async with contextlib.AsyncExitStack() as release:
             group = cgroups.apply(self._cgroups, spec.limits, release)
             group.close_fds()  # the server moves the forked child in itself (RunCgroup.attach)
+            mark("runner: run cgroup created")
             started = time.monotonic()
             env = {**BASE_ENV, **spec.env, **zygote.extra_env}
             proc = await zygote.start(spec.argv[1:], env, spec.cwd, spec.stdin is not None, group)
@@ -185,9 +190,11 @@ class Runner:
             denied_before = set(zygote.denied_hosts())
             result = await self._supervise(proc, spec, _Capture(spec.output_limit_bytes, on_output), started, group)
             _read_group(result, group, spec)
+            mark("runner: cgroup read (OOM, peak, CPU)")
             result.egress_denied = [h for h in zygote.denied_hosts() if h not in denied_before]
             if proc.zygote_failed and result.status in ("failed", "succeeded"):
                 result.error = "the warm interpreter stopped during the run"
+        mark("runner: cgroup released")
         if self._cgroups.pending:
             self._retry_groups()
         return result
@@ -230,6 +237,7 @@ class Runner:
                 [readers_done, limit], timeout=spec.timeout_seconds, return_when=asyncio.FIRST_COMPLETED
             )
             limit.cancel()
+            mark("run: output read to EOF")
             if not finished:
                 status, error = "timed_out", f"wall clock of {spec.timeout_seconds:g}s exceeded"
             if capture.stop_reason is not None:
@@ -241,6 +249,7 @@ class Runner:
                 self._kill(proc, group)
             remaining = max(spec.timeout_seconds - (time.monotonic() - started), 0) + 5
             await asyncio.wait_for(proc.wait(), timeout=remaining)
+            mark("run: exit status")
         except asyncio.CancelledError:
             # The client went away: the run dies with the request.
             self._kill(proc, group)

@@ -25,6 +25,7 @@ from pathlib import Path
 from cloche.errors import JailUnavailable
 from cloche.jail.bwrap import BwrapCommand
 from cloche.jail.c_programs import compile_once
+from cloche.steps import mark
 
 SPAWNER_SOURCE = Path(__file__).with_name("spawn_host.c")
 _ERROR_BYTES = 4096
@@ -64,9 +65,11 @@ async def spawn(
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise JailUnavailable(f"could not start the jail's spawn helper {spawner}: {exc}") from exc
+        mark("spawn: helper started (vfork)")
         os.close(write_end)
         write_end = -1
         error = await _read_to_eof(read_end)
+        mark("spawn: bwrap exec'd (error pipe closed)")
     finally:
         os.close(read_end)
         if write_end >= 0:

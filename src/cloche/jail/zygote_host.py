@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloche.jail.cgroups import RunCgroup
+from cloche.steps import mark
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote_jail.py")
 _CREDENTIALS = struct.calcsize("3i")
@@ -104,6 +105,7 @@ class ZygoteClient:
         theirs: list[int] = []  # the run's ends, closed here once sent
         try:
             await loop.sock_connect(conn, str(self.socket_path))
+            mark("zygote: connected")
             stdin_read, stdin_write = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
             theirs.append(stdin_read)
             if stdin_write >= 0:
@@ -117,7 +119,9 @@ class ZygoteClient:
             for fd in theirs:
                 os.close(fd)
             theirs.clear()
+            mark("zygote: request and fds sent")
             first, pid = await asyncio.wait_for(_first_answer(conn), ANSWER_SECONDS)
+            mark("zygote: forked child's pid received")
             if pid is None:
                 answer = json.loads(first + await asyncio.wait_for(_read_line(conn), ANSWER_SECONDS))
                 for fd in ours:
@@ -125,6 +129,7 @@ class ZygoteClient:
                 conn.close()
                 return ColdInstead(str(answer.get("cold", "the warm interpreter declined")))
             group.attach(pid)  # before it may run a single line of the user's code
+            mark("zygote: child moved into the run cgroup")
             await loop.sock_sendall(conn, b"g")
         except (OSError, ValueError, EOFError, TimeoutError) as exc:
             for fd in [*ours, *theirs]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloche.models import FileEntry
 from cloche.service.records import DependencyRecord
+from cloche.steps import mark
 from cloche.store.audit_log import AuditLog
 from cloche.store.metadata import RunRow, SandboxRow
 from cloche.store.tree_hash import DigestCache, tree_hash
@@ -100,12 +101,15 @@ class AuditTrail:
         while len(self._digests) > DIGEST_CACHES:
             self._digests.popitem(last=False)
         await self._settle()
+        mark("audit: exec_requested durable")
 
         def hash_then_append() -> None:  # one worker-thread hop for both
             tree = _safe_tree_hash(workspace, cache)
+            mark("audit: workspace tree hashed")
             self.log.append("run_finished", run.sandbox_id, **_run_fields(run, record, tree))
 
         await asyncio.to_thread(hash_then_append)
+        mark("audit: run_finished appended (fsync)")
         denied = run.extra.get("egress_denied") or []
         if denied:
             await self._append("egress_denied", run.sandbox_id, run_id=run.id, hosts=denied)

@@ -27,6 +27,7 @@ from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import Held, SecretService
 from cloche.service.warm import WarmInterpreters
+from cloche.steps import mark
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
 
@@ -160,9 +161,12 @@ class ExecService:
         on_install: Progress | None,
         runs: list[RunRow],
     ) -> ExecResult:
+        mark("exec: task started")
         async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
+            mark("exec: sandbox lock and row")
             target = self.target(row, request)
+            mark("exec: target (entry lookup)")
             held = self.secrets.hold(tenant, [*row.secrets, *(request.secrets or [])])
             masker = Masker(held.values.values())
             if row.language is None and target.ecosystem is not None:
@@ -171,16 +175,20 @@ class ExecService:
             argv = [masker.mask(a) for a in target.argv]  # as stored and audited
             run = RunRow(id=new_run_id(), sandbox_id=row.id, argv=argv, status="running", started_at=utcnow())
             self.sandboxes.store.insert_run(run)
+            mark("exec: secrets held, run row inserted")
             runs.append(run)
             capture = RunCapture(self.sandboxes.store, run.id, on_output, masker)
             bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
+            mark("exec: sandbox touched")
             audit = self.sandboxes.audit
             workspace = self.sandboxes.paths.workspace(row.id)
             await audit.exec_requested(run, target.entry)
+            mark("exec: exec_requested queued")
             record = DependencyRecord()
             try:
                 found = await self.prepare(row, request, target, on_install)
+                mark("exec: dependencies (detection, fingerprint)")
                 prepared, installs = found.prepared, found.install_output
                 record = prepared.record
                 run.extra = record.to_json()  # the one serialisation of the dependency record
@@ -196,18 +204,22 @@ class ExecService:
                     return _result(run, record)
                 # A walked workspace over its quota runs nothing until files are deleted.
                 refused = await self.sandboxes.quota.verdict(row)
+                mark("exec: quota check")
                 if refused is not None:
                     return await self._end_unrun(run, language, record, "killed", refused)
                 # Every run gets the command tools (python, pip) whatever its environments.
                 exec_env = combine([prepared.exec_env, *(e.command_tools for e in self.ecosystems.ecosystems)])
                 spec = self.spec(row, request, found.argv, exec_env, held)
                 profile = self.profile(row, exec_env, held)
+                mark("exec: run spec and profile")
                 async with capture.saving():
                     result = await self._run(row.id, found, exec_env, spec, profile, bool(held.values), capture)
                     await capture.flush()
+                mark("exec: output saved")
                 result.output = _install_lines(record) + installs + result.output
                 # The watchdog's last check may have been cut short by the run's end: measure once more.
                 late = await self.sandboxes.quota.verdict(row)
+                mark("exec: quota check after the run")
                 if late is not None and result.status in ("succeeded", "failed"):
                     result.status, result.exit_code, result.error = "killed", None, late
             except asyncio.CancelledError as exc:
@@ -220,7 +232,9 @@ class ExecService:
                 self._finish(run, language, None, "failed", f"cloche could not run this: {exc}", masker)
                 raise
             self._finish(run, language, result, result.status, result.error, masker)
+            mark("exec: run row finished")
             self.sandboxes.touch(row.id)
+            mark("exec: sandbox touched")
             await audit.run_finished(run, record, workspace)
         log.info("run finished", extra={"sandbox_id": row.id, "run_id": run.id, "status": run.status})
         return _result(run, record)
@@ -243,8 +257,10 @@ class ExecService:
         base_env = found.prepared.exec_env.env
         result, note = await self.warm.run(sandbox_id, preload, base_env, spec, profile, secret, capture.sink)
         if result is None:
+            mark("warm: declined, the run starts cold")
             result = await self.runner.run(spec, profile, capture.sink)
             await self.warm.start(sandbox_id, preload, base_env, spec, profile, secret)
+            mark("warm: zygote start requested")
         result.warm = note
         return result
 

@@ -34,6 +34,7 @@ from cloche.jail.runner import OutputCallback, Runner, RunResult
 from cloche.jail.zygote_host import ZYGOTE_SCRIPT, ColdInstead, ZygoteClient, ZygoteGone
 from cloche.service.residents import Resident, ResidentEnded, Residents
 from cloche.settings import Settings
+from cloche.steps import mark
 
 log = logging.getLogger("cloche.warm")
 
@@ -140,6 +141,7 @@ class WarmInterpreters:
             return None, _note(False, "the run's pids or file limits differ from the warm interpreter's")
         try:
             await asyncio.wait_for(asyncio.shield(zygote.ready), START_WAIT_SECONDS)
+            mark("warm: zygote ready")
             result = await self.runner.run_forked(spec, zygote.client, on_output)
         except (ZygoteGone, TimeoutError, ResidentEnded) as exc:
             await self.stop(sandbox_id)
