@@ -45,4 +45,3 @@ def test_exec_requests_log_their_steps_in_order(caplog: pytest.LogCaptureFixture
     ]
     times = [ms for _, ms in steps]
     assert times == sorted(times) and times[0] == 0.0
-
