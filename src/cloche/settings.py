@@ -250,6 +250,70 @@ class Settings(BaseSettings):
         description="Shared secret between API servers and node agents: agents refuse a request without it "
         "(as 'Authorization: Bearer <token>'). Required for an agent bound to a non-loopback address.",
     )
+    backend: Literal["static", "kubernetes"] = Field(
+        "static",
+        description="Where sandboxes live: 'static' (this process's own node, or the node agents CLOCHE_AGENTS "
+        "lists) or 'kubernetes' (a pod per sandbox running the node agent, its workspace on a PersistentVolumeClaim; "
+        "the kube_* settings; needs the 'kubernetes' extra and a shared database).",
+    )
+    kube_config: Path | None = Field(
+        None,
+        description="Kubeconfig file of the cluster sandbox pods go to; unset: the pod's service account "
+        "(in-cluster), else the usual ~/.kube/config.",
+    )
+    kube_namespace: str = Field("cloche", min_length=1, description="Namespace of the sandbox pods and their objects.")
+    kube_image: str = Field(
+        "ghcr.io/example/cloche:0.1.0", min_length=1, description="Image of the sandbox pods (cloche with its jail)."
+    )
+    kube_secret: str = Field(
+        "cloche-secrets",
+        min_length=1,
+        description="Secret the sandbox pods read 'database-url', 'agent-token' and 'secrets-key' from.",
+    )
+    kube_agent_config: str = Field(
+        "cloche-agent",
+        min_length=1,
+        description="ConfigMap of further CLOCHE_* settings given to every sandbox pod (limits, registries); "
+        "optional: a missing one gives the defaults.",
+    )
+    kube_agent_port: int = Field(8500, ge=1, le=65535, description="Port the node agent in a sandbox pod serves.")
+    kube_storage_class: str | None = Field(
+        None, description="StorageClass of the sandbox workspace claims; unset: the cluster's default."
+    )
+    kube_volume_gb: int = Field(
+        10, gt=0, description="Size of each sandbox's claim (its workspace and the environments built in it), GiB."
+    )
+    kube_runtime_class: str | None = Field(
+        None,
+        description="runtimeClassName of sandbox pods (e.g. 'gvisor' where the cluster has one); unset: the "
+        "cluster's default runtime, the jail inside the pod alone.",
+    )
+    kube_environments_claim: str | None = Field(
+        None,
+        description="A ReadOnlyMany claim of environments built by install pods, mounted read-only in every "
+        "sandbox pod at /var/lib/cloche-environments; unset: none.",
+    )
+    kube_egress_port: int = Field(
+        3128, ge=1, le=65535, description="Port of the egress proxy pods (cloche-egress) sandbox pods may reach."
+    )
+    kube_database_cidrs: str = Field(
+        "",
+        description="Comma-separated CIDRs of the shared database, which sandbox pods' NetworkPolicy lets them "
+        "reach (on kube_database_port); empty: no database rule (add your own policy).",
+    )
+    kube_database_port: int = Field(5432, ge=1, le=65535, description="Port of the shared database.")
+    kube_idle_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A sandbox pod unused this long is deleted (scale to zero); its claim stays, and the next "
+        "request starts a pod on it again with the workspace as it was.",
+    )
+    kube_ready_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="How long a new sandbox pod may take to become ready; past it the request answers 503 "
+        "agent_unavailable (a new sandbox's objects are removed).",
+    )
     context_idle_seconds: float = Field(
         1800.0, gt=0, description="A code context unused this long is stopped (its kernel and variables are gone)."
     )
