@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from cloche.models import CreateSandbox, ExecRequest, ExecResult, FileList, FilesWritten, Sandbox
-from cloche.service.deps import Progress
-from cloche.service.execute import EventSink, ExecService
+from cloche.models import CreateSandbox, ExecResult, FileList, FilesWritten, Sandbox
+from cloche.service.exec_call import ExecCall
+from cloche.service.execute import ExecService
 from cloche.service.files import FileService
 from cloche.service.sandboxes import SandboxService
 
@@ -42,15 +42,8 @@ class LocalAgent:
     async def delete_file(self, tenant: str, sandbox_id: str, path: str) -> None:
         await self._files.delete(tenant, sandbox_id, path)
 
-    async def execute(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: ExecRequest,
-        on_output: EventSink | None = None,
-        on_progress: Progress | None = None,
-    ) -> ExecResult:
-        return await self._execs.execute(tenant, sandbox_id, request, on_output, on_progress)
+    async def execute(self, call: ExecCall) -> ExecResult:
+        return await self._execs.execute(call)
 
     async def close(self) -> None:
         """Nothing to release: the services belong to the app."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import BinaryIO, Protocol
 
-from cloche.models import CreateSandbox, ExecRequest, ExecResult, FileEntry, FileList, FilesWritten, Sandbox
-from cloche.service.deps import Progress
-from cloche.service.execute import EventSink
+from cloche.models import CreateSandbox, ExecResult, FileEntry, FileList, FilesWritten, Sandbox
+from cloche.service.exec_call import ExecCall
 
 PROTOCOL_VERSION = 1
 
@@ -43,15 +42,8 @@ class NodeAgent(Protocol):
 
     async def delete_file(self, tenant: str, sandbox_id: str, path: str) -> None: ...
 
-    async def execute(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: ExecRequest,
-        on_output: EventSink | None = None,
-        on_progress: Progress | None = None,
-    ) -> ExecResult:
-        """Prepare the dependencies and run the request in the jail, streaming as it goes."""
+    async def execute(self, call: ExecCall) -> ExecResult:
+        """Prepare the dependencies and run the request in the jail, streaming to the call's sinks as it goes."""
 
     async def close(self) -> None: ...
 

@@ -7,31 +7,19 @@ its sandboxes come back with it; the other agents' sandboxes are untouched.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO
 
 import httpx
 
+from cloche.agent import wire
 from cloche.agent.protocol import PROTOCOL_VERSION
-from cloche.errors import ALL_ERRORS, AgentUnavailable, ClocheError
-from cloche.models import CreateSandbox, ExecRequest, ExecResult, FileList, FilesWritten, Sandbox
-from cloche.service.deps import Progress
-from cloche.service.execute import EventSink
+from cloche.errors import AgentUnavailable
+from cloche.models import CreateSandbox, ExecResult, FileList, FilesWritten, Sandbox
+from cloche.service.exec_call import ExecCall
 
-PREFIX = f"/agent/v{PROTOCOL_VERSION}"
-TENANT_HEADER = "x-cloche-tenant"
 CONNECT_TIMEOUT_SECONDS = 5.0
-ERRORS_BY_CODE: dict[str, type[ClocheError]] = {cls.code: cls for cls in ALL_ERRORS}
-
-
-def raise_error(body: dict[str, Any], status: int) -> NoReturn:
-    """Raise the ``ClocheError`` an agent answered with (an unknown code keeps the base class)."""
-    error = body.get("error") if isinstance(body.get("error"), dict) else None
-    if error is None:
-        raise ClocheError(f"the node agent answered {status} without an error body")
-    raise ERRORS_BY_CODE.get(str(error.get("code")), ClocheError)(str(error.get("message", "")))
 
 
 class RemoteAgent:
@@ -41,7 +29,7 @@ class RemoteAgent:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         # No read timeout: an exec lasts as long as its own wall clock, which the agent enforces.
         timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_SECONDS)
-        self._http = httpx.AsyncClient(base_url=self.url + PREFIX, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.url + wire.PREFIX, headers=headers, timeout=timeout)
         self._checked = False
 
     def _unavailable(self, exc: Exception) -> AgentUnavailable:
@@ -74,9 +62,9 @@ class RemoteAgent:
     async def _call(self, method: str, path: str, tenant: str, **kwargs: Any) -> httpx.Response:
         async with self._reach():
             await self._check()
-            response = await self._http.request(method, path, headers={TENANT_HEADER: tenant}, **kwargs)
+            response = await self._http.request(method, path, headers={wire.TENANT_HEADER: tenant}, **kwargs)
         if response.status_code >= 400:
-            raise_error(_json(response), response.status_code)
+            wire.raise_error(_json(response), response.status_code)
         return response
 
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
@@ -112,37 +100,21 @@ class RemoteAgent:
     async def delete_file(self, tenant: str, sandbox_id: str, path: str) -> None:
         await self._call("DELETE", f"/sandboxes/{sandbox_id}/file", tenant, params={"path": path})
 
-    async def execute(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: ExecRequest,
-        on_output: EventSink | None = None,
-        on_progress: Progress | None = None,
-    ) -> ExecResult:
-        """One JSON event per line (``output``, ``install``, then ``done`` or ``error``); closing the stream
-        (this task cancelled) makes the agent kill the run."""
-        body = request.model_dump(mode="json", exclude_unset=True)
+    async def execute(self, call: ExecCall) -> ExecResult:
+        """The agent's event stream, passed to the call's sinks; closing it (this task cancelled) makes the agent
+        kill the run."""
+        headers = {wire.TENANT_HEADER: call.tenant}
         async with self._reach():
             await self._check()
-            url = f"/sandboxes/{sandbox_id}/exec"
-            async with self._http.stream("POST", url, json=body, headers={TENANT_HEADER: tenant}) as response:
+            path, body = wire.exec_path(call), wire.exec_body(call)
+            async with self._http.stream("POST", path, json=body, headers=headers) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise_error(_json(response), response.status_code)
+                    wire.raise_error(_json(response), response.status_code)
                 async for line in response.aiter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    kind = event.get("event")
-                    if kind == "output" and on_output is not None:
-                        await on_output(event["stream"], event["data"])
-                    elif kind == "install" and on_progress is not None:
-                        await on_progress(event["data"])
-                    elif kind == "done":
-                        return ExecResult.model_validate(event["result"])
-                    elif kind == "error":
-                        raise_error(event, response.status_code)
+                    result = await wire.receive_exec(line, call, response.status_code)
+                    if result is not None:
+                        return result
         raise self._unavailable(ConnectionError("the exec stream ended without a result"))
 
     async def close(self) -> None:

@@ -5,8 +5,6 @@ they act for in ``X-Cloche-Tenant`` (the agent checks it against the sandbox row
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -14,14 +12,12 @@ from fastapi.responses import StreamingResponse
 
 from cloche.agent.local import LocalAgent
 from cloche.agent.protocol import PROTOCOL_VERSION
-from cloche.agent.remote import PREFIX, TENANT_HEADER
+from cloche.agent.wire import NDJSON, PREFIX, TENANT_HEADER, send_exec
 from cloche.api.state import AppState
-from cloche.api.streaming import Emit, stream_events
-from cloche.errors import ClocheError, InvalidRequest, Unauthorized
-from cloche.jail.runner import StreamName
-from cloche.models import CreateSandbox, ExecRequest, ExecResult, FileList, FilesWritten, Sandbox
-
-NDJSON = "application/x-ndjson"
+from cloche.api.streaming import stream_events
+from cloche.errors import InvalidRequest, Unauthorized
+from cloche.models import CreateSandbox, ExecRequest, FileList, FilesWritten, Sandbox
+from cloche.service.exec_call import ExecCall
 
 
 def authorised(request: Request) -> AppState:
@@ -107,25 +103,6 @@ async def delete_file(agent: Agent, who: Tenant, sandbox_id: str, path: Annotate
 async def execute(agent: Agent, who: Tenant, sandbox_id: str, body: ExecRequest, request: Request) -> Response:
     state: AppState = request.app.state.cloche
     state.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
-    return StreamingResponse(_events(agent, who, sandbox_id, body), media_type=NDJSON)
-
-
-def _line(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
-
-
-def _events(agent: LocalAgent, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
-    async def produce(emit: Emit) -> None:
-        async def output(stream: StreamName, text: str) -> None:
-            await emit(_line({"event": "output", "stream": stream, "data": text}))
-
-        async def progress(event: Mapping[str, Any]) -> None:
-            await emit(_line({"event": "install", "data": dict(event)}))
-
-        try:
-            result: ExecResult = await agent.execute(who, sandbox_id, body, output, progress)
-            await emit(_line({"event": "done", "result": result.model_dump(mode="json")}))
-        except ClocheError as exc:
-            await emit(_line({"event": "error", **exc.to_dict()}))
-
-    return stream_events(produce)  # the API server closing the stream cancels the run, as a client leaving does
+    call = ExecCall(who, sandbox_id, body)
+    # The API server closing the stream cancels the run, as a client leaving does.
+    return StreamingResponse(stream_events(lambda emit: send_exec(agent.execute, call, emit)), media_type=NDJSON)

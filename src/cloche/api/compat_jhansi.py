@@ -42,6 +42,7 @@ from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError, Unsupported
 from cloche.jail.runner import StreamName
 from cloche.models import CreateSandbox, ExecRequest, ExecResult, Language, Sandbox, SeedErrorBody
+from cloche.service.exec_call import ExecCall
 
 log = logging.getLogger("cloche.jhansi")
 
@@ -261,7 +262,7 @@ def _stream(s: AppState, who: str, sandbox_id: str, request: ExecRequest) -> Asy
                 await emit(event)
 
         try:
-            result = await s.placement.holding(who, sandbox_id).execute(who, sandbox_id, request, sink)
+            result = await s.placement.holding(who, sandbox_id).execute(ExecCall(who, sandbox_id, request, sink))
             extra, error = _epilogue(result)
             for event in [*lines.flush(), *extra]:
                 await emit(event)

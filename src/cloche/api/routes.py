@@ -34,6 +34,7 @@ from cloche.models import (
     SecretList,
 )
 from cloche.process_models import ProcessInfo
+from cloche.service.exec_call import ExecCall
 from cloche.steps import mark
 from cloche.store.metadata import SecretRow
 
@@ -187,7 +188,8 @@ async def exec_in_sandbox(
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
-    return await unless_client_leaves(request, s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body))
+    call = ExecCall(who, sandbox_id, body)
+    return await unless_client_leaves(request, s.placement.holding(who, sandbox_id).execute(call))
 
 
 def sse(event: str, data: object) -> bytes:
@@ -203,7 +205,7 @@ def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncI
             await emit(sse("install", dict(event)))
 
         try:
-            result = await s.placement.holding(who, sandbox_id).execute(who, sandbox_id, body, sink, progress)
+            result = await s.placement.holding(who, sandbox_id).execute(ExecCall(who, sandbox_id, body, sink, progress))
             await emit(sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
             await emit(sse("error", exc.to_dict()["error"]))

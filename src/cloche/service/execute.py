@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,13 +11,14 @@ from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
-from cloche.jail.runner import Runner, RunResult, StreamName
+from cloche.jail.runner import Runner, RunResult
 from cloche.logs import bind as bind_log_fields
 from cloche.metrics import Metrics
 from cloche.models import ExecRequest, ExecResult, RunList, RunRecord, RunSummary
 from cloche.service import run_policy
 from cloche.service.command_deps import CommandDependencies, CommandDeps
 from cloche.service.deps import DependencyService, Progress
+from cloche.service.exec_call import ExecCall
 from cloche.service.ids import new_run_id, utcnow
 from cloche.service.masking import Masker
 from cloche.service.records import DependencyRecord
@@ -32,8 +32,6 @@ from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
 
 log = logging.getLogger("cloche.exec")
-
-EventSink = Callable[[StreamName, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -124,22 +122,15 @@ class ExecService:
             isolation=row.isolation,
         )
 
-    async def execute(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: ExecRequest,
-        on_output: EventSink | None = None,
-        on_install: Progress | None = None,
-    ) -> ExecResult:
+    async def execute(self, call: ExecCall) -> ExecResult:
         """Run the request; a run the sandbox's deletion killed is answered as ``killed``, with its output.
 
         The work runs in a task of its own, which deleting the sandbox cancels; cancelling the caller (a client
         that went away) cancels it too, and then the caller's cancellation goes on up.
         """
-        row = self.sandboxes.get_row(tenant, sandbox_id)
+        row = self.sandboxes.get_row(call.tenant, call.sandbox_id)
         runs: list[RunRow] = []
-        work = asyncio.create_task(self._execute(tenant, sandbox_id, request, on_output, on_install, runs))
+        work = asyncio.create_task(self._execute(call, runs))
         self.sandboxes.track(row.id, work)
         try:
             return await work
@@ -149,19 +140,12 @@ class ExecService:
                 raise
             if runs:  # killed from outside (the sandbox was deleted): an answer, not an error
                 return _result(runs[0], DependencyRecord.from_json(runs[0].extra))
-            self.sandboxes.get_row(tenant, sandbox_id)  # deleted before its run began: that sandbox's 404
+            self.sandboxes.get_row(call.tenant, call.sandbox_id)  # deleted before its run began: its 404
             raise
 
-    async def _execute(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: ExecRequest,
-        on_output: EventSink | None,
-        on_install: Progress | None,
-        runs: list[RunRow],
-    ) -> ExecResult:
+    async def _execute(self, call: ExecCall, runs: list[RunRow]) -> ExecResult:
         mark("exec: task started")
+        tenant, sandbox_id, request = call.tenant, call.sandbox_id, call.request
         async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)  # it may have been deleted while we waited
             mark("exec: sandbox lock and row")
@@ -177,7 +161,7 @@ class ExecService:
             self.sandboxes.store.insert_run(run)
             mark("exec: secrets held, run row inserted")
             runs.append(run)
-            capture = RunCapture(self.sandboxes.store, run.id, on_output, masker)
+            capture = RunCapture(self.sandboxes.store, run.id, call.on_output, masker)
             bind_log_fields(sandbox_id=row.id, run_id=run.id)  # install, egress and exec lines of this run
             self.sandboxes.touch(row.id)
             mark("exec: sandbox touched")
@@ -187,7 +171,7 @@ class ExecService:
             mark("exec: exec_requested queued")
             record = DependencyRecord()
             try:
-                found = await self.prepare(row, request, target, on_install)
+                found = await self.prepare(row, request, target, call.on_progress)
                 mark("exec: dependencies (detection, fingerprint)")
                 prepared, installs = found.prepared, found.install_output
                 record = prepared.record
