@@ -54,6 +54,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--corpus-budget", type=float, default=3600.0, help="corpus: seconds before remaining entries are skipped"
     )
+    parser.add_argument(
+        "--corpus-resume",
+        action="store_true",
+        help="corpus: measure only the entries the results' corpus.json (and --corpus-records) lack, and merge",
+    )
+    parser.add_argument(
+        "--corpus-records",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSONL",
+        help="corpus, with --corpus-resume: an earlier run's records.jsonl whose entries count as measured",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir and server data dirs")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
@@ -96,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         corpus_jobs=args.corpus_jobs,
         corpus_ecosystems=tuple(e.strip() for e in args.corpus_ecosystems.split(",") if e.strip()),
         corpus_budget=args.corpus_budget,
+        corpus_resume=args.corpus_resume,
+        corpus_records=tuple(args.corpus_records),
         results_dir=args.out,
     )
     log(f"scratch {bench.root}; scenarios {', '.join(names)}; {reps} reps + {args.warmup} warm-up")

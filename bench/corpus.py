@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus_programs import Verdict, node_filename, node_program, python_program, verdict
-from bench.corpus_report import current_commit, keep_others, stamp, summarize, write_markdown
+from bench.corpus_report import (
+    commits_of,
+    current_commit,
+    earlier_records,
+    keep_others,
+    stamp,
+    summarize,
+    write_markdown,
+)
 from bench.harness import UV, Bench, BenchError, Scenario, Server, Target, baseline_env, command, log
 from cloche import Client
 
@@ -139,7 +147,13 @@ def _mark(variant: str, outcome: dict[str, Any]) -> str:
 
 
 def measure_corpus(
-    server: Server, ecosystem: str, entries: list[dict[str, Any]], jobs: int, deadline: float, progress: Path
+    server: Server,
+    ecosystem: str,
+    entries: list[dict[str, Any]],
+    jobs: int,
+    deadline: float,
+    progress: Path,
+    commit: str,
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any] | None] = [None] * len(entries)
     done = iter(range(1, len(entries) + 1))
@@ -152,7 +166,7 @@ def measure_corpus(
             records[index] = {"id": entry["id"], "repo": entry["repo"], "path": entry["path"], "not_measured": True}
             return
         with Client(server.url, timeout=CLIENT_TIMEOUT_SECONDS) as client:
-            record = measure_entry(client, ecosystem, entry)
+            record = {**measure_entry(client, ecosystem, entry), "commit": commit}
         records[index] = record
         with lock:
             n = next(done)
@@ -175,7 +189,12 @@ def run(bench: Bench) -> Scenario:
     commit = current_commit()
     server = bench.start_server("corpus")
     corpora = {ecosystem: load(ecosystem) for ecosystem in bench.corpus_ecosystems}
-    queues = {eco: round_robin(c["entries"])[: bench.corpus_limit or None] for eco, c in corpora.items()}
+    # --corpus-resume: only the entries no earlier run measured; their records are merged with the earlier ones.
+    earlier = earlier_records(bench.results_dir / "corpus.json", bench.corpus_records) if bench.corpus_resume else {}
+    queues = {
+        eco: round_robin([e for e in c["entries"] if e["id"] not in earlier.get(eco, {})])[: bench.corpus_limit or None]
+        for eco, c in corpora.items()
+    }
     budget_end = time.monotonic() + bench.corpus_budget
     progress = bench.scratch("corpus") / "records.jsonl"
     log(f"corpus: each entry's record is appended to {progress} as it is measured")
@@ -188,8 +207,15 @@ def run(bench: Bench) -> Scenario:
             left = sum(len(queues[e]) for e in list(corpora)[list(corpora).index(ecosystem) :])
             deadline = time.monotonic() + (budget_end - time.monotonic()) * len(entries) / max(left, 1)
             log(f"corpus {ecosystem}: {len(entries)} entries, {bench.corpus_jobs} at a time")
-            records = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline, progress)
-            summary = stamp(summarize(ecosystem, corpus, records), commit)
+            if bench.corpus_resume:
+                log(f"corpus {ecosystem}: {len(earlier.get(ecosystem, {}))} entries kept from earlier runs")
+            fresh = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline, progress, commit)
+            now = {r["id"]: r for r in fresh}
+            merged = {**earlier.get(ecosystem, {}), **{i: r for i, r in now.items() if not r.get("not_measured")}}
+            records = [
+                merged.get(e["id"]) or now[e["id"]] for e in corpus["entries"] if e["id"] in merged or e["id"] in now
+            ]
+            summary = stamp(summarize(ecosystem, corpus, records), commits_of(records, commit))
             summaries[ecosystem] = summary
             scenario.extra[ecosystem] = {"summary": summary, "entries": records}
             baseline = "pipreqs + uv" if ecosystem == "python" else "npm install of each package"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -93,6 +94,34 @@ def keep_others(
         summary["measured_at"] = earlier.get("measured_at", "an earlier run")
         kept[eco] = (summary, records)
     return kept
+
+
+def earlier_records(path: Path, extra: tuple[Path, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
+    """The records measured by earlier runs, per corpus and entry id: ``corpus.json``'s, then those of the given
+    progress files (``records.jsonl`` of an interrupted run, later lines winning). Entries reported as not measured
+    are left out, so a resumed run measures exactly them."""
+    found: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    with contextlib.suppress(OSError, ValueError):
+        document = json.loads(path.read_text())
+        for eco, records in document.get("records", {}).items():
+            commit = document.get("summaries", {}).get(eco, {}).get("commit", "unknown")
+            for record in records:
+                if not record.get("not_measured"):
+                    found[eco][record["id"]] = {"commit": commit, **record}
+    for progress in extra:
+        for line in progress.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                found[record.pop("ecosystem")][record["id"]] = record
+    return dict(found)
+
+
+def commits_of(records: list[dict[str, Any]], fallback: str) -> str:
+    """The commit(s) the records were measured at, with how many each (a resumed run merges two or more)."""
+    counts = Counter(r.get("commit", fallback) for r in records if not r.get("not_measured"))
+    if len(counts) <= 1:
+        return next(iter(counts), fallback)
+    return " + ".join(f"{commit} ({n})" for commit, n in counts.items())
 
 
 def markdown(summaries: dict[str, dict[str, Any]]) -> str:

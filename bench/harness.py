@@ -445,6 +445,8 @@ class Bench:
     corpus_ecosystems: tuple[str, ...] = ("python", "node")  # which corpora to run
     corpus_jobs: int = 3  # corpus entries measured at a time
     corpus_budget: float = 3600.0  # seconds; corpus entries not started by then are reported as not measured
+    corpus_resume: bool = False  # measure only the entries earlier runs did not, and merge
+    corpus_records: tuple[Path, ...] = ()  # earlier runs' progress files (records.jsonl) counted as measured
     results_dir: Path = field(default_factory=lambda: REPO / "bench" / "results")
     root: Path = field(default_factory=lambda: traversable_dir("cloche-bench-"))
     shared: dict[str, Any] = field(default_factory=dict)
