@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # the bench package lives at the repository root,
 
 from bench.corpus import round_robin, run_in_sandbox  # noqa: E402
 from bench.corpus_programs import node_program, python_program, verdict  # noqa: E402
-from bench.corpus_report import keep_others, markdown, stamp, summarize  # noqa: E402
+from bench.corpus_report import commits_of, earlier_records, keep_others, markdown, stamp, summarize  # noqa: E402
 
 
 def _gen() -> ModuleType:
@@ -314,3 +314,22 @@ def test_a_run_of_one_corpus_keeps_the_others_last_results_on_the_page(tmp_path:
     page = markdown({"python": summary, "node": stamp(summarize("node", corpora["node"], []), "def5678")})
     assert f"abc1234 (python, measured {earlier['measured_at']})" in page and "def5678 (node, measured" in page
     assert keep_others(tmp_path / "missing.json", {}, corpora) == {}
+
+
+def test_a_resumed_run_counts_earlier_records_and_names_each_commit(tmp_path: Path) -> None:
+    """--corpus-resume: corpus.json's measured records, then an interrupted run's records.jsonl, by entry id;
+    entries reported as not measured are left for the new run."""
+    measured = {"id": "a", "cloche": {"clean": True}, "baseline": {"clean": False}}
+    document = {
+        "summaries": {"python": {"commit": "abc1234"}},
+        "records": {"python": [measured, {"id": "b", "not_measured": True}]},
+    }
+    (tmp_path / "corpus.json").write_text(json.dumps(document))
+    progress = tmp_path / "records.jsonl"
+    progress.write_text(json.dumps({"ecosystem": "python", "id": "c", "commit": "def5678"}) + "\n\n")
+    found = earlier_records(tmp_path / "corpus.json", (progress,))
+    assert sorted(found["python"]) == ["a", "c"]
+    assert found["python"]["a"]["commit"] == "abc1234" and "ecosystem" not in found["python"]["c"]
+    assert commits_of(list(found["python"].values()), "x") == "abc1234 (1) + def5678 (1)"
+    assert commits_of([found["python"]["a"]], "x") == "abc1234" and commits_of([], "x") == "x"
+    assert earlier_records(tmp_path / "missing.json") == {}
