@@ -250,7 +250,7 @@ class Companion(abc.ABC):
 class RecoveryStep:
     """One step of repairing an environment whose imports failed the verification."""
 
-    action: str  # "next_provider", "runtime_need", "version_backoff", "extra"
+    action: str  # "next_provider", "runtime_need", "version_backoff", "extra", "prebuilt"
     module: str  # the import that failed
     requirement: str  # what was tried for it: a requirement added or put in place of another
     outcome: str  # "fixed", "failed" (the import still fails), "not_installable" (no lock or build)

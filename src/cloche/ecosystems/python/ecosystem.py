@@ -7,8 +7,11 @@ workspace: a user's ``deps/`` folder is never hidden).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -32,17 +35,19 @@ from cloche.ecosystems.base import (
     Verification,
 )
 from cloche.ecosystems.common import ENV_ROOT, JailScripts, installer_error, run_installer
-from cloche.ecosystems.python import recovery
+from cloche.ecosystems.python import prebuilt, recovery
 from cloche.ecosystems.python.accumulate import PythonNeeds
 from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
 from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
+from cloche.ecosystems.python.importmap import Prebuilt
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
 from cloche.ecosystems.python.needs import ImportNeed
 from cloche.ecosystems.python.resolve import Resolver
 from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
 
+log = logging.getLogger("cloche.deps")
 TARGET_PYTHON = "/usr/bin/python3"
 ENV_MOUNT = f"{ENV_ROOT}/python"
 UV = f"{INSTALL_TOOLS}/uv"
@@ -186,16 +191,49 @@ class PythonEcosystem(Ecosystem):
     async def lock_for(
         self, requested: Sequence[str], constraints: Sequence[str], jail: InstallJail, provenance: str
     ) -> Lock:
-        """``uv pip compile`` of ``requested`` under ``constraints``: exact pins with every file's hash."""
+        """``uv pip compile`` of ``requested`` under ``constraints``: exact pins with every file's hash. A pinned
+        project that publishes only a source archive is replaced by its reviewed prebuilt substitute (prebuilt.py)."""
+        text, with_sources = await self._compile(requested, constraints, jail)
+        entries = [e for e in prebuilt.pinned(text, self.resolver.data.prebuilt) if await self._usable(e)]
+        if entries:
+            substituted, overrides = prebuilt.requirements(requested, entries)
+            try:
+                # The mode that locked the original: wheels only could settle on an old release of a dependent
+                # package whose newer ones need a pure-Python source archive (face_recognition_models).
+                again, _ = await self._compile(substituted, constraints, jail, overrides, sources=with_sources)
+                text = prebuilt.annotate(again, entries)
+            except InstallFailed as exc:
+                log.info("prebuilt substitutes %s not lockable: %s", [e.distribution for e in entries], exc.message)
+        return Lock(text=text, components=tuple(components(text, None, provenance)))
+
+    async def _usable(self, entry: Prebuilt) -> bool:
+        refusal = await asyncio.to_thread(prebuilt.ships_module, self.resolver.long_tail.pypi, entry)
+        if refusal is not None:
+            log.warning("prebuilt substitute %s for %s not used: %s", entry.distribution, entry.project, refusal)
+        return refusal is None
+
+    async def _compile(
+        self,
+        requested: Sequence[str],
+        constraints: Sequence[str],
+        jail: InstallJail,
+        overrides: str = "",
+        *,
+        sources: bool = False,
+    ) -> tuple[str, bool]:
+        """The lock text, and whether source archives had to be allowed for it."""
         files = {
             "requirements.in": "\n".join(requested) + "\n-c constraints.txt\n",
             "constraints.txt": "\n".join(constraints) + "\n",
+            "overrides.txt": overrides,
         }
         argv = [
             UV,
             "pip",
             "compile",
             f"{INSTALL_INPUTS}/requirements.in",
+            "--override",
+            f"{INSTALL_INPUTS}/overrides.txt",
             "--generate-hashes",
             "--no-header",
             "--no-annotate",
@@ -204,9 +242,8 @@ class PythonEcosystem(Ecosystem):
             TARGET_PYTHON,
             *self._index_args(),
         ]
-        stdout = await _wheels_then_sources(jail, argv, files)
-        text = enforce_declared_hashes(stdout, requested)
-        return Lock(text=text, components=tuple(components(text, None, provenance)))
+        stdout, with_sources = await _wheels_then_sources(jail, argv, files, sources_only=sources)
+        return enforce_declared_hashes(stdout, requested), with_sources
 
     async def build(self, lock: Lock, jail: InstallJail) -> list[Component]:
         await run_installer(jail, [UV, "venv", jail.env_mount, "--python", TARGET_PYTHON, "--quiet", "--no-config"])
@@ -240,7 +277,9 @@ class PythonEcosystem(Ecosystem):
         if all(_requirement_name(r) in pinned for r in detection.optional):
             requirements += detection.optional  # the lock holds the optional imports' projects too
         environment = _BuiltVenv(self, jail, found.constraints, detection.source)
-        return await recovery.verify(found.imports, requirements, lock, environment, self.resolver)
+        verified = await recovery.verify(found.imports, requirements, lock, environment, self.resolver)
+        substituted = prebuilt.steps(verified.lock.text, verified.failures)
+        return dataclasses.replace(verified, steps=substituted + verified.steps) if substituted else verified
 
     def check_key(self, detection: Detection) -> str | None:
         found = detection.details
@@ -328,15 +367,21 @@ def _requirement_name(requirement: str) -> str:
 
 
 async def _wheels_then_sources(
-    jail: InstallJail, argv: Sequence[str], files: Mapping[str, str], timeout: float | None = None
-) -> str:
+    jail: InstallJail,
+    argv: Sequence[str],
+    files: Mapping[str, str],
+    timeout: float | None = None,
+    *,
+    sources_only: bool = False,
+) -> tuple[str, bool]:
     """Run a uv step first on wheels only with the shared cache (no third-party code runs); when that fails,
-    again allowing source builds, which the jail gives a private cache. Returns its stdout."""
+    again allowing source builds, which the jail gives a private cache. Returns its stdout, and whether sources
+    were allowed (``sources_only``: straight away)."""
     error = ""
-    for shared in (True, False):
+    for shared in (False,) if sources_only else (True, False):
         extra = ["--only-binary", ":all:"] if shared else []
         result = await jail.run([*argv, *extra], files=files, shared_cache=shared, timeout_seconds=timeout)
         if result.status == "succeeded":
-            return result.stdout
+            return result.stdout, not shared
         error = installer_error(result.stderr or result.output)
     raise InstallFailed(error)

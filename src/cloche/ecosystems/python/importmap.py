@@ -1,7 +1,8 @@
 """The shipped import data the resolver's layers read (``data/``, see ``scripts/gen_import_map.py``).
 
 * ``overrides.toml``: import -> project, reviewed by a person, each with a one-line reason (the only hand-edited
-  file), and the runtime needs packages import without declaring them;
+  file), the runtime needs packages import without declaring them, and the prebuilt substitutes for projects that
+  publish only a source archive;
 * ``import_map.json``: import -> the ranked projects that ship it, best download rank first; the shared namespace
   roots; the named sources it was generated from;
 * ``top_pypi.txt``: the ranked projects (the most downloaded on PyPI);
@@ -31,6 +32,17 @@ _DATA_PACKAGE = "cloche.ecosystems.python"
 @dataclass(frozen=True, slots=True)
 class Override:
     distribution: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prebuilt:
+    """A reviewed substitute for a project that publishes only a source archive (``[prebuilt]`` in
+    overrides.toml): ``distribution`` ships ``module``, the project's own module, as wheels."""
+
+    project: str  # PEP 503 name of the source-only project
+    distribution: str
+    module: str
     reason: str
 
 
@@ -88,12 +100,15 @@ class ImportMap:
         namespaces: Iterable[str] = (),
         python2: Mapping[str, str] | None = None,
         runtime_needs: Mapping[str, Override] | None = None,
+        prebuilt: Mapping[str, Prebuilt] | None = None,
         long_tail: LongTail | None = None,
         header: Mapping[str, Any] | None = None,
     ) -> None:
         self._modules = {name: tuple(dists) for name, dists in modules.items() if dists}
         self._overrides = dict(overrides)
         self.runtime_needs: Mapping[str, Override] = dict(runtime_needs or {})
+        self.prebuilt: Mapping[str, Prebuilt] = dict(prebuilt or {})  # by the source-only project's PEP 503 name
+        self.prebuilt_modules: Mapping[str, Prebuilt] = {p.module: p for p in self.prebuilt.values()}
         self._rank = {canonicalize_name(name): i for i, name in enumerate(ranking, 1)}
         self._mapped = frozenset(canonicalize_name(d) for dists in self._modules.values() for d in dists)
         self.namespaces = frozenset(namespaces)
@@ -120,6 +135,7 @@ class ImportMap:
             namespaces=import_map.get("namespaces", ()),
             python2=import_map.get("python2", {}),
             runtime_needs=parse_overrides(overrides_toml, table="runtime_needs"),
+            prebuilt=parse_prebuilt(overrides_toml),
             long_tail=long_tail,
             header=header,
         )
@@ -182,6 +198,22 @@ def parse_overrides(text: str, table: str = "modules") -> dict[str, Override]:
         if not valid_module(module):
             raise ValueError(f"override key {module!r} is not a dotted import name")
         result[module] = Override(dist.strip(), reason.strip())
+    return result
+
+
+def parse_prebuilt(text: str) -> dict[str, Prebuilt]:
+    """``[prebuilt.<project>] dist = ... module = ... reason = ...``: substitutes for source-only projects."""
+    result: dict[str, Prebuilt] = {}
+    for project, entry in tomllib.loads(text).get("prebuilt", {}).items():
+        fields = [entry.get(k) for k in ("dist", "module", "reason")]
+        if not all(isinstance(f, str) and f.strip() for f in fields):
+            raise ValueError(f"prebuilt {project!r} needs a non-empty dist, module and reason")
+        dist, module, reason = (str(f).strip() for f in fields)
+        if not valid_module(module):
+            raise ValueError(f"prebuilt {project!r}: {module!r} is not a dotted import name")
+        if canonicalize_name(dist) == canonicalize_name(project):
+            raise ValueError(f"prebuilt {project!r} names itself as its substitute")
+        result[canonicalize_name(project)] = Prebuilt(canonicalize_name(project), dist, module, reason)
     return result
 
 
