@@ -373,6 +373,11 @@ class Ecosystem(abc.ABC):
         submodule this entry takes from it). False: build and verify (and repair) for this entry."""
         return True
 
+    def unresolved_in(self, lock: Lock) -> tuple[Mapping[str, str | None], ...]:
+        """Optional: imports the lock step left out as not installable here (a project that runs only on another
+        operating system), as ``unresolved_imports`` entries (module, hint); reported beside the detection's."""
+        return ()
+
     def needs_environment(self, detection: Detection) -> bool:
         return detection.needs_packages or Quirk.ENVIRONMENT_WITHOUT_PACKAGES in self.quirks
 

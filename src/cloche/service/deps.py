@@ -144,7 +144,7 @@ class DependencyService:
                 ecosystem.abi(),
                 install=install,
                 unlisted=[u for d in own for u in d.unlisted],
-                unresolved=[u for d in own for u in d.unresolved],
+                unresolved=[u for d in own for u in d.unresolved] + list(ecosystem.unresolved_in(lock) if lock else ()),
                 lock=lock,
                 env_key=key,
             )

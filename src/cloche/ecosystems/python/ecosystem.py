@@ -35,7 +35,7 @@ from cloche.ecosystems.base import (
     Verification,
 )
 from cloche.ecosystems.common import ENV_ROOT, JailScripts, installer_error, run_installer
-from cloche.ecosystems.python import prebuilt, recovery
+from cloche.ecosystems.python import platform_only, prebuilt, recovery
 from cloche.ecosystems.python.accumulate import PythonNeeds
 from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
 from cloche.ecosystems.python.detect import PythonDetection
@@ -177,13 +177,50 @@ class PythonEcosystem(Ecosystem):
     async def resolve(self, detection: Detection, jail: InstallJail) -> Lock:
         found = detection.details
         constraints = found.constraints if isinstance(found, PythonDetection) else ()
-        attempts = [detection.requested + detection.optional]
-        if detection.optional:
-            attempts.append(detection.requested)  # optional imports are never fatal
+        requested, optional = detection.requested, detection.optional
+        lock: Lock | None = None
+        error = InstallFailed("")
+        try:
+            lock, with_sources, whole = await self._lock_needs(requested, optional, constraints, jail, detection.source)
+            if whole and not with_sources:
+                return lock  # every project has a Linux wheel: none runs only on another system
+        except InstallFailed as exc:
+            error = exc
+        # Scanned projects that run only on Windows or macOS (platform_only.py): asked about only now.
+        pypi = self.resolver.long_tail.pypi
+        refused = await asyncio.to_thread(platform_only.refusals, pypi, detection.resolved)
+        if not refused:
+            if lock is None:
+                raise error
+            return lock
+        dropped = {project for project, _ in refused.values()}
+        requested = tuple(r for r in requested if _requirement_name(r) not in dropped)
+        optional = tuple(r for r in optional if _requirement_name(r) not in dropped)
+        text = ""
+        if requested or optional:
+            lock, _, _ = await self._lock_needs(requested, optional, constraints, jail, detection.source)
+            text = lock.text
+        text = platform_only.annotate(text, refused)
+        return Lock(text=text, components=tuple(components(text, None, detection.source)))
+
+    async def _lock_needs(
+        self,
+        requested: Sequence[str],
+        optional: Sequence[str],
+        constraints: Sequence[str],
+        jail: InstallJail,
+        provenance: str,
+    ) -> tuple[Lock, bool, bool]:
+        """The lock of the required and optional needs, else of the required ones alone (optional imports are
+        never fatal); whether source archives had to be allowed for it, and whether it holds the optional ones."""
+        attempts = [tuple(requested) + tuple(optional)]
+        if optional:
+            attempts.append(tuple(requested))
         error = ""
-        for requested in attempts:
+        for n, wanted in enumerate(attempts):
             try:
-                return await self.lock_for(requested, constraints, jail, detection.source)
+                lock, with_sources = await self._lock(wanted, constraints, jail, provenance)
+                return lock, with_sources, n == 0
             except InstallFailed as exc:
                 error = exc.message
         raise InstallFailed(error)
@@ -193,6 +230,13 @@ class PythonEcosystem(Ecosystem):
     ) -> Lock:
         """``uv pip compile`` of ``requested`` under ``constraints``: exact pins with every file's hash. A pinned
         project that publishes only a source archive is replaced by its reviewed prebuilt substitute (prebuilt.py)."""
+        lock, _ = await self._lock(requested, constraints, jail, provenance)
+        return lock
+
+    async def _lock(
+        self, requested: Sequence[str], constraints: Sequence[str], jail: InstallJail, provenance: str
+    ) -> tuple[Lock, bool]:
+        """``lock_for``, and whether source archives had to be allowed."""
         text, with_sources = await self._compile(requested, constraints, jail)
         entries = [e for e in prebuilt.pinned(text, self.resolver.data.prebuilt) if await self._usable(e)]
         if entries:
@@ -204,7 +248,7 @@ class PythonEcosystem(Ecosystem):
                 text = prebuilt.annotate(again, entries)
             except InstallFailed as exc:
                 log.info("prebuilt substitutes %s not lockable: %s", [e.distribution for e in entries], exc.message)
-        return Lock(text=text, components=tuple(components(text, None, provenance)))
+        return Lock(text=text, components=tuple(components(text, None, provenance))), with_sources
 
     async def _usable(self, entry: Prebuilt) -> bool:
         refusal = await asyncio.to_thread(prebuilt.ships_module, self.resolver.long_tail.pypi, entry)
@@ -277,9 +321,13 @@ class PythonEcosystem(Ecosystem):
         if all(_requirement_name(r) in pinned for r in detection.optional):
             requirements += detection.optional  # the lock holds the optional imports' projects too
         environment = _BuiltVenv(self, jail, found.constraints, detection.source)
-        verified = await recovery.verify(found.imports, requirements, lock, environment, self.resolver)
+        needs = platform_only.installable(found.imports, lock.text)
+        verified = await recovery.verify(needs, requirements, lock, environment, self.resolver)
         substituted = prebuilt.steps(verified.lock.text, verified.failures)
         return dataclasses.replace(verified, steps=substituted + verified.steps) if substituted else verified
+
+    def unresolved_in(self, lock: Lock) -> tuple[Mapping[str, str | None], ...]:
+        return platform_only.unresolved(lock.text)
 
     def check_key(self, detection: Detection) -> str | None:
         found = detection.details

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from cloche.ecosystems.python.importmap import ImportMap, prefixes
 from cloche.ecosystems.python.resolve.answer import Refusal, Resolution
-from cloche.ecosystems.python.resolve.pypi_json import PypiJson, PypiUnavailable
+from cloche.ecosystems.python.resolve.pypi_json import ProjectFacts, PypiJson, PypiUnavailable
 from cloche.ecosystems.python.resolve.wheel_files import provides
 from cloche.ecosystems.release_age import MinimumAge, day
 
@@ -39,6 +39,18 @@ def only_on(platforms: tuple[str, ...]) -> str | None:
         else:
             return None
     return families.pop() if len(families) == 1 else None
+
+
+def runs_elsewhere(facts: ProjectFacts) -> str | None:
+    """Why a project cannot be imported on Linux, from its PyPI classifiers or, failing those, its current
+    release's files (wheels for one other operating system only, no source archive); None when it can be."""
+    if (system := only_on(facts.platforms)) is not None:
+        evidence = f"its PyPI classifiers: {'; '.join(facts.platforms)}"
+    elif len(facts.files_for) == 1 and facts.files_for[0] in ("Windows", "macOS"):
+        system, evidence = facts.files_for[0], f"{facts.version} has wheels for {facts.files_for[0]} only"
+    else:
+        return None
+    return f"{facts.name} runs only on {system} ({evidence}); cloche runs code on Linux, where it cannot be imported"
 
 
 class LongTailLayer:
@@ -91,11 +103,8 @@ class LongTailLayer:
             young = self.age.refusal(facts.name, facts.first_upload, "projects outside the ranking")
             if young is not None:
                 return young
-            if (system := only_on(facts.platforms)) is not None:
-                return (
-                    f"{facts.name} runs only on {system} (its PyPI classifiers: {'; '.join(facts.platforms)}); "
-                    "cloche runs code on Linux, where it cannot be imported"
-                )
+            if (elsewhere := runs_elsewhere(facts)) is not None:
+                return elsewhere
             if facts.wheel_url is None:
                 return f"{facts.name} {facts.version} has no wheel whose files could be checked"
             shipped = self.pypi.wheel_modules(facts.wheel_url)

@@ -17,7 +17,13 @@ from urllib.parse import quote
 import httpx
 
 from cloche.ecosystems.facts_cache import MISSING_TTL, FactsCache, iso_epoch
-from cloche.ecosystems.python.resolve.wheel_files import ZipListingError, http_member_names, import_names, pick_wheel
+from cloche.ecosystems.python.resolve.wheel_files import (
+    ZipListingError,
+    file_platform,
+    http_member_names,
+    import_names,
+    pick_wheel,
+)
 from cloche.ecosystems.registry_http import RegistryHttp, Unavailable
 
 FACTS_TTL = 24 * 3600.0
@@ -39,10 +45,14 @@ class ProjectFacts:
     wheel_filename: str | None = None
     # The operating-system trove classifiers (and the Win32 / MacOS X environments) the project declares.
     platforms: tuple[str, ...] = ()
+    # What the current release's files run on: "source" (an sdist), "any", "Linux", "Windows", "macOS".
+    files_for: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> ProjectFacts:
-        return cls(**{**data, "platforms": tuple(data.get("platforms") or ())})
+        return cls(
+            **{**data, "platforms": tuple(data.get("platforms") or ()), "files_for": tuple(data.get("files_for") or ())}
+        )
 
 
 _PLATFORM_CLASSIFIERS = ("Operating System ::", "Environment :: Win32", "Environment :: MacOS")
@@ -71,6 +81,7 @@ def distil(requested: str, document: dict[str, Any], url: str) -> ProjectFacts:
         wheel_url=str(httpx.URL(url).join(str(wheel["url"]))) if wheel and wheel.get("url") else None,
         wheel_filename=str(wheel["filename"]) if wheel else None,
         platforms=tuple(str(c) for c in classifiers if str(c).startswith(_PLATFORM_CLASSIFIERS)),
+        files_for=tuple(sorted({system for f in current if (system := file_platform(f)) is not None})),
     )
 
 

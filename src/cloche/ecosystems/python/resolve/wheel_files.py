@@ -161,6 +161,21 @@ def _wheel_preference(filename: str) -> int | None:
     return 3 if linux_x86 else 4
 
 
+def file_platform(f: dict[str, Any]) -> str | None:
+    """What one release file (a PyPI JSON ``urls`` entry) runs on: "source" for an sdist, "any" for a pure wheel,
+    else the operating system of its platform tags ("Linux", "Windows", "macOS"); None when unknown."""
+    if f.get("packagetype") == "sdist":
+        return "source"
+    try:
+        _, _, _, tags = parse_wheel_filename(str(f.get("filename", "")))
+    except InvalidWheelFilename:
+        return None
+    for prefix, system in (("any", "any"), ("win", "Windows"), ("macosx", "macOS"), ("ios", "macOS")):
+        if all(t.platform.startswith(prefix) for t in tags):
+            return system
+    return "Linux" if any("linux" in t.platform for t in tags) else None
+
+
 def pick_wheel(files: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """Of a release's files (PyPI JSON ``urls`` entries), the wheel whose listing speaks for Linux."""
     best: tuple[int, str, dict[str, Any]] | None = None
