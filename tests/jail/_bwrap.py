@@ -27,6 +27,7 @@ from cloche.jail.egress_layer import EgressHost
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import JailProfile, RunSpec
 from cloche.jail.supervisor import Children
+from cloche.jail.tier import TierHost
 from cloche.jail.tools import stage_tools
 
 # A host uid outside the server's default pool (200000-259999) and the test servers' ranges (400000 and up),
@@ -64,7 +65,8 @@ def runner(*, seccomp_filter: bool = True) -> BwrapJail:
     root = _tools_root()
     etc = write_synthetic_etc(root / "jail", JAIL_UID)
     egress = EgressHost(root)
-    return BwrapJail(Children(), etc, JAIL_UID, egress, bwrap=Path(bwrap()), seccomp_filter=seccomp_filter)
+    host = TierHost(Children(), etc, JAIL_UID, egress)
+    return BwrapJail(host, bwrap=Path(bwrap()), seccomp_filter=seccomp_filter)
 
 
 def jail_command(ws: Path, command: Sequence[str], *, seccomp: bool = True, uid: int = HOST_UID) -> BwrapCommand:

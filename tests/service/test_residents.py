@@ -23,6 +23,7 @@ from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
 from cloche.jail.runner import Runner
 from cloche.jail.supervisor import Children
+from cloche.jail.tier import TierHost
 from cloche.jail.tools import stage_tools
 from cloche.service.resident_log import LogBuffer
 from cloche.service.residents import Residents
@@ -51,7 +52,8 @@ class Host:
         self.run_dir = root / "run"
         self.run_dir.mkdir(mode=0o711)
         children = Children()
-        bwrap = BwrapJail(children, etc, JAIL_UID, EgressHost(self.run_dir), stage_tools(root / "jail").bwrap)
+        host = TierHost(children, etc, JAIL_UID, EgressHost(self.run_dir))
+        bwrap = BwrapJail(host, stage_tools(root / "jail").bwrap)
         self.runner = Runner(self.groups, children, [bwrap])
 
     def registry(self, most: int = 4, log_bytes: int = 65536) -> Residents:

@@ -25,13 +25,14 @@ from cloche.jail.bwrap_jail import BwrapJail
 from cloche.jail.cgroups import Cgroups
 from cloche.jail.egress_layer import EgressHost, build_launcher
 from cloche.jail.egress_policy import EgressPolicy, registry_addresses
-from cloche.jail.gvisor_jail import GvisorJail, build_compat
+from cloche.jail.gvisor_jail import GvisorJail, GvisorOptions, build_compat
 from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
 from cloche.jail.profile import ResourceLimits
 from cloche.jail.runner import Runner
 from cloche.jail.spawn_host import build_spawner
 from cloche.jail.supervisor import Children
+from cloche.jail.tier import TierHost
 from cloche.jail.tools import stage_tools
 from cloche.jail.uid_lock import UidRangeLock
 from cloche.metrics import Metrics
@@ -108,12 +109,11 @@ class AppState:
         egress = EgressHost(paths.run, trusted_networks(settings), egress_launcher)
         children = Children()
         spawner = build_spawner(paths.jail / "bin")
-        bwrap = BwrapJail(children, etc, settings.jail_uid, egress, staged.bwrap, spawner=spawner)
+        host = TierHost(children, etc, settings.jail_uid, egress)
+        bwrap = BwrapJail(host, staged.bwrap, spawner=spawner)
         probe_uid = settings.uid_base + settings.uid_count - 1  # the preflight's uid: never a sandbox's while idle
-        compat = build_compat(paths.jail)
-        gvisor = GvisorJail(
-            children, etc, settings.jail_uid, egress, probe_uid, settings.gvisor_platform, compat, settings.runsc
-        )
+        options = GvisorOptions(probe_uid, settings.gvisor_platform, build_compat(paths.jail), settings.runsc)
+        gvisor = GvisorJail(host, options)
         runner = Runner(cgroups, children, [bwrap, gvisor])
         store = open_metadata_store(settings, paths)
         envs = EnvironmentStore(paths.envs)

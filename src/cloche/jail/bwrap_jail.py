@@ -23,8 +23,7 @@ from cloche.jail import egress_layer, environment, mounts, namespaces, rlimits, 
 from cloche.jail.bwrap import BwrapCommand, bwrap_path
 from cloche.jail.cgroups import RunCgroup
 from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
-from cloche.jail.supervisor import Children
-from cloche.jail.tier import Isolation, Started
+from cloche.jail.tier import Isolation, Started, TierHost
 from cloche.steps import mark
 
 
@@ -33,10 +32,7 @@ class BwrapJail:
 
     def __init__(
         self,
-        children: Children,
-        synthetic_etc: Path,
-        jail_uid: int,
-        egress: egress_layer.EgressHost,
+        host: TierHost,
         bwrap: Path | None = None,
         *,
         spawner: Path | None = None,
@@ -46,10 +42,7 @@ class BwrapJail:
         ``preexec_fn`` instead. ``seccomp_filter=False`` exists for tests only: it proves each other layer holds
         without the filter behind it (the server never sets it)."""
         self._spawner = spawner
-        self._children = children
-        self._etc = synthetic_etc
-        self._jail_uid = jail_uid
-        self._egress = egress
+        self._host = host
         self._bwrap = bwrap or bwrap_path()
         self._seccomp_filter = seccomp_filter
 
@@ -81,7 +74,9 @@ class BwrapJail:
         mark("jail: bwrap options written")
         fds, stdin = [args_fd, *cmd.pass_fds], spec.stdin is not None
         try:
-            process = await self._children.track(spawn_host.spawn(cmd, self._bwrap, argv, fds, stdin, self._spawner))
+            process = await self._host.children.track(
+                spawn_host.spawn(cmd, self._bwrap, argv, fds, stdin, self._spawner)
+            )
         finally:
             os.close(args_fd)
             cmd.close_fds()
@@ -91,10 +86,10 @@ class BwrapJail:
         self, cmd: BwrapCommand, spec: RunSpec, profile: JailProfile, release: contextlib.AsyncExitStack
     ) -> egress_layer.EgressSession | None:
         """Layers 1-6 of the checklist; the jail tests build their bwrap invocation here too."""
-        namespaces.apply(cmd, profile, self._jail_uid)  # 1. identity and namespaces
-        mounts.apply(cmd, profile, self._etc)  # 2. filesystem
+        namespaces.apply(cmd, profile, self._host.jail_uid)  # 1. identity and namespaces
+        mounts.apply(cmd, profile, self._host.synthetic_etc)  # 2. filesystem
         environment.apply(cmd, spec)  # 3. environment
-        egress = await egress_layer.apply(cmd, profile, self._egress, release)  # 4. network
+        egress = await egress_layer.apply(cmd, profile, self._host.egress, release)  # 4. network
         if self._seccomp_filter:
             seccomp.apply(cmd)  # 5. system calls
         mounts.seal_root(cmd)  # 6. sealed root

@@ -38,6 +38,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -46,8 +47,7 @@ from cloche.jail import egress_layer, environment, gvisor_bundle, mounts
 from cloche.jail.c_programs import compile_once
 from cloche.jail.cgroups import RunCgroup
 from cloche.jail.profile import JailProfile, Mount, ResourceLimits, RunSpec
-from cloche.jail.supervisor import Children
-from cloche.jail.tier import Isolation, Started
+from cloche.jail.tier import Isolation, Started, TierHost
 from cloche.store import safefs
 
 log = logging.getLogger("cloche.jail")
@@ -88,29 +88,23 @@ def build_compat(jail_dir: Path) -> tuple[Mount, ...]:
     return (Mount("ro-bind", COMPAT_LIBRARY, library), Mount("ro-bind", "/etc/ld.so.preload", preload))
 
 
+@dataclass(frozen=True)
+class GvisorOptions:
+    """What the gVisor tier is built with beyond the ``TierHost`` every tier shares."""
+
+    probe_uid: int  # the preflight's host uid: never a sandbox's while idle
+    platform: Platform = "ptrace"
+    compat: tuple[Mount, ...] = ()  # what ``build_compat`` made: mounts every gVisor jail gets
+    runsc: Path | None = None  # None: the runsc on PATH
+
+
 class GvisorJail:
     """Starts ``runsc run`` on a per-run OCI bundle; the code inside talks to gVisor's kernel only."""
 
-    def __init__(
-        self,
-        children: Children,
-        synthetic_etc: Path,
-        jail_uid: int,
-        egress: egress_layer.EgressHost,
-        probe_uid: int,
-        platform: Platform = "ptrace",
-        compat: tuple[Mount, ...] = (),
-        runsc: Path | None = None,
-    ) -> None:
-        """``compat`` is what ``build_compat`` made: mounts every gVisor jail gets."""
-        self._children = children
-        self._compat = compat
-        self._etc = synthetic_etc
-        self._jail_uid = jail_uid
-        self._egress = egress
-        self._probe_uid = probe_uid
-        self._platform = platform
-        self._runsc = runsc or runsc_path()
+    def __init__(self, host: TierHost, options: GvisorOptions) -> None:
+        self._host = host
+        self._options = options
+        self._runsc = options.runsc or runsc_path()
         self._verdict: str | None = None
         self._checked = False
         self._checking = asyncio.Lock()
@@ -137,9 +131,9 @@ class GvisorJail:
     ) -> Started:
         """The checklist (see the module docstring), into one bundle, then ``runsc run``."""
         bundle = self._bundle_dir(release)
-        placed = [*mounts.view(profile, self._etc), *self._compat]  # 2. filesystem
+        placed = [*mounts.view(profile, self._host.synthetic_etc), *self._options.compat]  # 2. filesystem
         env = environment.variables(spec)  # 3. environment
-        plumbing = await egress_layer.open_session(profile, self._egress, release, socket_mode=SOCKET_MODE)  # 4.
+        plumbing = await egress_layer.open_session(profile, self._host.egress, release, socket_mode=SOCKET_MODE)  # 4.
         launcher: list[str] = []
         if plumbing is not None:
             placed += plumbing.mounts
@@ -147,13 +141,13 @@ class GvisorJail:
             launcher = list(plumbing.launcher)
         gvisor_bundle.rootfs(bundle, placed)  # 6. sealed root: mount points only, read-only
         document = gvisor_bundle.config(  # 1. identity, 8. rlimits (5: the Sentry serves every system call)
-            spec, profile, placed, env, [*launcher, *spec.argv], self._jail_uid
+            spec, profile, placed, env, [*launcher, *spec.argv], self._host.jail_uid
         )
         gvisor_bundle.write(bundle, document)
         # Host unix sockets: none, or connecting to the proxy's (egress), or binding in a resident's socket folder.
         sockets: HostSockets | None = "all" if profile.socket_dir else "open" if plumbing else None
         argv = self._argv(bundle, host_sockets=sockets)
-        process = await self._children.track(self._spawn(argv, group, stdin=spec.stdin is not None))  # 7. cgroup
+        process = await self._host.children.track(self._spawn(argv, group, stdin=spec.stdin is not None))  # 7. cgroup
         return Started(process, plumbing.session if plumbing is not None else None)
 
     async def _spawn(self, argv: list[str], group: RunCgroup, *, stdin: bool) -> asyncio.subprocess.Process:
@@ -178,14 +172,15 @@ class GvisorJail:
         return self._runsc
 
     def _bundle_dir(self, release: contextlib.AsyncExitStack) -> Path:
-        bundle = self._egress.run_dir / f"gvisor-{secrets.token_hex(8)}"
+        bundle = self._host.egress.run_dir / f"gvisor-{secrets.token_hex(8)}"
         bundle.mkdir(mode=0o711)
         release.callback(safefs.remove_tree, bundle)
         (bundle / "state").mkdir(mode=0o700)
         return bundle
 
     def _argv(self, bundle: Path, *, host_sockets: HostSockets | None) -> list[str]:
-        flags = [f"--root={bundle / 'state'}", "--network=none", "--ignore-cgroups", f"--platform={self._platform}"]
+        platform = f"--platform={self._options.platform}"
+        flags = [f"--root={bundle / 'state'}", "--network=none", "--ignore-cgroups", platform]
         if host_sockets is not None:
             flags.append(f"--host-uds={host_sockets}")
         return ["runsc", *flags, "run", "--bundle", str(bundle), bundle.name]
@@ -194,14 +189,16 @@ class GvisorJail:
         """Start one sandbox running /bin/true; None when it succeeds, else why it did not."""
         if self._runsc is None or not self._runsc.is_file():
             return f"runsc (gVisor) is not installed{f' at {self._runsc}' if self._runsc else ''}: {HOW_TO_INSTALL}"
-        probe = JailProfile(name="exec", host_uid=self._probe_uid)
+        probe = JailProfile(name="exec", host_uid=self._options.probe_uid)
         spec = RunSpec(argv=("/usr/bin/true",))
         async with contextlib.AsyncExitStack() as release:
             bundle = self._bundle_dir(release)
-            placed = mounts.view(probe, self._etc)
+            placed = mounts.view(probe, self._host.synthetic_etc)
             gvisor_bundle.rootfs(bundle, placed)
             env = environment.variables(spec)
-            gvisor_bundle.write(bundle, gvisor_bundle.config(spec, probe, placed, env, list(spec.argv), self._jail_uid))
+            gvisor_bundle.write(
+                bundle, gvisor_bundle.config(spec, probe, placed, env, list(spec.argv), self._host.jail_uid)
+            )
             proc = await asyncio.create_subprocess_exec(
                 *self._argv(bundle, host_sockets=None),
                 executable=str(self._runsc),
@@ -217,11 +214,11 @@ class GvisorJail:
                     os.killpg(proc.pid, signal.SIGKILL)  # runsc and the Sentry and Gofer it started
                 await proc.wait()
                 return (
-                    f"runsc did not start a sandbox within {PROBE_TIMEOUT:g}s on the {self._platform!r} platform "
-                    "(try CLOCHE_GVISOR_PLATFORM=ptrace)"
+                    f"runsc did not start a sandbox within {PROBE_TIMEOUT:g}s on the {self._options.platform!r} "
+                    "platform (try CLOCHE_GVISOR_PLATFORM=ptrace)"
                 )
             finally:
-                self._children.reap()
+                self._host.children.reap()
         if proc.returncode != 0:
             detail = out.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             return f"runsc could not start a sandbox (exit {proc.returncode}): {detail[0]}"

@@ -16,15 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from cloche.jail.profile import ISOLATIONS, Isolation, JailProfile, ResourceLimits, RunSpec
 
 if TYPE_CHECKING:
     from cloche.jail.cgroups import RunCgroup
-    from cloche.jail.egress_layer import EgressSession
+    from cloche.jail.egress_layer import EgressHost, EgressSession
+    from cloche.jail.supervisor import Children
 
-__all__ = ["ISOLATIONS", "Isolation", "Jail", "Started"]
+__all__ = ["ISOLATIONS", "Isolation", "Jail", "Started", "TierHost"]
+
+
+@dataclass(frozen=True)
+class TierHost:
+    """What every tier is built with, the same for all of them on one server: the supervisor its spawned trees
+    are tracked by, the synthetic /etc every jail sees, the uid the code has inside, and the egress host (the
+    proxy side of the network layer)."""
+
+    children: Children
+    synthetic_etc: Path
+    jail_uid: int
+    egress: EgressHost
 
 
 @dataclass
