@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -240,17 +241,8 @@ class ContextService:
         progress: Progress | None = None,
     ) -> CodeResult:
         """Run one cell (see the module docstring); deleting the sandbox cancels it, as it does an exec."""
-        row = self.sandboxes.get_row(tenant, sandbox_id)
-        work = asyncio.create_task(self._run(tenant, row.id, request, sink, progress))
-        self.sandboxes.track(row.id, work)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            caller = asyncio.current_task()
-            if caller is not None and caller.cancelling():
-                raise
-            self.sandboxes.get_row(tenant, sandbox_id)  # the sandbox was deleted: its 404
-            raise
+        work = functools.partial(self._run, tenant, sandbox_id, request, sink, progress)
+        return await self.sandboxes.run_tracked(tenant, sandbox_id, work)
 
     async def _run(
         self, tenant: str, sandbox_id: str, request: CodeRequest, sink: CodeSink | None, progress: Progress | None

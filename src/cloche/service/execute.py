@@ -123,25 +123,14 @@ class ExecService:
         )
 
     async def execute(self, call: ExecCall) -> ExecResult:
-        """Run the request; a run the sandbox's deletion killed is answered as ``killed``, with its output.
-
-        The work runs in a task of its own, which deleting the sandbox cancels; cancelling the caller (a client
-        that went away) cancels it too, and then the caller's cancellation goes on up.
-        """
-        row = self.sandboxes.get_row(call.tenant, call.sandbox_id)
+        """Run the request, tracked by its sandbox (``SandboxService.run_tracked``); a run the sandbox's deletion
+        killed is answered as ``killed``, with its output."""
         runs: list[RunRow] = []
-        work = asyncio.create_task(self._execute(call, runs))
-        self.sandboxes.track(row.id, work)
-        try:
-            return await work
-        except asyncio.CancelledError:
-            caller = asyncio.current_task()
-            if caller is not None and caller.cancelling():
-                raise
-            if runs:  # killed from outside (the sandbox was deleted): an answer, not an error
-                return _result(runs[0], DependencyRecord.from_json(runs[0].extra))
-            self.sandboxes.get_row(call.tenant, call.sandbox_id)  # deleted before its run began: its 404
-            raise
+
+        def killed() -> ExecResult | None:  # an answer, not an error, once the run had begun
+            return _result(runs[0], DependencyRecord.from_json(runs[0].extra)) if runs else None
+
+        return await self.sandboxes.run_tracked(call.tenant, call.sandbox_id, lambda: self._execute(call, runs), killed)
 
     async def _execute(self, call: ExecCall, runs: list[RunRow]) -> ExecResult:
         mark("exec: task started")

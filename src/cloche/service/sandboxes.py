@@ -7,9 +7,9 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import get_args
+from typing import Any, TypeVar, get_args
 
 from pydantic import ValidationError
 
@@ -25,6 +25,8 @@ from cloche.service.records import DependencyRecord
 from cloche.settings import Settings
 from cloche.store import safefs
 from cloche.store.metadata import MetadataStore, SandboxRow
+
+T = TypeVar("T")
 
 log = logging.getLogger("cloche.service")
 
@@ -121,6 +123,31 @@ class SandboxService:
     def track(self, sandbox_id: str, task: asyncio.Task[object]) -> None:
         self._running.setdefault(sandbox_id, set()).add(task)
         task.add_done_callback(lambda t: self._running.get(sandbox_id, set()).discard(t))
+
+    async def run_tracked(
+        self,
+        tenant: str,
+        sandbox_id: str,
+        work: Callable[[], Coroutine[Any, Any, T]],
+        killed: Callable[[], T | None] = lambda: None,
+    ) -> T:
+        """Run ``work()`` in a task of its own, which deleting the sandbox cancels; cancelling the caller (a client
+        that went away) cancels it too, and then the caller's cancellation goes on up. Cancelled by a deletion,
+        it answers ``killed()`` when that has an answer, else the deleted sandbox's 404."""
+        row = self.get_row(tenant, sandbox_id)
+        task = asyncio.create_task(work())
+        self.track(row.id, task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise
+            answer = killed()
+            if answer is not None:
+                return answer
+            self.get_row(tenant, sandbox_id)
+            raise
 
     def on_destroy(self, hook: Callable[[str], Awaitable[object]]) -> None:
         """``hook(sandbox_id)`` runs when a sandbox is deleted or expires, after its runs were cancelled and before
