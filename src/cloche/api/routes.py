@@ -52,6 +52,7 @@ def state(request: Request) -> AppState:
 
 State = Annotated[AppState, Depends(state)]
 NAMES_A_SANDBOX = (401, 404, 422)  # the answers of every route with a {sandbox_id}, besides its own
+WRITES = documented(400, *NAMES_A_SANDBOX, 413)  # a route writing into a workspace: a bad path, or too much
 
 
 @router.post("/sandboxes", status_code=201, response_model=Sandbox, responses=documented(401, 413, 422, 429, 503))
@@ -97,12 +98,7 @@ async def delete_sandbox(s: State, who: Tenant, sandbox_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post(
-    "/sandboxes/{sandbox_id}/files",
-    status_code=201,
-    response_model=FilesWritten,
-    responses=documented(400, *NAMES_A_SANDBOX, 413),
-)
+@router.post("/sandboxes/{sandbox_id}/files", status_code=201, response_model=FilesWritten, responses=WRITES)
 async def upload_files(
     s: State,
     who: Tenant,
@@ -114,12 +110,7 @@ async def upload_files(
     return await s.placement.holding(who, sandbox_id).upload(who, sandbox_id, uploads, path)
 
 
-@router.post(
-    "/sandboxes/{sandbox_id}/upload",
-    status_code=201,
-    response_model=FilesWritten,
-    responses=documented(400, *NAMES_A_SANDBOX, 413),
-)
+@router.post("/sandboxes/{sandbox_id}/upload", status_code=201, response_model=FilesWritten, responses=WRITES)
 async def upload_archive(
     s: State,
     who: Tenant,
@@ -137,12 +128,7 @@ async def list_files(
     return await s.placement.holding(who, sandbox_id).listing(who, sandbox_id, path)
 
 
-@router.put(
-    "/sandboxes/{sandbox_id}/files/{path:path}",
-    status_code=201,
-    response_model=FileEntry,
-    responses=documented(400, *NAMES_A_SANDBOX, 413),
-)
+@router.put("/sandboxes/{sandbox_id}/files/{path:path}", status_code=201, response_model=FileEntry, responses=WRITES)
 async def put_file(s: State, who: Tenant, sandbox_id: str, path: str, request: Request) -> FileEntry:
     with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
         async for chunk in request.stream():
