@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from cloche.process_models import ProcessInfo, ProcessLogs
 from cloche.sdk import process_calls
 from cloche.sdk.calls import EventDecoder, ExecEvent
 
-if TYPE_CHECKING:
-    from cloche.sdk.aio import AsyncClient
-    from cloche.sdk.client import Client
+if TYPE_CHECKING:  # named in the handles' base classes (as strings: both clients import this module)
+    from cloche.sdk.aio import AsyncClient  # noqa: F401
+    from cloche.sdk.client import Client  # noqa: F401
+
+C = TypeVar("C")
 
 
-class ProcessHandle:
-    """One background process. ``id`` is None when nothing was started (``info.status`` says why)."""
+class _Handle(Generic[C]):
+    """What both handles hold: the client, the sandbox, and the process as last seen."""
 
-    def __init__(self, client: Client, sandbox_id: str, info: ProcessInfo) -> None:
+    def __init__(self, client: C, sandbox_id: str, info: ProcessInfo) -> None:
         self.client, self.sandbox_id, self.info = client, sandbox_id, info
         self.id = info.process_id
 
@@ -25,6 +27,17 @@ class ProcessHandle:
         if self.id is None:
             raise ValueError(f"nothing was started ({self.info.status}: {self.info.error})")
         return self.id
+
+    def _shown(self, event: ExecEvent) -> bool:
+        """Whether ``follow`` hands the event on; the closing ``done`` updates ``info`` instead."""
+        if event.kind == "done" and event.data is not None:
+            self.info = ProcessInfo.model_validate(event.data)
+            return False
+        return True
+
+
+class ProcessHandle(_Handle["Client"]):
+    """One background process. ``id`` is None when nothing was started (``info.status`` says why)."""
 
     def refresh(self) -> ProcessInfo:
         self.info = self.client.send(process_calls.process(self.sandbox_id, self._id()))
@@ -38,9 +51,7 @@ class ProcessHandle:
         """``stdout``/``stderr`` events as it prints, until it ends; then ``info`` holds how it ended."""
         call = process_calls.follow(self.sandbox_id, self._id(), since)
         for event in self.client.events(call, EventDecoder(exec_done=False)):
-            if event.kind == "done" and event.data is not None:
-                self.info = ProcessInfo.model_validate(event.data)
-            else:
+            if self._shown(event):
                 yield event
 
     def stop(self) -> ProcessInfo:
@@ -50,17 +61,8 @@ class ProcessHandle:
         return self.info
 
 
-class AsyncProcessHandle:
+class AsyncProcessHandle(_Handle["AsyncClient"]):
     """``ProcessHandle`` for ``AsyncClient``: the same methods, awaited (``follow`` as an async iterator)."""
-
-    def __init__(self, client: AsyncClient, sandbox_id: str, info: ProcessInfo) -> None:
-        self.client, self.sandbox_id, self.info = client, sandbox_id, info
-        self.id = info.process_id
-
-    def _id(self) -> str:
-        if self.id is None:
-            raise ValueError(f"nothing was started ({self.info.status}: {self.info.error})")
-        return self.id
 
     async def refresh(self) -> ProcessInfo:
         self.info = await self.client.send(process_calls.process(self.sandbox_id, self._id()))
@@ -72,9 +74,7 @@ class AsyncProcessHandle:
     async def follow(self, since: int = 0) -> AsyncIterator[ExecEvent]:
         call = process_calls.follow(self.sandbox_id, self._id(), since)
         async for event in self.client.events(call, EventDecoder(exec_done=False)):
-            if event.kind == "done" and event.data is not None:
-                self.info = ProcessInfo.model_validate(event.data)
-            else:
+            if self._shown(event):
                 yield event
 
     async def stop(self) -> ProcessInfo:
