@@ -67,6 +67,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSONL",
         help="corpus, with --corpus-resume: an earlier run's records.jsonl whose entries count as measured",
     )
+    parser.add_argument(
+        "--corpus-retry-failed",
+        action="store_true",
+        help="corpus, with --corpus-resume: measure again the entries cloche failed on (new records replace old)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir and server data dirs")
     parser.add_argument("--out", type=Path, default=report.RESULTS, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_budget=args.corpus_budget,
         corpus_resume=args.corpus_resume,
         corpus_records=tuple(args.corpus_records),
+        corpus_retry_failed=args.corpus_retry_failed,
         results_dir=args.out,
     )
     log(f"scratch {bench.root}; scenarios {', '.join(names)}; {reps} reps + {args.warmup} warm-up")

@@ -190,7 +190,11 @@ def run(bench: Bench) -> Scenario:
     server = bench.start_server("corpus")
     corpora = {ecosystem: load(ecosystem) for ecosystem in bench.corpus_ecosystems}
     # --corpus-resume: only the entries no earlier run measured; their records are merged with the earlier ones.
-    earlier = earlier_records(bench.results_dir / "corpus.json", bench.corpus_records) if bench.corpus_resume else {}
+    earlier = (
+        earlier_records(bench.results_dir / "corpus.json", bench.corpus_records, bench.corpus_retry_failed)
+        if bench.corpus_resume
+        else {}
+    )
     queues = {
         eco: round_robin([e for e in c["entries"] if e["id"] not in earlier.get(eco, {})])[: bench.corpus_limit or None]
         for eco, c in corpora.items()

@@ -96,10 +96,12 @@ def keep_others(
     return kept
 
 
-def earlier_records(path: Path, extra: tuple[Path, ...] = ()) -> dict[str, dict[str, dict[str, Any]]]:
+def earlier_records(
+    path: Path, extra: tuple[Path, ...] = (), retry_failed: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
     """The records measured by earlier runs, per corpus and entry id: ``corpus.json``'s, then those of the given
     progress files (``records.jsonl`` of an interrupted run, later lines winning). Entries reported as not measured
-    are left out, so a resumed run measures exactly them."""
+    (and with ``retry_failed``, those cloche failed on) are left out, so a resumed run measures exactly them."""
     found: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     with contextlib.suppress(OSError, ValueError):
         document = json.loads(path.read_text())
@@ -113,6 +115,8 @@ def earlier_records(path: Path, extra: tuple[Path, ...] = ()) -> dict[str, dict[
             if line.strip():
                 record = json.loads(line)
                 found[record.pop("ecosystem")][record["id"]] = record
+    if retry_failed:
+        return {eco: {i: r for i, r in got.items() if r["cloche"]["clean"]} for eco, got in found.items()}
     return dict(found)
 
 

@@ -447,6 +447,7 @@ class Bench:
     corpus_budget: float = 3600.0  # seconds; corpus entries not started by then are reported as not measured
     corpus_resume: bool = False  # measure only the entries earlier runs did not, and merge
     corpus_records: tuple[Path, ...] = ()  # earlier runs' progress files (records.jsonl) counted as measured
+    corpus_retry_failed: bool = False  # with corpus_resume: the entries cloche failed on are measured again
     results_dir: Path = field(default_factory=lambda: REPO / "bench" / "results")
     root: Path = field(default_factory=lambda: traversable_dir("cloche-bench-"))
     shared: dict[str, Any] = field(default_factory=dict)

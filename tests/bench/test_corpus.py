@@ -332,4 +332,6 @@ def test_a_resumed_run_counts_earlier_records_and_names_each_commit(tmp_path: Pa
     assert found["python"]["a"]["commit"] == "abc1234" and "ecosystem" not in found["python"]["c"]
     assert commits_of(list(found["python"].values()), "x") == "abc1234 (1) + def5678 (1)"
     assert commits_of([found["python"]["a"]], "x") == "abc1234" and commits_of([], "x") == "x"
+    progress.write_text(json.dumps({"ecosystem": "python", "id": "c", "cloche": {"clean": False}}) + "\n")
+    assert list(earlier_records(tmp_path / "corpus.json", (progress,), retry_failed=True)["python"]) == ["a"]
     assert earlier_records(tmp_path / "missing.json") == {}
