@@ -189,9 +189,18 @@ def test_an_unhealthy_zygote_means_a_cold_run_that_says_so(box: SandboxHandle, r
 
 
 def _zygote_pids(server: ServerProcess) -> list[int]:
-    """The warm interpreters of this server's sandboxes (processes of its uid range running the zygote)."""
+    """The warm interpreters of this server's sandboxes (processes of its uid range running the zygote), not
+    the children they forked ahead for the next run (the same command line, a zygote for a parent)."""
     low, high = server.uid_range
-    return [pid for pid in pool_processes(low, high) if _cmdline(pid).startswith(b"python3\0/opt/cloche/zygote.py\0")]
+    found = [pid for pid in pool_processes(low, high) if _cmdline(pid).startswith(b"python3\0/opt/cloche/zygote.py\0")]
+    return [pid for pid in found if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cmdline(pid: int) -> bytes:

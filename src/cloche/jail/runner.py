@@ -29,10 +29,10 @@ from cloche.errors import IsolationUnavailable
 from cloche.jail import cgroups
 from cloche.jail.cgroups import Cgroups, RunCgroup
 from cloche.jail.environment import BASE_ENV
-from cloche.jail.profile import JailProfile, RunSpec
+from cloche.jail.profile import JailProfile, ResourceLimits, RunSpec
 from cloche.jail.supervisor import Children
 from cloche.jail.tier import Isolation, Jail
-from cloche.jail.zygote_host import ColdInstead, ForkedProcess, ZygoteClient
+from cloche.jail.zygote_host import ColdInstead, ForkedProcess, Waiting, ZygoteClient
 from cloche.steps import mark
 
 if TYPE_CHECKING:
@@ -170,20 +170,51 @@ class Runner:
             result.egress_denied = jail.egress.denied_hosts()
         return result
 
+    async def fork_ahead(self, zygote: ZygoteClient, limits: ResourceLimits) -> None:
+        """Have the sandbox's warm interpreter fork the child for its next run now, in a cgroup of its own made
+        for ``limits`` (``zygote.waiting``); raises ``ZygoteGone`` when it cannot."""
+        await self.discard_ahead(zygote)
+        zygote.waiting = await self._fork(zygote, limits)
+
+    async def _fork(self, zygote: ZygoteClient, limits: ResourceLimits) -> Waiting:
+        release = contextlib.AsyncExitStack()
+        try:
+            group = cgroups.apply(self._cgroups, limits, release)
+            group.close_fds()  # the server moves the forked child in itself (RunCgroup.attach)
+            mark("runner: run cgroup created")
+            pid, conn = await zygote.fork(group)
+        except BaseException:
+            await release.aclose()
+            raise
+        return Waiting(pid, conn, group, limits, release)
+
+    @staticmethod
+    async def discard_ahead(zygote: ZygoteClient) -> None:
+        """Let go of the child forked ahead, if any (its cgroup is killed and removed)."""
+        waiting, zygote.waiting = zygote.waiting, None
+        if waiting is not None:
+            await waiting.discard()
+
     async def run_forked(
         self, spec: RunSpec, zygote: ZygoteClient, on_output: OutputCallback | None = None
     ) -> RunResult | ColdInstead:
-        """``spec`` (``python3 SCRIPT ARGS...``) forked by the sandbox's warm interpreter, which runs in the
-        sandbox's own jail (the tier's layers are its): the run gets a cgroup of its own before its first
-        instruction, and the same pipes, caps, clock and statuses as ``run``. Raises ``ZygoteGone`` when the
-        interpreter cannot serve it (nothing of the run has started then)."""
-        async with contextlib.AsyncExitStack() as release:
-            group = cgroups.apply(self._cgroups, spec.limits, release)
-            group.close_fds()  # the server moves the forked child in itself (RunCgroup.attach)
-            mark("runner: run cgroup created")
+        """``spec`` (``python3 SCRIPT ARGS...``) run by a child of the sandbox's warm interpreter, which runs in
+        the sandbox's own jail (the tier's layers are its): the child forked ahead when its limits are the
+        run's, else one forked now; either way it is in a cgroup of its own before its first instruction, with
+        the same pipes, caps, clock and statuses as ``run``. Raises ``ZygoteGone`` when the interpreter cannot
+        serve it (nothing of the run has started then)."""
+        waiting, zygote.waiting = zygote.waiting, None
+        if waiting is not None and waiting.limits != spec.limits:
+            await waiting.discard()
+            waiting = None
+        if waiting is None:
+            waiting = await self._fork(zygote, spec.limits)
+        async with waiting.release as release:
+            release.callback(waiting.conn.close)
+            group = waiting.group
             started = time.monotonic()
             env = {**BASE_ENV, **spec.env, **zygote.extra_env}
-            proc = await zygote.start(spec.argv[1:], env, spec.cwd, spec.stdin is not None, group)
+            proc = await zygote.start(waiting, spec.argv[1:], env, spec.cwd, spec.stdin is not None)
             if isinstance(proc, ColdInstead):
                 return proc
             release.callback(proc.close)

@@ -1,11 +1,12 @@
-"""The server's side of the warm interpreter (``zygote_jail.py``): ask it for one run, get a process back.
+"""The server's side of the warm interpreter (``zygote_jail.py``): a child forked ahead, then its run.
 
-``ZygoteClient.start`` hands the zygote the run's stdin, stdout and stderr (pipes the server made, exactly as
-for a cold run) over its unix socket, learns the forked child's host pid from the kernel (SCM_CREDENTIALS),
-moves the child into the run's own cgroup and only then lets it run. The result, a ``ForkedProcess``, looks to
-the runner like a spawned bwrap: two output streams, stdin, ``wait`` and ``kill``; its exit code is the one the
-zygote reports after reaping the child.
-"""
+``ZygoteClient.fork`` has the zygote fork a child ahead of the run, learns its host pid from the kernel
+(SCM_CREDENTIALS) and moves it into the run's own cgroup: the server does this right after a run ends, so the
+next request finds the child waiting (``Waiting``) and pays neither the fork nor the cgroup move (on cgroup v1
+a move waits for an RCU grace period: 5-15 ms). ``ZygoteClient.start`` hands the waiting child the run's stdin,
+stdout and stderr (pipes the server made, exactly as for a cold run) and the request; the child runs only
+then. The result, a ``ForkedProcess``, looks to the runner like a spawned bwrap: two output streams, stdin,
+``wait`` and ``kill``; its exit code is the one the zygote reports after reaping the child."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloche.jail.cgroups import RunCgroup
+from cloche.jail.profile import ResourceLimits
 from cloche.steps import mark
 
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote_jail.py")
@@ -84,28 +86,64 @@ class ForkedProcess:
         self._conn.close()
 
 
+@dataclass
+class Waiting:
+    """A child the zygote forked ahead of its run: already in the run's cgroup (created for ``limits``), waiting
+    for the request on ``conn``. ``release`` kills and removes that cgroup."""
+
+    pid: int
+    conn: socket.socket
+    group: RunCgroup
+    limits: ResourceLimits
+    release: contextlib.AsyncExitStack
+
+    async def discard(self) -> None:
+        self.conn.close()  # the child reads end of file and exits
+        await self.release.aclose()
+
+
 class ZygoteClient:
     """``extra_env``: what the zygote's jail adds to a run's variables (the egress proxy's); ``denied_hosts``:
-    the egress refusals of the zygote's jail so far (its runs share its egress session)."""
+    the egress refusals of the zygote's jail so far (its runs share its egress session); ``waiting``: the child
+    forked ahead for the next run, if any (``Runner.fork_ahead``)."""
 
     def __init__(self, socket_path: Path, extra_env: Mapping[str, str], denied_hosts: Callable[[], list[str]]) -> None:
         self.socket_path = socket_path
         self.extra_env = dict(extra_env)
         self.denied_hosts = denied_hosts
+        self.waiting: Waiting | None = None
 
-    async def start(
-        self, argv: tuple[str, ...], env: dict[str, str], cwd: str, stdin: bool, group: RunCgroup
-    ) -> ForkedProcess | ColdInstead:
-        """Fork one run: raises ``ZygoteGone`` when the zygote cannot serve it."""
+    async def fork(self, group: RunCgroup) -> tuple[int, socket.socket]:
+        """A child forked ahead of its run, moved into ``group``: its host pid and its connection. Raises
+        ``ZygoteGone`` when the zygote cannot fork one."""
         loop = asyncio.get_running_loop()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         conn.setblocking(False)
+        try:
+            await loop.sock_connect(conn, str(self.socket_path))
+            pid = await asyncio.wait_for(_hello(conn), ANSWER_SECONDS)
+            mark("zygote: forked child's pid received")
+            # Before it may run a single line of the user's code; in a thread: on cgroup v1 the move waits for an
+            # RCU grace period (milliseconds), which must not stall the event loop.
+            await asyncio.to_thread(group.attach, pid)
+            mark("zygote: child moved into the run cgroup")
+        except (OSError, ValueError, EOFError, TimeoutError) as exc:
+            conn.close()
+            raise ZygoteGone(f"the warm interpreter did not answer: {exc or type(exc).__name__}") from exc
+        except BaseException:  # cancelled: the child reads end of file and exits
+            conn.close()
+            raise
+        return pid, conn
+
+    async def start(
+        self, waiting: Waiting, argv: tuple[str, ...], env: dict[str, str], cwd: str, stdin: bool
+    ) -> ForkedProcess | ColdInstead:
+        """Hand ``waiting`` its run (the pipes and the request); raises ``ZygoteGone`` when it cannot serve it."""
+        conn = waiting.conn
         ours: list[int] = []  # the server's ends, kept
         theirs: list[int] = []  # the run's ends, closed here once sent
         try:
-            await loop.sock_connect(conn, str(self.socket_path))
-            mark("zygote: connected")
             stdin_read, stdin_write = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1)
             theirs.append(stdin_read)
             if stdin_write >= 0:
@@ -120,24 +158,21 @@ class ZygoteClient:
                 os.close(fd)
             theirs.clear()
             mark("zygote: request and fds sent")
-            first, pid = await asyncio.wait_for(_first_answer(conn), ANSWER_SECONDS)
-            mark("zygote: forked child's pid received")
-            if pid is None:
+            first = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(conn, 1), ANSWER_SECONDS)
+            if not first:
+                raise EOFError("the zygote closed the connection")
+            if first != b"g":
                 answer = json.loads(first + await asyncio.wait_for(_read_line(conn), ANSWER_SECONDS))
                 for fd in ours:
                     os.close(fd)
-                conn.close()
                 return ColdInstead(str(answer.get("cold", "the warm interpreter declined")))
-            group.attach(pid)  # before it may run a single line of the user's code
-            mark("zygote: child moved into the run cgroup")
-            await loop.sock_sendall(conn, b"g")
+            mark("zygote: child runs")
         except (OSError, ValueError, EOFError, TimeoutError) as exc:
             for fd in [*ours, *theirs]:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            conn.close()
             raise ZygoteGone(f"the warm interpreter did not answer: {exc or type(exc).__name__}") from exc
-        return await _wrap(pid, conn, ours, stdin)
+        return await _wrap(waiting.pid, conn, ours, stdin)
 
 
 async def _wrap(pid: int, conn: socket.socket, ours: list[int], stdin: bool) -> ForkedProcess:
@@ -178,8 +213,8 @@ async def _readable(conn: socket.socket) -> None:
         loop.remove_reader(conn.fileno())
 
 
-async def _first_answer(conn: socket.socket) -> tuple[bytes, int | None]:
-    """The first byte of the answer and, when it is the child's hello, the child's host pid."""
+async def _hello(conn: socket.socket) -> int:
+    """The forked child's hello: its host pid, from the kernel."""
     while True:
         await _readable(conn)
         try:
@@ -189,11 +224,11 @@ async def _first_answer(conn: socket.socket) -> tuple[bytes, int | None]:
         if not data:
             raise EOFError("the zygote closed the connection")
         if data != b"c":
-            return data, None
+            raise ValueError(f"the zygote's child said {data!r}, not hello")
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 pid, _uid, _gid = struct.unpack("3i", payload[:_CREDENTIALS])
-                return data, pid
+                return int(pid)
         raise EOFError("the child sent no credentials")
 
 

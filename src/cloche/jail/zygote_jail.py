@@ -9,18 +9,22 @@ workspace is not on ``sys.path`` here), freezes the heap for the garbage collect
 non-dumpable (its memory and ``/proc`` files are closed to the runs it forks) and serves one request at a
 time on the unix SOCKET, which only the server connects to:
 
-1. The server sends one JSON line ``{"argv": [script, args...], "env": {...}, "cwd": "..."}`` with the run's
-   stdin, stdout and stderr as SCM_RIGHTS on it.
-2. If the script's folder holds a module of the same name as one imported here, a cold interpreter would
+1. The server connects; the zygote forks a child at once, ahead of the run (the server does this right after
+   the previous run ended, so the fork and the cgroup move are off the next request's path). The child sends
+   its credentials (SCM_CREDENTIALS: the kernel gives the server its host pid) and waits; the server moves it
+   into the run's own cgroup before it sends anything.
+2. The server sends one JSON line ``{"argv": [script, args...], "env": {...}, "cwd": "..."}`` with the run's
+   stdin, stdout and stderr as SCM_RIGHTS on it. End of file instead: the child was not needed, it exits.
+3. If the script's folder holds a module of the same name as one imported here, a cold interpreter would
    import that file instead: the answer is ``{"cold": reason}`` and the server starts a cold run.
-3. Otherwise ``/tmp``, ``/dev/shm`` and the System V IPC objects left by earlier runs are removed, and the
-   child is forked. It sends its credentials (SCM_CREDENTIALS: the kernel gives the server its host pid)
-   and waits for one byte: by then the server has moved it into the run's own cgroup. It takes the three
-   fds as 0, 1, 2, closes every other fd, starts a new session, reseeds ``random`` and numpy's global
-   generator, sets argv, environment and working directory, and runs the script as ``python3 script``
-   would (``__main__``, ``sys.path[0]``, traceback, ``SystemExit``, atexit, non-daemon threads).
-4. The zygote waits for the child and answers ``{"exit": code}`` (``128 + signal`` when killed), then
-   serves the next request. End of file on stdin (the server's pipe) or SIGTERM ends it.
+4. Otherwise ``/tmp``, ``/dev/shm`` and the System V IPC objects left by earlier runs are removed (if that
+   fails, the answer is cold and the zygote ends); the child asks the zygote (a pipe) and, once it answers,
+   answers ``g``: a zygote that hangs cannot have runs started under it. It takes the three fds as 0, 1,
+   2, closes every other fd, starts a new session, reseeds ``random`` and numpy's global generator, sets argv,
+   environment and working directory, and runs the script as ``python3 script`` would (``__main__``,
+   ``sys.path[0]``, traceback, ``SystemExit``, atexit, non-daemon threads).
+5. The zygote waits for the child and answers ``{"exit": code}`` (``128 + signal`` when killed), then
+   serves the next connection. End of file on stdin (the server's pipe) or SIGTERM ends it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import importlib
 import io
 import json
 import os
+import random  # here, not in each run: reseeded per run (reseed)
 import shutil
 import signal
 import socket
@@ -161,8 +166,6 @@ def close_other_fds() -> None:
 
 
 def reseed() -> None:
-    import random
-
     random.seed()
     numpy = sys.modules.get("numpy")
     if numpy is not None:
@@ -170,8 +173,10 @@ def reseed() -> None:
             numpy.random.seed()
 
 
-def child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> NoReturn:
-    """In the forked child: become the run, then run the script; never returns."""
+def child(conn: socket.socket, starting: int, going: int) -> NoReturn:
+    """In the forked child: wait for the run (in its cgroup by then), become it, run the script; never returns.
+    ``starting``/``going``: the pipes to and from the zygote through which it confirms each run's start, so
+    a zygote that no longer answers means a cold run, as it did when the zygote forked at request time."""
     code = 1
     try:
         prctl = __import__("ctypes").CDLL(None).prctl
@@ -180,14 +185,28 @@ def child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> NoRet
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         credentials = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
         conn.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, credentials)])
-        if conn.recv(1) != b"g":  # the server moved this process into the run's cgroup
-            os._exit(125)
+        try:
+            request, fds = receive(conn)  # sent only once the server moved this process into the run's cgroup
+        except (EOFError, OSError, ValueError):
+            os._exit(0)  # not needed (the zygote stops, or the run's limits differ)
+        script, args = request["argv"][0], request["argv"][1:]
+        found = shadowed(script)
+        if found:
+            send(conn, {"cold": f"the workspace has modules named like pre-imported ones: {found}"})
+            os._exit(0)
+        if not clear_run_state():  # never run in what another run left: a cold run, and a fresh zygote
+            send(conn, {"cold": "an earlier run left files the warm interpreter could not remove"})
+            os.kill(os.getppid(), signal.SIGTERM)
+            os._exit(0)
+        os.write(starting, b"s")
+        if os.read(going, 1) != b"k":
+            os._exit(0)
+        conn.sendall(b"g")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         close_other_fds()
         os.setsid()
         reseed()
-        script, args = request["argv"][0], request["argv"][1:]
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
@@ -279,29 +298,27 @@ def serve(listener: socket.socket) -> NoReturn:
         conn, _ = listener.accept()
         with conn:
             try:
-                request, fds = receive(conn)
-            except (EOFError, OSError, ValueError):
-                continue
-            try:
-                found = shadowed(request["argv"][0])
-                if found:
-                    send(conn, {"cold": f"the workspace has modules named like pre-imported ones: {found}"})
-                    continue
-                if not clear_run_state():  # never fork a run into what another left: a cold run, a fresh zygote
-                    send(conn, {"cold": "an earlier run left files the warm interpreter could not remove"})
-                    os._exit(4)
+                starting_r, starting_w = os.pipe()
+                going_r, going_w = os.pipe()
                 pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    child(conn, request, fds)
-                status = os.waitpid(pid, 0)[1]
-                code = os.waitstatus_to_exitcode(status)
-                send(conn, {"exit": 128 - code if code < 0 else code})
-            except Exception:  # a malformed request (only the server sends any): answer nothing, serve on
+            except OSError:
                 continue
-            finally:
-                for fd in fds:
-                    os.close(fd)
+            if pid == 0:
+                listener.close()
+                os.close(starting_r)
+                os.close(going_w)
+                child(conn, starting_w, going_r)
+            os.close(starting_w)
+            os.close(going_r)
+            with contextlib.suppress(OSError):
+                if os.read(starting_r, 1) == b"s":  # end of file: the child ended without a run
+                    os.write(going_w, b"k")
+            os.close(starting_r)
+            os.close(going_w)
+            status = os.waitpid(pid, 0)[1]
+            code = os.waitstatus_to_exitcode(status)
+            with contextlib.suppress(OSError):  # a child that was not needed: nobody listens any more
+                send(conn, {"exit": 128 - code if code < 0 else code})
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ zygote must never see a value meant for one run), and a workspace module named l
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -46,6 +48,9 @@ LIFETIME_SECONDS = 24 * 3600.0  # the zygote's own wall clock; idleness stops it
 # Variables read once at interpreter (or library) start-up: a run that sets them otherwise must start cold.
 STARTUP_PREFIXES = ("PYTHON", "LD_", "OPENBLAS_", "OMP_", "MKL_", "NUMEXPR_", "MALLOC_")
 WarmNote = dict[str, Any]
+# The next run's child is forked this long after a run, so that its fork and cgroup move never compete with the
+# end of the request that ran (its answer, records and audit); a run that comes sooner forks its own.
+AHEAD_DELAY_SECONDS = 0.1
 
 
 @dataclass
@@ -56,6 +61,7 @@ class _Zygote:
     ready: asyncio.Task[Path]  # the socket, once the zygote listens (its imports done)
     limits: ResourceLimits
     last_used: float = field(default_factory=time.monotonic)
+    ahead: asyncio.Task[None] | None = None  # forking the next run's child (Runner.fork_ahead)
 
 
 def _note(used: bool, reason: str | None = None) -> WarmNote:
@@ -141,6 +147,10 @@ class WarmInterpreters:
             return None, _note(False, "the run's pids or file limits differ from the warm interpreter's")
         try:
             await asyncio.wait_for(asyncio.shield(zygote.ready), START_WAIT_SECONDS)
+            if zygote.ahead is not None and not zygote.ahead.done():  # not ready yet: this run forks its own
+                zygote.ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await zygote.ahead
             mark("warm: zygote ready")
             result = await self.runner.run_forked(spec, zygote.client, on_output)
         except (ZygoteGone, TimeoutError, ResidentEnded) as exc:
@@ -148,6 +158,7 @@ class WarmInterpreters:
             log.warning("warm interpreter unhealthy", extra={"sandbox_id": sandbox_id, "error": str(exc)})
             return None, _note(False, f"the warm interpreter was unhealthy ({exc}); this run started cold")
         zygote.last_used = time.monotonic()
+        self._fork_ahead(zygote)
         if isinstance(result, ColdInstead):
             return None, _note(False, result.reason)
         return result, _note(True)
@@ -195,7 +206,9 @@ class WarmInterpreters:
             return  # the sandbox's residents are all in use: its runs stay cold
         client.socket_path = resident.socket(SOCKET_NAME)
         ready = asyncio.create_task(self._ready(sandbox_id, key, resident))
-        self._zygotes[sandbox_id] = _Zygote(key, resident, client, ready, spec.limits)
+        zygote = _Zygote(key, resident, client, ready, spec.limits)
+        self._zygotes[sandbox_id] = zygote
+        ready.add_done_callback(lambda task: None if task.cancelled() or task.exception() else self._fork_ahead(zygote))
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._stop_idle())
 
@@ -212,11 +225,27 @@ class WarmInterpreters:
         log.info("warm interpreter ready", extra={"sandbox_id": sandbox_id, "resident_id": resident.id})
         return socket
 
+    def _fork_ahead(self, zygote: _Zygote) -> None:
+        """The next run's child, forked and put in its cgroup now, off the next request's path."""
+
+        async def fork() -> None:
+            await asyncio.sleep(AHEAD_DELAY_SECONDS)
+            with contextlib.suppress(ZygoteGone):  # the next run forks its own, or finds the zygote gone
+                await self.runner.fork_ahead(zygote.client, zygote.limits)
+
+        # A context of its own: it is no step of the request that happened to schedule it (cloche.steps).
+        zygote.ahead = asyncio.create_task(fork(), context=contextvars.Context())
+
     async def stop(self, sandbox_id: str) -> None:
         zygote = self._zygotes.pop(sandbox_id, None)
         if zygote is None:
             return
         zygote.ready.cancel()
+        if zygote.ahead is not None:
+            zygote.ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await zygote.ahead
+        await self.runner.discard_ahead(zygote.client)  # its child's cgroup
         await self.residents.stop(zygote.resident.id)
 
     async def stop_all(self) -> None:
