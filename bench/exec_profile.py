@@ -3,8 +3,8 @@
 A server of its own runs with ``CLOCHE_STEP_TIMINGS=true``: each exec request logs when each of its steps ended
 (``cloche/steps.py``; the steps are marks in the route, ``ExecService``, the runner, the spawn helper, the warm
 interpreter's client and the audit trail). Interleaved per repetition, in one sandbox with the default egress:
-``py warm`` (forked by the warm interpreter), ``py cold`` (``PYTHONHASHSEED=random``: the spawn path), and
-``js`` in a second sandbox; beside them the bare interpreters.
+``py warm`` (forked by the warm interpreter) and ``py cold`` (``PYTHONHASHSEED=random``: the spawn path); ``py
+warm egress=[]`` in a sandbox without network; ``js`` in another sandbox; beside them the bare interpreters.
 
 Per step: ``step_ms`` is the time since the previous mark, ``share_pct`` that step's share of the server's total
 for the same request (request received to response sent); ``client`` is the client's wall clock and ``client -
@@ -64,7 +64,8 @@ def run(bench: Bench) -> Scenario:
                 result = box.exec(filename=filename, **options)
             expect(result.output, "hello from", variant)
             warm = result.warm is not None and result.warm.used
-            order.append((f"{variant}{' (not forked)' if variant == 'py warm' and not warm else ''}", sw.ms))
+            forked = "" if warm or not variant.startswith("py warm") else " (not forked)"
+            order.append((f"{variant}{forked}", sw.ms))
             return {}
 
         return measure
@@ -80,25 +81,28 @@ def run(bench: Bench) -> Scenario:
     try:
         with server.client() as client:
             py, js = client.create(language="python"), client.create(language="node")
+            closed = client.create(language="python", egress=[])
+            closed.write("hello.py", HELLO_PY)
             py.write("hello.py", HELLO_PY)
             js.write("hello.js", HELLO_JS)
             variants = [
                 ("py bare", bare([HOST_PYTHON, "hello.py"])),
                 ("py warm", cloche(py, "py warm", "hello.py")),
+                ("py warm egress=[]", cloche(closed, "py warm egress=[]", "hello.py")),
                 ("py cold", cloche(py, "py cold", "hello.py", env=COLD_ENV)),
                 ("js bare", bare([NODE, "hello.js"])),
                 ("js", cloche(js, "js", "hello.js")),
             ]
             reps = bench.reps if bench.quick else max(REPS, bench.reps)
             interleave(scenario, variants, reps, max(bench.warmup, 1))
-            py.delete()
-            js.delete()
+            for box in (py, closed, js):
+                box.delete()
         logged = _steps(server.log.read_text())
     finally:
         bench.stop_server(server)
     if len(logged) != len(order):
         raise RuntimeError(f"{len(logged)} exec steps lines in the server log for {len(order)} execs")
-    skip = max(bench.warmup, 1) * 3  # the warm-up's execs
+    skip = max(bench.warmup, 1) * 4  # the warm-up's execs
     for (variant, client_ms), steps in zip(order[skip:], logged[skip:], strict=True):
         _record(scenario, variant, steps, client_ms)
     scenario.notes.append(

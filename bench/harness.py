@@ -247,6 +247,10 @@ def processes_of_uids(low: int, high: int) -> list[int]:
     return pids
 
 
+UID_TAKEN = "are in use by another cloche server"
+UID_ATTEMPTS = 5
+
+
 class Server:
     """``cloche serve`` in a subprocess over a fresh data dir, with a private sandbox uid range and builder uid."""
 
@@ -276,6 +280,7 @@ class Server:
         self.log = self.root / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_ms = math.nan
+        self.served = False  # healthy once: it held the uid range (a server refused for a taken range never did)
 
     @property
     def pid(self) -> int:
@@ -293,6 +298,7 @@ class Server:
                 raise BenchError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    self.served = True
                     self.startup_ms = (time.perf_counter() - started) * 1000
                     return self
             time.sleep(0.05)
@@ -321,7 +327,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        survivors = self.leftovers()
+        # Only a range this server held is swept: a refused start means another server's runs live in it.
+        survivors = self.leftovers() if self.served else []
         for pid in survivors:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -464,9 +471,16 @@ class Bench:
 
     def start_server(self, name: str, env: Mapping[str, str] | None = None, options: Sequence[str] = ()) -> Server:
         log(f"starting server {name!r}")
-        server = Server(self.root, f"{name}-{len(self.servers)}", env, options)
-        self.servers.append(server)
-        server.start()
+        for attempt in range(UID_ATTEMPTS):
+            server = Server(self.root, f"{name}-{len(self.servers)}", env, options)
+            self.servers.append(server)
+            try:
+                server.start()
+                break
+            except BenchError as exc:  # another server (another bench, a test) holds that uid range: pick another
+                if UID_TAKEN not in str(exc) or attempt == UID_ATTEMPTS - 1:
+                    raise
+                log(f"uid range {server.uid_base}+ is taken; another")
         self.shared.setdefault("health", server.health())
         log(f"server {name!r} healthy in {server.startup_ms:.0f} ms (pid {server.pid}, uids {server.uid_base}+)")
         return server
