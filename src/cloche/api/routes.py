@@ -42,10 +42,18 @@ router = APIRouter(prefix="/v1")
 CYCLONEDX = "application/vnd.cyclonedx+json"
 OCTETS = "application/octet-stream"
 SSE = "text/event-stream"
-Tenant = Annotated[str, Depends(tenant)]
 
 
-def state(request: Request) -> AppState:
+# Both dependencies are coroutines: FastAPI runs a plain function in its thread pool, two thread hops on every
+# request for a header parse and an attribute read.
+async def request_tenant(request: Request) -> str:
+    return tenant(request)
+
+
+Tenant = Annotated[str, Depends(request_tenant)]
+
+
+async def state(request: Request) -> AppState:
     app_state: AppState = request.app.state.cloche
     return app_state
 
