@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, TypeAlias, TypeVar
+from typing import Annotated, Any, Protocol, TypeAlias, TypeVar
 
 import httpx
 from mcp.server.mcpserver import Context, MCPServer
@@ -34,11 +34,12 @@ from cloche.mcp.results import (
     file_listing,
     sandbox_info,
 )
-from cloche.models import ExecResult, Language
+from cloche.models import Language
 from cloche.sdk.aio import AsyncClient
 from cloche.sdk.errors import ClocheAPIError
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R", covariant=True)
 # The SDK finds the context parameter by its bare class; a parametrised Context[...] would be taken for an argument.
 ToolContext: TypeAlias = Context
 
@@ -81,6 +82,34 @@ def install_message(data: dict[str, Any]) -> str:
     phase = str(data.get("phase", "installing"))
     names = data.get("packages") or data.get("requested") or []
     return f"{phase} {', '.join(str(n) for n in names)}".strip()
+
+
+class Streamed(Protocol[R]):
+    """An SDK stream event (``ExecEvent``, ``CodeEvent``): ``install`` progress, output, then the result."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def data(self) -> dict[str, Any] | None: ...
+
+    @property
+    def result(self) -> R | None: ...
+
+
+async def streamed_result(events: AsyncIterator[Streamed[R]], ctx: ToolContext, what: str) -> R:
+    """The stream's result; each install event on the way is reported to the client as a progress step."""
+    result: R | None = None
+    step = 0
+    async for event in events:
+        if event.kind == "install" and event.data is not None:
+            step += 1
+            await ctx.report_progress(step, None, install_message(event.data))
+        elif event.result is not None:
+            result = event.result
+    if result is None:
+        raise ToolError(f"stream_ended: the server closed the {what}'s stream without a result; run it again")
+    return result
 
 
 def build_server(client: AsyncClient | None = None, url: str | None = None) -> MCPServer[Any]:
@@ -181,18 +210,9 @@ def build_server(client: AsyncClient | None = None, url: str | None = None) -> M
         sees the packages the last file run installed. Returns output, exit_code, status and run_id; each run is
         a fresh process, files it writes persist. Runs in one sandbox take turns."""
         options = {"args": args, "stdin": stdin, "timeout_seconds": timeout_seconds}
-        result: ExecResult | None = None
-        step = 0
         with reported(where):
-            async for event in cloche.sandbox(sandbox_id).stream(filename=filename, command=command, **options):
-                if event.kind == "install" and event.data is not None:
-                    step += 1
-                    await ctx.report_progress(step, None, install_message(event.data))
-                elif event.result is not None:
-                    result = event.result
-        if result is None:
-            raise ToolError("stream_ended: the server closed the run's stream without a result; run it again")
-        return exec_outcome(result)
+            events = cloche.sandbox(sandbox_id).stream(filename=filename, command=command, **options)
+            return exec_outcome(await streamed_result(events, ctx, "run"))
 
     @tool(destroys)
     async def run_code(
@@ -214,17 +234,9 @@ def build_server(client: AsyncClient | None = None, url: str | None = None) -> M
         figures (plt.show() or a figure as the last value) come back as images you can look at. A failing cell
         gives 'error' with its traceback; the kernel and its variables stay. The workspace files are in the
         current folder."""
-        result = None
-        step = 0
         with reported(where):
-            async for event in cloche.sandbox(sandbox_id).stream_code(code, context_id, timeout_seconds):
-                if event.kind == "install" and event.data is not None:
-                    step += 1
-                    await ctx.report_progress(step, None, install_message(event.data))
-                elif event.result is not None:
-                    result = event.result
-        if result is None:
-            raise ToolError("stream_ended: the server closed the cell's stream without a result; run it again")
+            events = cloche.sandbox(sandbox_id).stream_code(code, context_id, timeout_seconds)
+            result = await streamed_result(events, ctx, "cell")
         outcome, images = code_outcome(result)
         content: list[TextContent | ImageContent] = [TextContent(type="text", text=outcome.model_dump_json(indent=1))]
         content += [ImageContent(type="image", data=data, mime_type=mime) for data, mime in images]
