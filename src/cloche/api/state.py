@@ -184,8 +184,7 @@ class AppState:
         local_agent = LocalAgent(settings.node_name, sandboxes, files, execs)
         python = registry.by_name("python")
         assert isinstance(python, PythonEcosystem)
-        command_tools = [e.command_tools for e in registry.ecosystems]
-        contexts = ContextService(sandboxes, residents, execs, python, command_tools, deps, secrets, jails, envs)
+        contexts = ContextService(execs, residents, python, jails, envs)
         return cls(
             settings=settings,
             paths=paths,

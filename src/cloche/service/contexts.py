@@ -37,7 +37,7 @@ from cloche.models_code import CodeError, CodeRequest, CodeResult, Context, Crea
 from cloche.service import run_policy
 from cloche.service.cell_results import cell_result, masked
 from cloche.service.context_record import SOURCE_DIR, CodeContext, context_view
-from cloche.service.deps import DependencyService, Prepared, Progress
+from cloche.service.deps import Prepared, Progress
 from cloche.service.execute import ExecService
 from cloche.service.ids import utcnow
 from cloche.service.kernel_client import CellOutcome
@@ -45,9 +45,6 @@ from cloche.service.kernel_tools import KernelTools
 from cloche.service.kernels import Kernel, KernelLaunch
 from cloche.service.masking import Masker
 from cloche.service.residents import Residents
-from cloche.service.run_env import combine
-from cloche.service.sandboxes import SandboxService
-from cloche.service.secrets import SecretService
 from cloche.store import safefs
 from cloche.store.envstore import EnvironmentStore
 from cloche.store.metadata import SandboxRow
@@ -60,29 +57,23 @@ CodeSink = Callable[[str, Any], Awaitable[None]]
 class ContextService:
     def __init__(
         self,
-        sandboxes: SandboxService,
-        residents: Residents,
         execs: ExecService,
+        residents: Residents,
         python: PythonEcosystem,
-        command_tools: list[ExecEnv],
-        deps: DependencyService,
-        secrets_: SecretService,
         jails: InstallJailFactory,
         envs: EnvironmentStore,
     ) -> None:
-        self.sandboxes = sandboxes
-        self.settings = sandboxes.settings
-        self.residents = residents
+        """A cell runs in an exec's jail with an exec's environment: ``execs`` has the sandboxes, dependencies and
+        secrets it uses."""
         self.execs = execs
+        self.sandboxes, self.settings, self.deps = execs.sandboxes, execs.settings, execs.deps
+        self.residents = residents
         self.python = python
-        self.command_tools = command_tools
-        self.deps = deps
-        self.secrets = secrets_
         self.envs = envs
         self.tools = KernelTools(python, jails, envs)
-        self.launcher = kernel.launcher(sandboxes.paths.jail / "tools")
+        self.launcher = kernel.launcher(self.sandboxes.paths.jail / "tools")
         self._contexts: dict[str, CodeContext] = {}
-        sandboxes.on_destroy(self.stop_sandbox)
+        self.sandboxes.on_destroy(self.stop_sandbox)
 
     def held_keys(self) -> set[str]:
         """Store entries kernels use beyond the sandboxes' bound environments: never collected while held."""
@@ -204,9 +195,9 @@ class ContextService:
         ctx.starting = True
         try:
             tools = await self.tools.ensure()
-            held = self.secrets.hold(row.tenant, row.secrets)
+            held = self.execs.secrets.hold(row.tenant, row.secrets)
             folder = self.sandboxes.paths.run / f"kernel-{ctx.id}-{secrets.token_hex(4)}"
-            sandbox_env = combine([prepared.exec_env, *self.command_tools])
+            sandbox_env = self.execs.run_env(prepared.exec_env)
             argv, env = kernel.kernel_env(tools.path, sandbox_env, self.launcher)
             spec = RunSpec(
                 argv=tuple(argv),

@@ -91,6 +91,11 @@ class ExecService:
         prepared = await self.deps.prepare(row.id, target.ecosystem, root, [target.entry], progress)
         return CommandDeps(prepared, target.argv)
 
+    def run_env(self, prepared: ExecEnv) -> ExecEnv:
+        """What a jailed run of a sandbox sees: its prepared environments, then every ecosystem's command tools
+        (python, pip, node, ...) whatever its language."""
+        return combine([prepared, *(e.command_tools for e in self.ecosystems.ecosystems)])
+
     def spec(self, row: SandboxRow, request: ExecRequest, argv: list[str], exec_env: ExecEnv, held: Held) -> RunSpec:
         settings = self.settings
         asked = {**row.limits, **(request.limits.model_dump(exclude_none=True) if request.limits else {})}
@@ -180,8 +185,7 @@ class ExecService:
                 mark("exec: quota check")
                 if refused is not None:
                     return await self._end_unrun(run, language, record, "killed", refused)
-                # Every run gets the command tools (python, pip) whatever its environments.
-                exec_env = combine([prepared.exec_env, *(e.command_tools for e in self.ecosystems.ecosystems)])
+                exec_env = self.run_env(prepared.exec_env)
                 spec = self.spec(row, request, found.argv, exec_env, held)
                 profile = self.profile(row, exec_env, held)
                 mark("exec: run spec and profile")

@@ -26,7 +26,6 @@ from cloche.service.masking import Masker
 from cloche.service.records import DependencyRecord
 from cloche.service.resident_log import LogChunk
 from cloche.service.residents import Resident, Residents
-from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 
 TOUCH_SECONDS = 10.0
@@ -80,7 +79,7 @@ class ProcessService:
             refused = await self.sandboxes.quota.verdict(row)
             if refused is not None:
                 return _with_record(unrun.model_copy(update={"status": "killed", "error": refused}), record)
-            exec_env = combine([found.prepared.exec_env, *(e.command_tools for e in execs.ecosystems.ecosystems)])
+            exec_env = execs.run_env(found.prepared.exec_env)
             spec = execs.spec(row, request, found.argv, exec_env, held)
             profile = execs.profile(row, exec_env, held)
             egress = profile.egress
