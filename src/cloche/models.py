@@ -43,12 +43,15 @@ def _check_env(env: dict[str, str] | None) -> None:
             raise ValueError(f"env value for {key!r} contains a NUL byte")
 
 
+def seconds(description: str, **options: Any) -> Any:
+    """A duration a client may ask for (omitted: the server's default): over zero, at most ``LONGEST_SECONDS``."""
+    return Field(None, gt=0, le=LONGEST_SECONDS, description=description, **options)
+
+
 class Limits(Strict):
     """Resource limits a sandbox or an exec asks for; the server clamps each to its maximum."""
 
-    timeout_seconds: float | None = Field(
-        None, gt=0, le=LONGEST_SECONDS, description="Wall clock per exec, in seconds."
-    )
+    timeout_seconds: float | None = seconds("Wall clock per exec, in seconds.")
     output_bytes: int | None = Field(None, gt=0, le=MOST_BYTES, description="Cap per stream kept for a run, in bytes.")
     memory_mb: int | None = Field(None, gt=0, le=MOST_MIB, description="Memory (RAM + swap) per exec, in MiB.")
     pids: int | None = Field(None, ge=8, le=MOST_PIDS, description="Processes and threads per exec.")
@@ -115,11 +118,8 @@ class CreateSandbox(Strict):
     language: Language | None = Field(
         None, description="Language of the sandbox; omitted means it follows the first file executed."
     )
-    ttl_seconds: float | None = Field(
-        None,
-        gt=0,
-        le=LONGEST_SECONDS,
-        description="Idle time after which the sandbox is deleted; omitted uses the server default.",
+    ttl_seconds: float | None = seconds(
+        "Idle time after which the sandbox is deleted; omitted uses the server default."
     )
     limits: Limits | None = Field(None, description="Default limits for every exec in this sandbox.")
     env: dict[str, str] | None = Field(None, description="Environment variables set for every exec.")
@@ -204,11 +204,8 @@ class ExecRequest(Strict):
     args: list[str] = Field(default_factory=list, description="Extra arguments (filename form only).")
     stdin: str | None = Field(None, description="Text fed to the program's standard input.")
     env: dict[str, str] | None = Field(None, description="Extra environment variables for this exec.")
-    timeout_seconds: float | None = Field(
-        None,
-        gt=0,
-        le=LONGEST_SECONDS,
-        description="Wall clock; clamped to the server maximum. With 'background': the process's lifetime.",
+    timeout_seconds: float | None = seconds(
+        "Wall clock; clamped to the server maximum. With 'background': the process's lifetime."
     )
     limits: Limits | None = Field(None, description="Limits for this exec; each clamped to the server maximum.")
     secrets: list[str] | None = _secret_names()

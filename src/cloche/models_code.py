@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
-from cloche.models import LONGEST_SECONDS, ImportSuggestion, InstallReport, Strict, UnresolvedImport
+from cloche.models import ImportSuggestion, InstallReport, Strict, UnresolvedImport, seconds
 
 MAX_CELL_CHARS = 1_048_576
 CONTEXT_ID_PATTERN = r"^ctx_[0-9a-f]{24}$"
@@ -47,13 +47,10 @@ class CodeRequest(Strict):
     context_id: str | None = Field(
         None, pattern=CONTEXT_ID_PATTERN, description="The context to run in; omitted: the sandbox's default one."
     )
-    timeout_seconds: float | None = Field(
-        None,
-        gt=0,
-        le=LONGEST_SECONDS,
+    timeout_seconds: float | None = seconds(
+        "Wall clock of this cell ('timeout' is accepted too); past it the cell is interrupted and the context keeps "
+        "its state. Clamped to the server maximum.",
         validation_alias=AliasChoices("timeout_seconds", "timeout"),
-        description="Wall clock of this cell ('timeout' is accepted too); past it the cell is interrupted and the "
-        "context keeps its state. Clamped to the server maximum.",
     )
 
     @model_validator(mode="after")
