@@ -10,15 +10,25 @@ import subprocess
 import threading
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cloche import SandboxHandle
 from cloche.api.state import cgroup_parent
 from cloche.jail.cgroups import Cgroups
+from cloche.models import ExecResult
 from conftest import pool_processes
+
+
+def run_file(box: SandboxHandle, name: str, source: str, **options: Any) -> ExecResult:
+    """Write ``source`` to ``name`` in the sandbox and run it; the run must succeed (else its output is shown)."""
+    box.write(name, source)
+    result = box.exec(filename=name, **options)
+    assert result.status == "succeeded", result.output
+    return result
 
 
 def pool_processes_of(server: Any) -> list[int]:
@@ -64,8 +74,11 @@ def sse_exec(api: Any, sid: str, body: Mapping[str, Any]) -> list[tuple[str, Any
     return sse_events(api, "POST", f"/v1/sandboxes/{sid}/exec", json=body)
 
 
-def sse_events(api: Any, method: str, url: str, **options: Any) -> list[tuple[str, Any]]:
-    """A request answered with server-sent events, read to the end: (event, data) pairs in order."""
+def sse_events(
+    api: Any, method: str, url: str, on_event: Callable[[str, Any], None] | None = None, **options: Any
+) -> list[tuple[str, Any]]:
+    """A request answered with server-sent events, read to the end: (event, data) pairs in order; ``on_event``
+    sees each as it arrives (to act in the middle of the stream)."""
     events: list[tuple[str, Any]] = []
     with api.stream(method, url, headers={"Accept": "text/event-stream"}, **options) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -75,6 +88,8 @@ def sse_events(api: Any, method: str, url: str, **options: Any) -> list[tuple[st
                 kind = line[7:]
             elif line.startswith("data: "):
                 events.append((kind, json.loads(line[6:])))
+                if on_event is not None:
+                    on_event(*events[-1])
     return events
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import struct
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import ServerProcess, pool_processes
-from tests_support import assert_clean, leftover_cgroups, pool_processes_of
+from tests_support import assert_clean, leftover_cgroups, pool_processes_of, sse_events
 
 pytestmark = pytest.mark.network
 
@@ -151,26 +150,12 @@ def test_a_crashed_kernel_is_reported_and_the_next_cell_restarts_it(http: httpx.
 
 def test_output_streams_as_server_sent_events(http: httpx.Client, sandbox: str) -> None:
     body = {"code": "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.2)\n'end'"}
-    events = sse_code(http, sandbox, body)
+    events = sse_events(http, "POST", f"/v1/sandboxes/{sandbox}/code", json=body)
     kinds = [kind for kind, _ in events]
     assert kinds.count("stdout") >= 3 and kinds[-1] == "done", kinds
     assert kinds.index("result") < kinds.index("done")
     assert "".join(d["data"] for k, d in events if k == "stdout") == "0\n1\n2\n"
     assert events[-1][1]["results"][0]["text"] == "'end'"
-
-
-def sse_code(http: httpx.Client, sid: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A cell as server-sent events: (event, data) pairs in order."""
-    events: list[tuple[str, Any]] = []
-    with http.stream("POST", f"/v1/sandboxes/{sid}/code", json=body, headers={"Accept": "text/event-stream"}) as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        kind = ""
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-    return events
 
 
 def kernel_uids(server: ServerProcess) -> set[int]:

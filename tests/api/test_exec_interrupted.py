@@ -5,7 +5,6 @@ Each answers (or records) a ``killed`` run, ends it at once, and keeps the outpu
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import ServerProcess
-from tests_support import pool_processes_of
+from tests_support import pool_processes_of, sse_events
 
 LONG = "echo started; sleep 120; echo never"
 
@@ -68,18 +67,13 @@ def test_delete_during_a_json_exec_answers_killed_with_the_output_so_far(
 
 def test_delete_during_an_sse_exec_ends_with_a_killed_event(http: httpx.Client) -> None:
     sid = new_sandbox(http)
-    events: list[tuple[str, Any]] = []
-    headers = {"Accept": "text/event-stream"}
-    with http.stream("POST", f"/v1/sandboxes/{sid}/exec", json={"command": LONG}, headers=headers) as stream:
-        kind = ""
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-                if kind == "stdout":
-                    with httpx.Client(base_url=str(http.base_url)) as other:
-                        assert other.delete(f"/v1/sandboxes/{sid}").status_code == 204
+
+    def delete_once_it_prints(kind: str, _: Any) -> None:
+        if kind == "stdout":
+            with httpx.Client(base_url=str(http.base_url)) as other:
+                assert other.delete(f"/v1/sandboxes/{sid}").status_code == 204
+
+    events = sse_events(http, "POST", f"/v1/sandboxes/{sid}/exec", delete_once_it_prints, json={"command": LONG})
     assert [k for k, _ in events] == ["stdout", "done"], events
     done = events[-1][1]
     assert (done["status"], done["exit_code"], done["output"]) == ("killed", None, "started\n")
