@@ -6,16 +6,14 @@ Real server, real jail, real installs: Python from a local wheel folder, Node fr
 
 from __future__ import annotations
 
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloche import Client
 from cloche.ecosystems.go.ecosystem import find_goroot
-from conftest import ServerProcess, running_server, traversable_dir
+from conftest import ServerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "node"))
@@ -27,35 +25,17 @@ from _pywheels import build_wheel, standard_wheels
 HUMANIZE = "__version__ = '4.9.0'\n\ndef naturalsize(n):\n    return f'{n / 1000:.1f} kB'\n"
 
 
-@pytest.fixture(scope="module")
-def wheels() -> Iterator[Path]:
-    root = traversable_dir()
-    folder = standard_wheels(root / "wheels")
-    build_wheel(folder, "humanize", "4.9.0", {"humanize/__init__.py": HUMANIZE})
-    yield folder
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def local_server(wheels: Path) -> Iterator[ServerProcess]:
-    """Python from the local wheel folder, npm and Go from local folders: no public registry."""
-
-    def env(root: Path) -> dict[str, str]:
-        return {
-            "CLOCHE_PYTHON_WHEEL_DIR": str(wheels),
-            "CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}",
-            "CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}",
-            "CLOCHE_GO_SUMDB": "off",
-        }
-
-    with running_server(env) as server:
-        yield server
-
-
-@pytest.fixture
-def cloche(local_server: ServerProcess) -> Iterator[Client]:
-    with local_server.client() as client:
-        yield client
+def registry_env(root: Path) -> dict[str, str]:
+    """For ``registry_server`` (conftest): Python from a local wheel folder, npm and Go from local folders, no
+    public registry."""
+    wheels = standard_wheels(root / "wheels")
+    build_wheel(wheels, "humanize", "4.9.0", {"humanize/__init__.py": HUMANIZE})
+    return {
+        "CLOCHE_PYTHON_WHEEL_DIR": str(wheels),
+        "CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}",
+        "CLOCHE_GO_PROXY": f"file://{standard_proxy(root / 'goproxy')}",
+        "CLOCHE_GO_SUMDB": "off",
+    }
 
 
 def test_python_main_py_as_a_command_installs_what_it_needs(cloche: Client) -> None:
@@ -115,7 +95,7 @@ def test_two_entry_points_with_different_needs_in_one_command(cloche: Client) ->
         assert both.stdout == "both\n", both.output
 
 
-def test_pip_install_is_performed_by_the_server_and_persists(cloche: Client, local_server: ServerProcess) -> None:
+def test_pip_install_is_performed_by_the_server_and_persists(cloche: Client, registry_server: ServerProcess) -> None:
     box = cloche.create()
     installed = box.exec(command="pip install humanize")
     assert installed.status == "succeeded" and installed.exit_code == 0, installed.output
@@ -131,9 +111,9 @@ def test_pip_install_is_performed_by_the_server_and_persists(cloche: Client, loc
     run = box.exec(filename="main.py")
     assert run.status == "succeeded" and run.stdout == "4.9.0 {'k': 'x'}\n", run.output
     # A restarted server keeps the sandbox's typed packages.
-    local_server.stop()
-    local_server.start()
-    with local_server.client() as client:
+    registry_server.stop()
+    registry_server.start()
+    with registry_server.client() as client:
         box = client.sandbox(box.id)
         after = box.exec(command="python3 -c 'import humanize, yaml; print(humanize.__version__)'")
         assert after.status == "succeeded" and after.stdout == "4.9.0\n", after.output
