@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from bench.exec_overhead import COLD_ENV, HELLO_JS, HELLO_PY
@@ -110,3 +111,25 @@ def run(bench: Bench) -> Scenario:
         "server's total for that request. Steps that do not occur in a variant are absent from its rows."
     )
     return scenario
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The profile as one table (step; per variant the p50 of its time and of its share), from a results JSON."""
+    series: dict[str, dict[str, Any]] = doc["scenarios"]["profile"]["series"]
+    variants = list(dict.fromkeys(name.partition(": ")[0] for name in series if ": " in name))
+    steps = list(dict.fromkeys(name.partition(": ")[2] for name in series if ": " in name))
+    lines = ["| step | " + " | ".join(f"{v}: ms (share)" for v in variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for step in steps:
+        cells = []
+        for variant in variants:
+            found = series.get(f"{variant}: {step}", {})
+            ms, share = found.get("step_ms", {}).get("median"), found.get("share_pct", {}).get("median")
+            cells.append("" if ms is None else f"{ms:.2f}" + ("" if share is None else f" ({share:.0f}%)"))
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(table(json.loads(Path(sys.argv[1]).read_text())))

@@ -29,6 +29,7 @@ from cloche.service.detection_memo import DetectionMemo
 from cloche.service.ids import utcnow
 from cloche.service.records import DependencyRecord
 from cloche.service.run_env import combine as combine_exec_envs
+from cloche.steps import mark
 from cloche.store.envstore import EnvironmentStore, environment_key
 from cloche.store.metadata import EnvBinding, MetadataStore
 
@@ -114,10 +115,8 @@ class DependencyService:
         record, never raised."""
         started = time.monotonic()
         codes = codes or {}
-        detections = {
-            e: await asyncio.to_thread(self.detections.detect, sandbox_id, ecosystem, root, e, codes.get(e))
-            for e in entries
-        }
+        detections = {e: await self.detections.find(sandbox_id, ecosystem, root, e, codes.get(e)) for e in entries}
+        mark("deps: detected (memo or scan)")
         stored_needs = self.store.get_needs(sandbox_id, ecosystem.name)
         planned = sandbox_needs.plan(ecosystem, stored_needs, detections, declared)
         # Code given on a command line is this exec's alone: it is covered now, never kept as a source of the

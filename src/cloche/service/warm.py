@@ -49,8 +49,9 @@ LIFETIME_SECONDS = 24 * 3600.0  # the zygote's own wall clock; idleness stops it
 STARTUP_PREFIXES = ("PYTHON", "LD_", "OPENBLAS_", "OMP_", "MKL_", "NUMEXPR_", "MALLOC_")
 WarmNote = dict[str, Any]
 # The next run's child is forked this long after a run, so that its fork and cgroup move never compete with the
-# end of the request that ran (its answer, records and audit); a run that comes sooner forks its own.
-AHEAD_DELAY_SECONDS = 0.1
+# end of the request that ran (its answer, records and audit) nor with a cold run that follows at once; a run
+# that comes sooner forks its own.
+AHEAD_DELAY_SECONDS = 0.25
 
 
 @dataclass

@@ -83,8 +83,9 @@ def _readlink_beneath(root: Path, rel: str) -> str | None:
         os.close(fd)
 
 
-def workspace_signature(root: Path) -> str:
-    """Hash of every non-directory entry's (path, type, size, mtime in ns), read without following links.
+def workspace_signature(root: Path) -> tuple[str, int]:
+    """Hash of every non-directory entry's (path, type, size, mtime in ns), read without following links, and
+    how many entries that was.
 
     Directories are left out: an empty one (a mount point a run left behind) changes no detection, and any
     file added, removed or rewritten inside one changes its entry here.
@@ -94,4 +95,4 @@ def workspace_signature(root: Path) -> str:
         for info in safefs.list_dir(root, "", with_sha256=False)
         if info.type != "dir"
     )
-    return hashlib.sha256(repr(entries).encode()).hexdigest()
+    return hashlib.sha256(repr(entries).encode()).hexdigest(), len(entries)
