@@ -2,13 +2,15 @@
 
 A sandbox's row records its placement (the node's name); the API server keeps one agent per configured node:
 the in-process agent alone (single node), or a ``RemoteAgent`` per ``CLOCHE_AGENTS`` entry. New sandboxes go
-round-robin over the agents, passing over one that does not answer.
+round-robin over the agents, passing over one that does not answer. With ``CLOCHE_BACKEND=kubernetes`` nodes are
+made on demand instead, one per sandbox (``cloche/cluster/``).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from typing import Protocol
 
 from cloche.agent.local import LocalAgent
 from cloche.agent.protocol import NodeAgent
@@ -19,18 +21,41 @@ from cloche.service.sandboxes import SandboxService
 from cloche.settings import Settings
 
 
+class NodesOnDemand(Protocol):
+    """Nodes made per sandbox (the Kubernetes backend): a new one for each sandbox, the agent of one by name."""
+
+    def agent(self, node: str) -> NodeAgent | None:
+        """The agent of ``node``, or None when the node is not one of these."""
+
+    async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
+        """A new node with the sandbox on it."""
+
+    async def run(self) -> None:
+        """Their upkeep (e.g. scaling idle nodes down), a task of the app for its lifetime."""
+
+    async def close(self) -> None: ...
+
+
 class Placement:
-    def __init__(self, agents: Mapping[str, NodeAgent], sandboxes: SandboxService, local_name: str) -> None:
-        if not agents:
+    def __init__(
+        self,
+        agents: Mapping[str, NodeAgent],
+        sandboxes: SandboxService,
+        local_name: str,
+        on_demand: NodesOnDemand | None = None,
+    ) -> None:
+        if not agents and on_demand is None:
             raise ValueError("at least one node agent")
         self.agents = dict(agents)
+        self.on_demand = on_demand
         self._sandboxes = sandboxes
         self._local_name = local_name  # this process's own node (CLOCHE_NODE_NAME)
         self._turn = itertools.cycle(list(self.agents))
         # One node in this process (the default): every sandbox is its, and its services look the row up
         # themselves, so the single-node path costs no extra read.
-        only = next(iter(self.agents.values()))
-        self._only: NodeAgent | None = only if len(self.agents) == 1 and isinstance(only, LocalAgent) else None
+        only = next(iter(self.agents.values()), None)
+        alone = len(self.agents) == 1 and on_demand is None
+        self._only: NodeAgent | None = only if alone and isinstance(only, LocalAgent) else None
 
     def holding(self, tenant: str, sandbox_id: str) -> NodeAgent:
         """The agent of the node the sandbox lives on (after the tenant check: another's sandbox is a 404)."""
@@ -38,6 +63,8 @@ class Placement:
             return self._only
         row = self._sandboxes.get_row(tenant, sandbox_id)
         agent = self.agents.get(row.placement)
+        if agent is None and self.on_demand is not None:
+            agent = self.on_demand.agent(row.placement)
         if agent is None:
             raise AgentUnavailable(
                 f"sandbox {sandbox_id} lives on node {row.placement!r}, which this server has no agent for "
@@ -54,7 +81,10 @@ class Placement:
             )
 
     async def create(self, tenant: str, request: CreateSandbox) -> Sandbox:
-        """On the next agent in turn; one that does not answer is passed over (each agent tried once)."""
+        """On a node of its own (on demand), or on the next agent in turn; one that does not answer is passed over
+        (each agent tried once)."""
+        if self.on_demand is not None:
+            return await self.on_demand.create(tenant, request)
         unavailable: AgentUnavailable | None = None
         for _ in range(len(self.agents)):
             agent = self.agents[next(self._turn)]
@@ -68,6 +98,8 @@ class Placement:
     async def close(self) -> None:
         for agent in self.agents.values():
             await agent.close()
+        if self.on_demand is not None:
+            await self.on_demand.close()
 
 
 def node_agents(settings: Settings, local: LocalAgent) -> dict[str, NodeAgent]:
@@ -79,3 +111,20 @@ def node_agents(settings: Settings, local: LocalAgent) -> dict[str, NodeAgent]:
         raise StoreUnavailable("CLOCHE_AGENTS needs a database the agents share: set CLOCHE_DATABASE_URL")
     token = settings.agent_token.get_secret_value() if settings.agent_token else None
     return {name: RemoteAgent(name, url, token) for name, url in configured.items()}
+
+
+def placement_for(settings: Settings, local: LocalAgent, sandboxes: SandboxService) -> Placement:
+    """The placement ``CLOCHE_BACKEND`` asks for: static (this node or ``CLOCHE_AGENTS``), or Kubernetes pods
+    (beside any static agents, whose sandboxes keep working)."""
+    if settings.backend != "kubernetes":
+        return Placement(node_agents(settings, local), sandboxes, settings.node_name)
+    if settings.database_url is None:
+        raise StoreUnavailable("CLOCHE_BACKEND=kubernetes needs a database its pods share: set CLOCHE_DATABASE_URL")
+    try:
+        from cloche.cluster.nodes import KubernetesNodes  # the optional extra, loaded only when chosen
+    except ImportError as exc:
+        raise AgentUnavailable(
+            f"CLOCHE_BACKEND=kubernetes needs the Kubernetes client ({exc}): pip install 'cloche[kubernetes]'"
+        ) from exc
+    static = node_agents(settings, local) if settings.agents else {}
+    return Placement(static, sandboxes, settings.node_name, KubernetesNodes.from_settings(settings))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloche.agent.local import LocalAgent
-from cloche.agent.placement import Placement, node_agents
+from cloche.agent.placement import Placement, placement_for
 from cloche.ecosystems.facts_cache import FactsCache
 from cloche.ecosystems.go.ecosystem import GoEcosystem, find_goroot
 from cloche.ecosystems.java.ecosystem import JavaEcosystem
@@ -201,7 +201,7 @@ class AppState:
             secrets=secrets,
             residents=residents,
             local_agent=local_agent,
-            placement=Placement(node_agents(settings, local_agent), sandboxes, settings.node_name),
+            placement=placement_for(settings, local_agent, sandboxes),
             processes=ProcessService(execs, residents, port_relay.stage(paths.jail / "bin")),
             api_keys=settings.parsed_api_keys(),
             tools=tools,
@@ -218,12 +218,15 @@ class AppState:
 
     @property
     def routes_to_agents(self) -> bool:
-        """An API server in front of node agents (CLOCHE_AGENTS) runs no sandbox itself: no jail, no uid pool."""
-        return bool(self.settings.agents)
+        """An API server in front of node agents (CLOCHE_AGENTS, or Kubernetes pods) runs no sandbox itself: no
+        jail, no uid pool."""
+        return bool(self.settings.agents) or self.settings.backend == "kubernetes"
 
     async def start(self) -> None:
         if self.routes_to_agents:
             log.info("placing sandboxes on node agents", extra={"agents": sorted(self.placement.agents)})
+            if self.placement.on_demand is not None:
+                self.tasks.append(asyncio.create_task(self.placement.on_demand.run()))
             return
         cfg = self.settings
         owner = f"pid {os.getpid()}, data dir {self.paths.root}"
