@@ -14,6 +14,8 @@ from conftest import running_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_poisoning_sdist, standard_wheels
 
+from tests_support import run_file
+
 
 def test_dependencies_build_install_and_run_under_gvisor_with_the_fast_path() -> None:
     """gVisor as the server default for sandboxes and for install jails: a wheel install, then a source build
@@ -31,9 +33,7 @@ def test_dependencies_build_install_and_run_under_gvisor_with_the_fast_path() ->
     with running_server(settings) as server, server.client() as cloche, cloche.create() as box:
         assert box.refresh().isolation == "gvisor"  # the server default, stored with the sandbox
         box.write("requirements.txt", "six==1.15.0\nbuildpoison==1.0\n")
-        box.write("main.py", "import buildpoison, six\nprint(six.__version__, buildpoison.VALUE)\n")
-        first = box.exec(filename="main.py")
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "main.py", "import buildpoison, six\nprint(six.__version__, buildpoison.VALUE)\n")
         assert first.stdout == "1.15.0 built\n"
         assert first.install is not None
         assert sorted(p.name for p in first.install.installed) == ["buildpoison", "six"]

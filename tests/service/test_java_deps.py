@@ -14,6 +14,8 @@ from cloche import Client
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "java"))
 from _mavenrepo import dependency, pom, standard_repository
 
+from tests_support import run_file
+
 pytestmark = pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK on this host")
 
 MAIN = "import util.Helper;\n\npublic class Main {\n  public static void main(String[] a) {\n"
@@ -62,9 +64,7 @@ def test_packaged_entry_and_compile_error(cloche: Client) -> None:
 
 def test_deps_comments_resolve_transitively_with_inventory(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("App.java", "//DEPS com.example:greeter:1.0\n" + GREET)
-        first = box.exec(filename="App.java", timeout_seconds=300)
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "App.java", "//DEPS com.example:greeter:1.0\n" + GREET, timeout_seconds=300)
         assert first.stdout == "hello JAVA\n"
         assert first.install is not None and first.install.source == "deps-comments"
         assert first.output.startswith(
@@ -105,9 +105,7 @@ def test_gradle_fallback_resolves_declared_coordinates(cloche: Client) -> None:
     gradle += "    testImplementation 'junit:junit:4.13'\n}\n"
     with cloche.create() as box:
         box.write("build.gradle", gradle)
-        box.write("src/main/java/App.java", GREET)
-        result = box.exec(filename="src/main/java/App.java", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "src/main/java/App.java", GREET, timeout_seconds=300)
         assert result.stdout == "hello JAVA\n"
         assert result.install is not None and result.install.source == "build.gradle"
 

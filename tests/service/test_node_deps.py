@@ -21,6 +21,8 @@ from conftest import running_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "node"))
 from _npm_registry import standard_registry
 
+from tests_support import run_file
+
 PACKAGE_JSON = json.dumps({"name": "app", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}})
 
 
@@ -38,9 +40,9 @@ def test_builtins_only_needs_no_install(client: Client) -> None:
 
 def test_invented_names_are_reported_not_installed(client: Client) -> None:
     with client.create() as box:
-        box.write("main.js", "try { require('totally-invented-pkg-zq') } catch (e) { console.log('missing') }\n")
-        result = box.exec(filename="main.js")
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.js", "try { require('totally-invented-pkg-zq') } catch (e) { console.log('missing') }\n"
+        )
         assert result.stdout == "missing\n"
         assert [u.module for u in result.unresolved_imports] == ["totally-invented-pkg-zq"]
         assert "package.json" in (result.unresolved_imports[0].hint or "")
@@ -51,9 +53,12 @@ def test_invented_names_are_reported_not_installed(client: Client) -> None:
 def test_package_json_commonjs_installs_once_then_reuses(client: Client) -> None:
     with client.create() as box:
         box.write("package.json", PACKAGE_JSON)
-        box.write("main.js", "const isNumber = require('is-number');\nconsole.log(isNumber(5), isNumber('x'));\n")
-        first = box.exec(filename="main.js", timeout_seconds=300)
-        assert first.status == "succeeded", first.output
+        first = run_file(
+            box,
+            "main.js",
+            "const isNumber = require('is-number');\nconsole.log(isNumber(5), isNumber('x'));\n",
+            timeout_seconds=300,
+        )
         assert first.output == "Installing is-number==7.0.0...\ntrue false\n"
         assert first.install is not None and first.install.source == "package.json"
         assert first.install.requested == ["is-number@7.0.0"]
@@ -133,9 +138,7 @@ def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused
         "try { require('zzqx-not-real-42') } catch (e) { console.log(e.code) }\n"
     )
     with local_npm.create() as box:
-        box.write("main.js", code)
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", code, timeout_seconds=300)
         assert result.stdout == "1.2.0\nMODULE_NOT_FOUND\nMODULE_NOT_FOUND\n"
         assert result.install is not None and result.install.requested == ["old-helper"]
         [resolved] = result.install.resolved
@@ -150,9 +153,7 @@ def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused
 def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
     code = "console.log(require('subpath-lib/extra'));\nconsole.log(require('esm-lib')());\n"
     with local_npm.create() as box:
-        box.write("main.js", code)
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", code, timeout_seconds=300)
         assert result.stdout == "extra 1.5.0\nesm-lib 2.1.0 (commonjs)\n"
         assert result.install is not None
         assert sorted(result.install.requested) == ["esm-lib@2.1.0", "subpath-lib@1.5.0"]
@@ -168,9 +169,7 @@ def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
 
 def test_after_install_a_subpath_that_does_not_load_backs_off(local_npm: Client) -> None:
     with local_npm.create() as box:
-        box.write("main.js", "console.log(require('moved-file-lib/legacy'));\n")
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", "console.log(require('moved-file-lib/legacy'));\n", timeout_seconds=300)
         assert result.stdout == "legacy 1.0.0\n"
         assert result.install is not None and result.install.verified is True
         [step] = result.install.recovery
@@ -185,9 +184,9 @@ def test_after_install_a_subpath_that_does_not_load_backs_off(local_npm: Client)
 
 def test_after_install_a_missing_named_export_backs_off(local_npm: Client) -> None:
     with local_npm.create() as box:
-        box.write("main.mjs", "import { oldName } from 'named-lib';\nconsole.log(oldName);\n")
-        result = box.exec(filename="main.mjs", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.mjs", "import { oldName } from 'named-lib';\nconsole.log(oldName);\n", timeout_seconds=300
+        )
         assert result.stdout == "oldName from 1.0.0\n"
         assert result.install is not None and result.install.verified is True
         [step] = result.install.recovery
@@ -255,9 +254,12 @@ def test_browser_download_is_skipped_so_the_library_loads(local_npm: Client) -> 
     """A browser automation package installs without its browser (its documented skip variable is set in the
     install jail); with no chromium on the host, nothing points it at one."""
     with local_npm.create() as box:
-        box.write("main.js", "const kit = require('browser-kit');\nconsole.log(kit.skipped, kit.executablePath);\n")
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box,
+            "main.js",
+            "const kit = require('browser-kit');\nconsole.log(kit.skipped, kit.executablePath);\n",
+            timeout_seconds=300,
+        )
         assert result.stdout == "PUPPETEER_SKIP_DOWNLOAD=true null\n"
         assert result.install is not None and [i.name for i in result.install.installed] == ["browser-kit"]
 
@@ -277,9 +279,7 @@ def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(
 
 def test_native_addon_builds_against_the_installed_node_headers(local_npm: Client) -> None:
     with local_npm.create() as box:
-        box.write("main.js", "console.log(require('native-addon').answer());\n")
-        result = box.exec(filename="main.js", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", "console.log(require('native-addon').answer());\n", timeout_seconds=600)
         assert result.stdout == "42\n"
 
 
@@ -290,9 +290,7 @@ WELL_KNOWN = ("@octokit/rest", "ioredis", "pg", "@slack/bolt", "koa-router", "zo
 def test_well_known_packages_without_package_json_run_first_time(client: Client) -> None:
     code = "".join(f"require({name!r});\n" for name in WELL_KNOWN) + "console.log('all loaded');\n"
     with client.create() as box:
-        box.write("main.js", code)
-        result = box.exec(filename="main.js", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", code, timeout_seconds=600)
         assert result.stdout == "all loaded\n"
         assert result.unresolved_imports == []
         assert result.install is not None
@@ -308,8 +306,6 @@ def test_puppeteer_installs_without_its_browser_and_says_so_at_launch(client: Cl
         "puppeteer.launch().catch((e) => { console.log(e.message.split('\\n')[0]); });\n"
     )
     with client.create() as box:
-        box.write("main.js", code)
-        result = box.exec(filename="main.js", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.js", code, timeout_seconds=600)
         assert result.stdout.startswith("function\nCould not find Chrome"), result.stdout
         assert result.install is not None and "puppeteer" in {r.package for r in result.install.resolved}

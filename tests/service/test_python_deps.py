@@ -17,6 +17,8 @@ from conftest import ServerProcess, running_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_wheel
 
+from tests_support import run_file
+
 
 @pytest.fixture
 def wheel_dir(offline_wheels: Path) -> Path:
@@ -32,9 +34,7 @@ def registry_server(offline_server: ServerProcess) -> ServerProcess:
 def test_requirements_install_once_then_reuse(cloche: Client) -> None:
     with cloche.create() as box:
         box.write("requirements.txt", "six==1.15.0\n")
-        box.write("main.py", "import six\nprint(six.__version__)\n")
-        first = box.exec(filename="main.py")
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "main.py", "import six\nprint(six.__version__)\n")
         assert first.stdout == "1.15.0\n"
         assert first.output == "Installing six==1.15.0...\n1.15.0\n"
         assert first.install is not None
@@ -74,9 +74,7 @@ def test_different_pins_coexist_and_equal_locks_share(cloche: Client, registry_s
 def test_transitive_dependencies_and_lock_hashes(cloche: Client) -> None:
     with cloche.create() as box:
         box.write("requirements.txt", "requests>=2\n")
-        box.write("main.py", "import requests, idna\nprint(requests.__version__)\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.py", "import requests, idna\nprint(requests.__version__)\n")
         assert {p.name for p in result.install.installed} == {"requests", "idna"}  # type: ignore[union-attr]
         record = box.client.request("GET", f"/v1/sandboxes/{box.id}/runs/{result.run_id}").json()
         assert record["stdout"] == "2.31.0\n"
@@ -287,9 +285,7 @@ def test_bytecode_companion_is_built_then_used(cloche: Client, registry_server: 
     probe = "import sys, os, attr\nprint(sys.pycache_prefix, os.path.exists(attr.__cached__))\n"
     with cloche.create() as box:
         box.write("requirements.txt", "attrs==23.2.0\n")
-        box.write("main.py", probe)
-        first = box.exec(filename="main.py")
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "main.py", probe)
         key = first.install.environment if first.install else None
         assert key is not None
         companion = registry_server.data_dir / "envs" / f"{key}-pyc"

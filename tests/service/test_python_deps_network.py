@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloche import Client
+from tests_support import run_file
 
 pytestmark = pytest.mark.network
 
@@ -15,9 +16,7 @@ def test_scan_installs_real_packages_once(client: Client) -> None:
         "print(yaml.safe_load('a: 1')['a'], bs4.BeautifulSoup('<b>x</b>', 'html.parser').b.text, cv2.__name__)\n"
     )
     with client.create() as box:
-        box.write("main.py", code)
-        first = box.exec(filename="main.py", timeout_seconds=600)
-        assert first.status == "succeeded", first.output
+        first = run_file(box, "main.py", code, timeout_seconds=600)
         assert first.stdout == "1 x cv2\n"
         assert first.install is not None and first.install.source == "scan"
         installed = {p.name for p in first.install.installed}
@@ -35,9 +34,9 @@ def test_api_drift_backs_off_to_the_release_with_the_name(client: Client) -> Non
     """Werkzeug 3 removed ``werkzeug.urls.url_quote`` (what broke Flask 2.2): the newest release fails the check,
     and the newest release of the previous series, which has it, is installed and sealed."""
     with client.create() as box:
-        box.write("main.py", "from werkzeug.urls import url_quote\nprint(url_quote('a b'))\n")
-        result = box.exec(filename="main.py", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.py", "from werkzeug.urls import url_quote\nprint(url_quote('a b'))\n", timeout_seconds=600
+        )
         assert result.stdout == "a%20b\n"
         install = result.install
         assert install is not None and install.verified is True

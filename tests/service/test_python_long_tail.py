@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "
 from _pyindex import LocalPypi
 from _pywheels import build_wheel
 
+from tests_support import run_file
+
 # Real names from the shipped long-tail index (projects outside the ranking that pigar lists); the local index
 # decides how old they are.
 OLD, FRESH = "pywebcopy", "win10toast"
@@ -47,9 +49,7 @@ def cloche() -> Iterator[Client]:
 
 def test_long_tail_project_is_verified_then_installed(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.py", f"import {OLD}\nprint({OLD}.WHO)\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.py", f"import {OLD}\nprint({OLD}.WHO)\n")
         assert result.stdout == "old and verified\n"
         assert result.install is not None
         [resolved] = result.install.resolved

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cloche import Client
+from tests_support import run_file
 
 pytestmark = pytest.mark.network
 
@@ -23,9 +24,7 @@ print(fitz.Document.__name__, magic.from_buffer(b"%PDF-1.4", mime=True), git.Rep
 
 def test_manifest_less_script_with_tricky_imports_runs_first_time(client: Client) -> None:
     with client.create() as box:
-        box.write("main.py", CODE)
-        result = box.exec(filename="main.py", timeout_seconds=900)
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.py", CODE, timeout_seconds=900)
         assert result.stdout == '42 {"a":1} hello-world\n3 BlobServiceClient YAML\nDocument application/pdf Repo\n'
         assert result.unresolved_imports == []
         install = result.install

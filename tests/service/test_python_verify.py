@@ -26,6 +26,8 @@ from conftest import ServerProcess, running_server
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ecosystems" / "python"))
 from _pywheels import build_wheel
 
+from tests_support import run_file
+
 SHIPPED = ImportMap.load()
 RESOLVER = Resolver(SHIPPED)
 
@@ -118,9 +120,7 @@ def _names_of(*projects: str) -> set[str]:
 
 def repaired(box: SandboxHandle, code: str, stdout: str, action: str) -> tuple[InstallReport, RecoveryStep]:
     """Run ``code``; it must succeed after exactly one repair of kind ``action``, verified and sealed."""
-    box.write("main.py", code)
-    result = box.exec(filename="main.py")
-    assert result.status == "succeeded", result.output
+    result = run_file(box, "main.py", code)
     assert result.stdout == stdout
     install = result.install
     assert install is not None and install.verified is True
@@ -147,9 +147,7 @@ def test_version_backoff_finds_the_release_with_the_imported_name(cloche: Client
 def test_version_backoff_steps_back_series_by_series_for_a_removed_submodule(cloche: Client) -> None:
     module, project = DEEP
     with cloche.create() as box:
-        box.write("main.py", f"from {module}.legacy import U\nprint(U)\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "succeeded", result.output
+        result = run_file(box, "main.py", f"from {module}.legacy import U\nprint(U)\n")
         assert result.stdout == "old\n"
         install = result.install
         assert install is not None and install.verified is True
