@@ -26,7 +26,7 @@ from cloche.service.run_capture import RunCapture
 from cloche.service.run_env import combine
 from cloche.service.sandboxes import SandboxService
 from cloche.service.secrets import Held, SecretService
-from cloche.service.warm import WarmInterpreters
+from cloche.service.warm import WarmInterpreters, WarmRun
 from cloche.steps import mark
 from cloche.store import safefs
 from cloche.store.metadata import RunRow, SandboxRow
@@ -231,12 +231,12 @@ class ExecService:
         preload = found.prepared.preload
         if self.warm is None or preload is None or not self.warm.serves(spec):
             return await self.runner.run(spec, profile, capture.sink)
-        base_env = found.prepared.exec_env.env
-        result, note = await self.warm.run(sandbox_id, preload, base_env, spec, profile, secret, capture.sink)
+        fork = WarmRun(sandbox_id, preload, found.prepared.exec_env.env, spec, profile, secret)
+        result, note = await self.warm.run(fork, capture.sink)
         if result is None:
             mark("warm: declined, the run starts cold")
             result = await self.runner.run(spec, profile, capture.sink)
-            await self.warm.start(sandbox_id, preload, base_env, spec, profile, secret)
+            await self.warm.start(fork)
             mark("warm: zygote start requested")
         result.warm = note
         return result

@@ -83,14 +83,28 @@ def _fits(limits: ResourceLimits, zygote: ResourceLimits) -> bool:
     )
 
 
-def _key(base_env: Mapping[str, str], profile: JailProfile, preload: tuple[str, ...]) -> str:
+@dataclass(frozen=True)
+class WarmRun:
+    """One run the sandbox's warm interpreter may fork (or be started for, after a cold run): the run, the
+    environment it was prepared in (its base variables, the modules to preload), whether it holds secrets."""
+
+    sandbox_id: str
+    preload: tuple[str, ...]
+    base_env: Mapping[str, str]
+    spec: RunSpec
+    profile: JailProfile
+    secret: bool
+
+
+def _key(fork: WarmRun) -> str:
+    profile = fork.profile
     what = {
-        "env": dict(sorted(base_env.items())),
+        "env": dict(sorted(fork.base_env.items())),
         "mounts": [dataclasses.astuple(m) for m in profile.mounts],
         "egress": repr(profile.egress),
         "tmp": profile.tmp_size_bytes,
         "uid": profile.host_uid,
-        "preload": list(preload),
+        "preload": list(fork.preload),
     }
     return hashlib.sha256(json.dumps(what, default=str, sort_keys=True).encode()).hexdigest()
 
@@ -109,30 +123,20 @@ class WarmInterpreters:
         """Only ``python3 SCRIPT ARGS`` (what a ``.py`` exec runs) is ever forked; other runs are not its."""
         return len(spec.argv) >= 2 and spec.argv[0] == "python3" and not spec.argv[1].startswith("-")
 
-    def _refusal(
-        self, spec: RunSpec, base_env: Mapping[str, str], preload: tuple[str, ...], secret: bool
-    ) -> str | None:
+    def _refusal(self, fork: WarmRun) -> str | None:
         if not self.settings.warm_interpreter:
             return "the warm interpreter is off (CLOCHE_WARM_INTERPRETER)"
-        if secret:
+        if fork.secret:
             return "a run that holds secrets starts cold"
-        if _startup_env(spec.env) != _startup_env(base_env):
+        if _startup_env(fork.spec.env) != _startup_env(fork.base_env):
             return "the run sets start-up variables (PYTHON*, LD_*, thread pools) of its own"
         return None
 
-    async def run(
-        self,
-        sandbox_id: str,
-        preload: tuple[str, ...],
-        base_env: Mapping[str, str],
-        spec: RunSpec,
-        profile: JailProfile,
-        secret: bool,
-        on_output: OutputCallback | None,
-    ) -> tuple[RunResult | None, WarmNote]:
+    async def run(self, fork: WarmRun, on_output: OutputCallback | None) -> tuple[RunResult | None, WarmNote]:
         """The run forked by the sandbox's zygote, or None and why not (then the caller runs it cold)."""
+        sandbox_id, spec = fork.sandbox_id, fork.spec
         refused = "a command, not `python3 SCRIPT`" if not self.serves(spec) else None
-        refused = refused or self._refusal(spec, base_env, preload, secret)
+        refused = refused or self._refusal(fork)
         if refused is not None:
             return None, _note(False, refused)
         zygote = self._zygotes.get(sandbox_id)
@@ -141,7 +145,7 @@ class WarmInterpreters:
             zygote = None
         if zygote is None:
             return None, _note(False, "no warm interpreter yet: it starts after this run")
-        if zygote.key != _key(base_env, profile, preload):
+        if zygote.key != _key(fork):
             await self.stop(sandbox_id)
             return None, _note(False, "the environment or the detected imports changed: the warm interpreter restarts")
         if not _fits(spec.limits, zygote.limits):
@@ -164,19 +168,12 @@ class WarmInterpreters:
             return None, _note(False, result.reason)
         return result, _note(True)
 
-    async def start(
-        self,
-        sandbox_id: str,
-        preload: tuple[str, ...],
-        base_env: Mapping[str, str],
-        spec: RunSpec,
-        profile: JailProfile,
-        secret: bool,
-    ) -> None:
+    async def start(self, fork: WarmRun) -> None:
         """After a cold run: start the sandbox's zygote for this environment, unless one runs for it already."""
-        if not self.serves(spec) or self._refusal(spec, base_env, preload, secret) is not None:
+        sandbox_id, spec, profile = fork.sandbox_id, fork.spec, fork.profile
+        if not self.serves(spec) or self._refusal(fork) is not None:
             return
-        key = _key(base_env, profile, preload)
+        key = _key(fork)
         current = self._zygotes.get(sandbox_id)
         if (current is not None and current.key == key and current.resident.running) or self._failed.get(
             sandbox_id
@@ -184,8 +181,8 @@ class WarmInterpreters:
             return
         await self.stop(sandbox_id)
         zspec = RunSpec(
-            argv=("python3", SCRIPT, SOCKET, *preload),
-            env=dict(base_env),
+            argv=("python3", SCRIPT, SOCKET, *fork.preload),
+            env=dict(fork.base_env),
             cwd=SANDBOX_DIR,
             timeout_seconds=LIFETIME_SECONDS,
             output_limit_bytes=None,
