@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -11,11 +10,12 @@ from fastapi.responses import StreamingResponse
 
 from cloche.api.disconnect import unless_client_leaves
 from cloche.api.errors import documented
-from cloche.api.routes import NAMES_A_SANDBOX, SSE, State, Tenant
+from cloche.api.routes import NAMES_A_SANDBOX, SSE, State, Tenant, sse
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
 from cloche.errors import ClocheError
 from cloche.models_code import CodeOutput, CodeRequest, CodeResult, Context, ContextList, CreateContext
+from cloche.service.contexts import CodeCall
 
 router = APIRouter(prefix="/v1/sandboxes/{sandbox_id}")
 
@@ -59,11 +59,7 @@ async def run_code(
     if SSE in request.headers.get("accept", ""):
         s.sandboxes.get_row(who, sandbox_id)  # a bad id is a plain 404, not a stream
         return StreamingResponse(_stream(s, who, sandbox_id, body), media_type=SSE)
-    return await unless_client_leaves(request, s.contexts.run(who, sandbox_id, body))
-
-
-def _sse(event: str, data: object) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+    return await unless_client_leaves(request, s.contexts.run(CodeCall(who, sandbox_id, body)))
 
 
 def _stream(s: AppState, who: str, sandbox_id: str, body: CodeRequest) -> AsyncIterator[bytes]:
@@ -74,15 +70,15 @@ def _stream(s: AppState, who: str, sandbox_id: str, body: CodeRequest) -> AsyncI
             data = (
                 value.model_dump(mode="json", exclude_none=True) if isinstance(value, CodeOutput) else {"data": value}
             )
-            await emit(_sse(kind, data))
+            await emit(sse(kind, data))
 
         async def progress(event: Mapping[str, Any]) -> None:
-            await emit(_sse("install", dict(event)))
+            await emit(sse("install", dict(event)))
 
         try:
-            result = await s.contexts.run(who, sandbox_id, body, sink, progress)
-            await emit(_sse("done", result.model_dump(mode="json")))
+            result = await s.contexts.run(CodeCall(who, sandbox_id, body, sink, progress))
+            await emit(sse("done", result.model_dump(mode="json")))
         except ClocheError as exc:
-            await emit(_sse("error", exc.to_dict()["error"]))
+            await emit(sse("error", exc.to_dict()["error"]))
 
     return stream_events(produce)

@@ -23,7 +23,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -40,7 +40,7 @@ from cloche.service.context_record import SOURCE_DIR, CodeContext, context_view
 from cloche.service.deps import Prepared, Progress
 from cloche.service.execute import ExecService
 from cloche.service.ids import utcnow
-from cloche.service.kernel_client import CellOutcome
+from cloche.service.kernel_client import CellOutcome, CellSink
 from cloche.service.kernel_tools import KernelTools
 from cloche.service.kernels import Kernel, KernelLaunch
 from cloche.service.masking import Masker
@@ -51,7 +51,17 @@ from cloche.store.metadata import SandboxRow
 
 log = logging.getLogger("cloche.contexts")
 SOURCE_HEADER = "# The imports of this code context's cells: cloche installs what they need. Do not edit.\n"
-CodeSink = Callable[[str, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CodeCall:
+    """One cell as it goes from its route to ``ContextService.run``, like an exec's ``ExecCall``."""
+
+    tenant: str
+    sandbox_id: str
+    request: CodeRequest
+    on_output: CellSink | None = None  # ("stdout" | "stderr", text) or ("result", CodeOutput) as they come
+    on_progress: Progress | None = None  # each install event while the cell's imports are prepared
 
 
 class ContextService:
@@ -223,35 +233,26 @@ class ContextService:
 
     # cells
 
-    async def run(
-        self,
-        tenant: str,
-        sandbox_id: str,
-        request: CodeRequest,
-        sink: CodeSink | None = None,
-        progress: Progress | None = None,
-    ) -> CodeResult:
+    async def run(self, call: CodeCall) -> CodeResult:
         """Run one cell (see the module docstring); deleting the sandbox cancels it, as it does an exec."""
-        work = functools.partial(self._run, tenant, sandbox_id, request, sink, progress)
-        return await self.sandboxes.run_tracked(tenant, sandbox_id, work)
+        return await self.sandboxes.run_tracked(call.tenant, call.sandbox_id, functools.partial(self._run, call))
 
-    async def _run(
-        self, tenant: str, sandbox_id: str, request: CodeRequest, sink: CodeSink | None, progress: Progress | None
-    ) -> CodeResult:
+    async def _run(self, call: CodeCall) -> CodeResult:
+        tenant, sandbox_id, request = call.tenant, call.sandbox_id, call.request
         started = time.monotonic()
         async with self.sandboxes.lock(sandbox_id):
             row = self.sandboxes.get_row(tenant, sandbox_id)
             ctx = self._context(row, request.context_id)
             ctx.busy = True
             try:
-                prepared = await self._prepare(row, ctx, request.code, progress)
+                prepared = await self._prepare(row, ctx, request.code, call.on_progress)
                 record = prepared.record
                 if record.error is not None:
                     return cell_result(
                         ctx.id, ctx.masker, CellOutcome(), started, prepared.record, None, "install_failed"
                     )
                 restarted = await self._kernel_for(row, ctx, prepared)
-                outcome = await self._execute(ctx, request, sink)
+                outcome = await self._execute(ctx, request, call.on_output)
                 return cell_result(ctx.id, ctx.masker, outcome, started, prepared.record, restarted)
             finally:
                 ctx.busy = False
@@ -329,7 +330,7 @@ class ContextService:
         live.components = wanted
         return None
 
-    async def _execute(self, ctx: CodeContext, request: CodeRequest, sink: CodeSink | None) -> CellOutcome:
+    async def _execute(self, ctx: CodeContext, request: CodeRequest, sink: CellSink | None) -> CellOutcome:
         live = ctx.kernel
         assert live is not None and live.connection is not None
         settings = self.settings
