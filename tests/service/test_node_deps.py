@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,24 +119,18 @@ def test_unlisted_import_and_install_failure(client: Client) -> None:
         assert failed.stdout == ""
 
 
-@pytest.fixture(scope="module")
-def local_npm() -> Iterator[Client]:
-    """A server whose npm registry is the local fixture folder (no public registry involved)."""
-
-    def settings(root: Path) -> dict[str, str]:
-        return {"CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}"}
-
-    with running_server(settings, timeout=60) as server, server.client() as client:
-        yield client
+def registry_env(root: Path) -> dict[str, str]:
+    """The local npm registry folder for ``registry_server`` (conftest): no public registry involved."""
+    return {"CLOCHE_NPM_REGISTRY": f"file://{standard_registry(root / 'registry')}"}
 
 
-def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused(local_npm: Client) -> None:
+def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused(cloche: Client) -> None:
     code = (
         "console.log(require('old-helper').version);\n"
         "try { require('fresh-helper') } catch (e) { console.log(e.code) }\n"
         "try { require('zzqx-not-real-42') } catch (e) { console.log(e.code) }\n"
     )
-    with local_npm.create() as box:
+    with cloche.create() as box:
         result = run_file(box, "main.js", code, timeout_seconds=300)
         assert result.stdout == "1.2.0\nMODULE_NOT_FOUND\nMODULE_NOT_FOUND\n"
         assert result.install is not None and result.install.requested == ["old-helper"]
@@ -150,9 +143,9 @@ def test_established_package_off_the_list_installs_and_a_week_old_one_is_refused
         assert box.exec(command="ls /node_modules").stdout.split() == ["old-helper"]
 
 
-def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
+def test_backoff_to_releases_that_fit_the_code(cloche: Client) -> None:
     code = "console.log(require('subpath-lib/extra'));\nconsole.log(require('esm-lib')());\n"
-    with local_npm.create() as box:
+    with cloche.create() as box:
         result = run_file(box, "main.js", code, timeout_seconds=300)
         assert result.stdout == "extra 1.5.0\nesm-lib 2.1.0 (commonjs)\n"
         assert result.install is not None
@@ -167,8 +160,8 @@ def test_backoff_to_releases_that_fit_the_code(local_npm: Client) -> None:
         assert esm.install is not None and esm.install.requested == ["esm-lib"]
 
 
-def test_after_install_a_subpath_that_does_not_load_backs_off(local_npm: Client) -> None:
-    with local_npm.create() as box:
+def test_after_install_a_subpath_that_does_not_load_backs_off(cloche: Client) -> None:
+    with cloche.create() as box:
         result = run_file(box, "main.js", "console.log(require('moved-file-lib/legacy'));\n", timeout_seconds=300)
         assert result.stdout == "legacy 1.0.0\n"
         assert result.install is not None and result.install.verified is True
@@ -182,8 +175,8 @@ def test_after_install_a_subpath_that_does_not_load_backs_off(local_npm: Client)
         assert "moved-file-lib@2.0.0: MODULE_NOT_FOUND" in step.detail
 
 
-def test_after_install_a_missing_named_export_backs_off(local_npm: Client) -> None:
-    with local_npm.create() as box:
+def test_after_install_a_missing_named_export_backs_off(cloche: Client) -> None:
+    with cloche.create() as box:
         result = run_file(
             box, "main.mjs", "import { oldName } from 'named-lib';\nconsole.log(oldName);\n", timeout_seconds=300
         )
@@ -194,8 +187,8 @@ def test_after_install_a_missing_named_export_backs_off(local_npm: Client) -> No
         assert "does not provide an export named 'oldName'" in step.detail
 
 
-def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) -> None:
-    with local_npm.create() as box:
+def test_install_script_that_downloads_is_reported_as_such(cloche: Client) -> None:
+    with cloche.create() as box:
         box.write("main.js", "console.log(require('downloads-binary'));\n")
         result = box.exec(filename="main.js", timeout_seconds=300)
         assert result.status == "install_failed", result.output
@@ -210,13 +203,13 @@ def test_install_script_that_downloads_is_reported_as_such(local_npm: Client) ->
 REMEMBERED = "failed to build"
 
 
-def test_a_failed_build_is_answered_from_memory_until_the_needs_change(local_npm: Client) -> None:
+def test_a_failed_build_is_answered_from_memory_until_the_needs_change(cloche: Client) -> None:
     """The lock of a failed build is not built again for CLOCHE_FAILED_BUILD_TTL_SECONDS: a new sandbox with the
     same needs gets the same failure, marked as remembered; other needs are another lock and build at once."""
     same = "require('downloads-binary');\nrequire('subpath-lib');\n"
     errors = []
     for _ in range(2):
-        with local_npm.create() as box:
+        with cloche.create() as box:
             box.write("main.js", same)
             result = box.exec(filename="main.js", timeout_seconds=300)
             assert result.status == "install_failed", result.output
@@ -225,7 +218,7 @@ def test_a_failed_build_is_answered_from_memory_until_the_needs_change(local_npm
     first, again = errors
     assert first.startswith("downloads-binary's install script") and REMEMBERED not in first
     assert again.startswith(first) and REMEMBERED in again and "CLOCHE_FAILED_BUILD_TTL_SECONDS" in again
-    with local_npm.create() as box:
+    with cloche.create() as box:
         box.write("main.js", "require('downloads-binary');\nrequire('old-helper');\n")
         other = box.exec(filename="main.js", timeout_seconds=300)
         assert other.install is not None and other.install.error is not None
@@ -237,8 +230,7 @@ def test_a_failed_build_is_answered_from_memory_until_the_needs_change(local_npm
 
 def test_failed_builds_are_retried_every_time_with_no_memory() -> None:
     def settings(root: Path) -> dict[str, str]:
-        registry = standard_registry(root / "registry")
-        return {"CLOCHE_NPM_REGISTRY": f"file://{registry}", "CLOCHE_FAILED_BUILD_TTL_SECONDS": "0"}
+        return {**registry_env(root), "CLOCHE_FAILED_BUILD_TTL_SECONDS": "0"}
 
     with running_server(settings, timeout=60) as server, server.client() as client:
         for _ in range(2):
@@ -250,10 +242,10 @@ def test_failed_builds_are_retried_every_time_with_no_memory() -> None:
                 assert REMEMBERED not in result.install.error
 
 
-def test_browser_download_is_skipped_so_the_library_loads(local_npm: Client) -> None:
+def test_browser_download_is_skipped_so_the_library_loads(cloche: Client) -> None:
     """A browser automation package installs without its browser (its documented skip variable is set in the
     install jail); with no chromium on the host, nothing points it at one."""
-    with local_npm.create() as box:
+    with cloche.create() as box:
         result = run_file(
             box,
             "main.js",
@@ -264,8 +256,8 @@ def test_browser_download_is_skipped_so_the_library_loads(local_npm: Client) -> 
         assert result.install is not None and [i.name for i in result.install.installed] == ["browser-kit"]
 
 
-def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(local_npm: Client) -> None:
-    with local_npm.create() as box:
+def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(cloche: Client) -> None:
+    with cloche.create() as box:
         box.write("main.js", "console.log(require('fetches-directly'));\n")
         result = box.exec(filename="main.js", timeout_seconds=300)
         assert result.status == "install_failed", result.output
@@ -277,8 +269,8 @@ def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(
         assert "npm error" not in error and "    at " not in error
 
 
-def test_native_addon_builds_against_the_installed_node_headers(local_npm: Client) -> None:
-    with local_npm.create() as box:
+def test_native_addon_builds_against_the_installed_node_headers(cloche: Client) -> None:
+    with cloche.create() as box:
         result = run_file(box, "main.js", "console.log(require('native-addon').answer());\n", timeout_seconds=600)
         assert result.stdout == "42\n"
 
