@@ -12,7 +12,7 @@ import pytest
 from cloche.errors import InvalidRequest, JailUnavailable
 from cloche.jail import cgroup_base
 from cloche.jail.cgroup_base import CgroupLimits
-from cloche.jail.cgroups import Cgroups
+from cloche.jail.cgroups import Cgroups, RunCgroup
 
 MiB = 1 << 20
 LIMITS = CgroupLimits(memory_bytes=64 * MiB, pids_max=16, cpu_cores=0.5)
@@ -33,6 +33,7 @@ V2_FILES = {
 }
 V1_FILES = {
     "cgroup.procs": "",
+    "tasks": "",
     "memory.limit_in_bytes": "9223372036854771712\n",
     "memory.swappiness": "60\n",
     "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\n",
@@ -130,20 +131,36 @@ def test_v2_reports_oom_peak_and_cpu(v2: Cgroups) -> None:
     assert run.cpu_usage_seconds() == 1.5
 
 
-def test_v2_kill_uses_cgroup_kill(v2: Cgroups) -> None:
+def _occupied_until_killed(run: RunCgroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake group lists one process until the kill's first look (a kernel empties it on the kill)."""
+    listed = iter([{999_999_999}])
+    monkeypatch.setattr(run, "pids", lambda: next(listed, set()))
+
+
+def test_v2_kill_uses_cgroup_kill(v2: Cgroups, monkeypatch: pytest.MonkeyPatch) -> None:
     run = v2.create("run-3", LIMITS)
     run.close_fds()
+    _occupied_until_killed(run, monkeypatch)
     assert run.kill(timeout=1)
     assert (run.dirs["memory"] / "cgroup.kill").read_text() == "1"
 
 
-def test_v2_kill_without_cgroup_kill_freezes_and_thaws(v2: Cgroups) -> None:
+def test_v2_kill_without_cgroup_kill_freezes_and_thaws(v2: Cgroups, monkeypatch: pytest.MonkeyPatch) -> None:
     run = v2.create("run-4", LIMITS)
     run.close_fds()
     (run.dirs["memory"] / "cgroup.kill").unlink()  # a kernel before 5.14
     (run.dirs["memory"] / "cgroup.events").write_text("populated 0\nfrozen 1\n")
+    _occupied_until_killed(run, monkeypatch)
     assert run.kill(timeout=1)
     assert (run.dirs["memory"] / "cgroup.freeze").read_text() == "0"
+
+
+def test_an_empty_group_is_killed_without_a_write(v2: Cgroups) -> None:
+    run = v2.create("run-5", LIMITS)
+    run.close_fds()
+    assert run.kill(timeout=1)  # nothing in it can fork into it: no kill, no freeze cycle
+    assert (run.dirs["memory"] / "cgroup.kill").read_text() == ""
+    assert (run.dirs["memory"] / "cgroup.freeze").read_text() == "0\n"
 
 
 def test_v2_missing_memory_controller_explains_the_fix(tmp_path: Path) -> None:
@@ -176,8 +193,10 @@ def test_v1_comounted_cpu_cpuacct_and_no_swap_accounting(tmp_path: Path, monkeyp
     assert groups.version == 1
     assert groups.dirs["cpu"] == groups.dirs["cpuacct"] == base / "cpu,cpuacct" / "cloche-t"
     run = groups.create("run", LIMITS)
+    run.preexec_attach()  # a single-threaded joiner moves itself through "tasks" (no threadgroup lock)
     run.close_fds()
     assert len(run.paths) == 3
+    assert all((path / "tasks").read_text() == "0" and (path / "cgroup.procs").read_text() == "" for path in run.paths)
     memory = run.dirs["memory"]
     assert (memory / "memory.limit_in_bytes").read_text() == str(64 * MiB)
     assert (memory / "memory.swappiness").read_text() == "0"
