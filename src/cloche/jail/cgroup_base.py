@@ -58,6 +58,7 @@ class CgroupDriver(Protocol):
     """One cgroup layout. Everything else (creating, attaching, killing, removing) is the same for both."""
 
     version: Literal[1, 2]
+    join_file: str  # the file a process writes "0" to, to move itself into the group (RunCgroup.preexec_attach)
 
     def set_limits(self, dirs: Dirs, limits: CgroupLimits) -> None:
         """Write memory (swap included where accounted), pids and CPU limits into a new group."""

@@ -33,6 +33,10 @@ def prepare(hierarchies: Mapping[str, Path], parent: str) -> dict[str, Path]:
 
 class CgroupV1:
     version: Literal[1, 2] = 1
+    # A single-threaded process moving itself through "tasks" skips the kernel's threadgroup lock, whose write
+    # side waits for an RCU grace period (5-15 ms per run; 0.2 ms this way). Every joiner is one: the spawn
+    # helper, a preexec_fn child.
+    join_file = "tasks"
 
     def set_limits(self, dirs: Dirs, limits: CgroupLimits) -> None:
         memory = dirs["memory"]

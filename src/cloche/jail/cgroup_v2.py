@@ -46,6 +46,7 @@ def _enable(node: Path, controllers: AbstractSet[str], how_to_fix: str) -> None:
 
 class CgroupV2:
     version: Literal[1, 2] = 2
+    join_file = "cgroup.procs"  # "cgroup.threads" moves threads only inside threaded subtrees
 
     def set_limits(self, dirs: Dirs, limits: CgroupLimits) -> None:
         path = dirs["memory"]

@@ -8,8 +8,8 @@ between them lives in one driver each (``cgroup_v1.py``, ``cgroup_v2.py``, behin
 Lifecycle, as the runner drives it::
 
     groups = Cgroups.detect()              # once, at start-up (then groups.sweep())
-    run = groups.create(run_id, limits)    # root opens each cgroup.procs here
-    spawn_host.spawn(...)                  # the child writes its pid to each procs fd before exec
+    run = groups.create(run_id, limits)    # root opens each join file here (v1 tasks, v2 cgroup.procs)
+    spawn_host.spawn(...)                  # the child writes "0" (itself) to each before exec
     run.close_fds()                        # right after the spawn
     ...; run.kill(); run.oom_killed(); run.memory_peak_bytes(); run.remove()
 """
@@ -99,7 +99,7 @@ class RunCgroup:
         fds: list[int] = []
         try:
             for path in self.paths:
-                fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+                fds.append(os.open(path / self._driver.join_file, os.O_WRONLY | os.O_CLOEXEC))
         except OSError:
             for fd in fds:
                 os.close(fd)
@@ -107,7 +107,8 @@ class RunCgroup:
         self._fds = tuple(fds)
 
     def procs_fds(self) -> list[int]:
-        """The ``cgroup.procs`` files, opened by root at creation. O_CLOEXEC: never pass them to bwrap."""
+        """The files a process joins the group through (``CgroupDriver.join_file``: ``tasks`` on v1,
+        ``cgroup.procs`` on v2), opened by root at creation. O_CLOEXEC: never pass them to bwrap."""
         return list(self._fds)
 
     def preexec_attach(self) -> None:
@@ -118,7 +119,9 @@ class RunCgroup:
         check a migration against the credentials the file was *opened* with, which were root's. Older
         v1 kernels checked the writer, and a task may always move itself. Older v2 kernels checked the
         writer's access to the common ancestor's cgroup.procs, so there this fails and the spawn fails.
-        "0" means "the writing process". Only raw writes happen here: nothing to lock or allocate.
+        "0" means "the writing process" (on v1 through ``tasks``: the caller is single-threaded, a forked child
+        or the spawn helper, so its one thread is the process). Only raw writes happen here: nothing to lock or
+        allocate.
         """
         fds = self._fds
         if not fds:

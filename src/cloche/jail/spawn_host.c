@@ -6,7 +6,8 @@
  *   ERRFD       a pipe's write end: a failure is written there (and the exit is 127); on success it
  *               closes with the exec of bwrap, so the server reads EOF
  *   UID         the sandbox's host uid; the gid is the same number and no supplementary group is kept
- *   CGROUP_FDS  comma-separated fds of cgroup.procs files the server (root) opened for this run, or "-"
+ *   CGROUP_FDS  comma-separated fds of the files the server (root) opened for joining this run's cgroups
+ *               (tasks on cgroup v1: this process is single-threaded; cgroup.procs on v2), or "-"
  *   RLIMITS     comma-separated RESOURCE=VALUE (soft = hard), or "-"
  *
  * In this order: drop to UID, join the run's cgroups, set the rlimits, exec bwrap. That is the order the
