@@ -189,14 +189,13 @@ def run(bench: Bench) -> Scenario:
     commit = current_commit()
     server = bench.start_server("corpus")
     corpora = {ecosystem: load(ecosystem) for ecosystem in bench.corpus_ecosystems}
-    # --corpus-resume: only the entries no earlier run measured; their records are merged with the earlier ones.
-    earlier = (
-        earlier_records(bench.results_dir / "corpus.json", bench.corpus_records, bench.corpus_retry_failed)
-        if bench.corpus_resume
-        else {}
-    )
+    # --corpus-resume: only the entries no earlier run measured (or, with --corpus-retry-failed, measured clean);
+    # the new records are merged with the earlier ones, which stand for any entry this run does not reach.
+    source = bench.results_dir / "corpus.json"
+    earlier = earlier_records(source, bench.corpus_records) if bench.corpus_resume else {}
+    settled = earlier_records(source, bench.corpus_records, bench.corpus_retry_failed) if bench.corpus_resume else {}
     queues = {
-        eco: round_robin([e for e in c["entries"] if e["id"] not in earlier.get(eco, {})])[: bench.corpus_limit or None]
+        eco: round_robin([e for e in c["entries"] if e["id"] not in settled.get(eco, {})])[: bench.corpus_limit or None]
         for eco, c in corpora.items()
     }
     budget_end = time.monotonic() + bench.corpus_budget
@@ -212,7 +211,7 @@ def run(bench: Bench) -> Scenario:
             deadline = time.monotonic() + (budget_end - time.monotonic()) * len(entries) / max(left, 1)
             log(f"corpus {ecosystem}: {len(entries)} entries, {bench.corpus_jobs} at a time")
             if bench.corpus_resume:
-                log(f"corpus {ecosystem}: {len(earlier.get(ecosystem, {}))} entries kept from earlier runs")
+                log(f"corpus {ecosystem}: {len(settled.get(ecosystem, {}))} entries kept from earlier runs")
             fresh = measure_corpus(server, ecosystem, entries, bench.corpus_jobs, deadline, progress, commit)
             now = {r["id"]: r for r in fresh}
             merged = {**earlier.get(ecosystem, {}), **{i: r for i, r in now.items() if not r.get("not_measured")}}
