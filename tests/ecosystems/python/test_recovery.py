@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cloche.ecosystems.base import Lock
 from cloche.ecosystems.python.detect import detect
-from cloche.ecosystems.python.recovery import Answer, _earlier_bound, _series_bound, runtime_needs
+from cloche.ecosystems.python.needs import ImportNeed
+from cloche.ecosystems.python.recovery import Answer, _earlier_bound, _series_bound, _State, runtime_needs
 from cloche.ecosystems.python.resolve import Resolver
 
 RESOLVER = Resolver()
@@ -37,6 +39,14 @@ def test_what_counts_as_a_failure() -> None:
     assert not Answer("a", "import_error", error="ImportError: cannot import name 'x' from 'b'").ok
     assert Answer("a", "import_error", error="ImportError: libGL.so.1: cannot open shared object file").ok
     assert Answer("a", "raised", error="KeyError: 'DISPLAY'").ok
+    # Raised at import time because a dependency lacks an attribute (bokeh 2 on numpy 2): a back-off can fix it.
+    drift = Answer("bokeh.io", "raised", error="AttributeError: module 'numpy' has no attribute 'bool8'. Did you mean")
+    assert not drift.ok and drift.dependency_drift() == ("bool8", "numpy")
+    cannot = Answer("flask", "import_error", error="ImportError: cannot import name 'url_quote' from 'werkzeug.urls'")
+    assert cannot.dependency_drift() == ("url_quote", "werkzeug.urls")
+    # The standard library's removals and a package's own attributes are not a dependency's drift.
+    assert Answer("a", "raised", error="AttributeError: module 'collections' has no attribute 'Callable'").ok
+    assert Answer("a.b", "raised", error="AttributeError: module 'a.c' has no attribute 'x'").ok
 
 
 def test_backoff_steps_to_the_previous_series() -> None:
@@ -56,3 +66,27 @@ def test_runtime_needs_are_reviewed_data() -> None:
     needs = runtime_needs()
     assert needs["pkg_resources"].distribution == "setuptools"
     assert all(o.reason.strip() for o in needs.values())
+
+
+def test_backoff_is_for_the_package_s_own_drift_not_for_another_package_it_needs() -> None:
+    need = ImportNeed("keras.models", ("load_model",), "keras", True)
+    state = _State([need], ["keras"], RESOLVER)
+    lock = Lock("keras==3.15.1\n", ())
+    lacks_backend = Answer("keras.models", "missing_module", "tensorflow", error="No module named 'tensorflow'")
+    assert state._backoff(need, lacks_backend, lock) is None
+    removed = Answer("keras.models", "missing_module", "keras.models", error="No module named 'keras.models'")
+    repair = state._backoff(need, removed, lock)
+    assert repair is not None and repair.requirement == "keras<3"
+
+
+def test_two_imports_failing_on_one_dependency_back_it_off_once_per_round() -> None:
+    needs = [ImportNeed("bokeh.io", (), "bokeh", True), ImportNeed("bokeh.models.widgets", ("Panel",), "bokeh", True)]
+    state = _State(needs, ["bokeh<3"], RESOLVER)
+    lock = Lock("bokeh==2.4.3\nnumpy==2.4.6\n", ())
+    error = "AttributeError: module 'numpy' has no attribute 'bool8'"
+    first = state._backoff(needs[0], Answer("bokeh.io", "raised", error=error), lock)
+    assert first is not None and first.requirement == "numpy<2"
+    assert state._backoff(needs[1], Answer("bokeh.models.widgets", "raised", error=error), lock) is None
+    state.this_round = set()  # the next round may step further back
+    again = state._backoff(needs[1], Answer("bokeh.models.widgets", "raised", error=error), lock)
+    assert again is not None and again.requirement == "numpy<1"

@@ -14,7 +14,8 @@ the following round. The repairs, in the order they are tried for an import:
 - ``next_provider`` (imports cloche mapped itself): the chosen project does not ship the module: use the next
   provider by download rank.
 - ``version_backoff``: the module lacks a name or a submodule the entry imports from it (API drift), in the
-  chosen project, or in a dependency whose own import fails with "cannot import name": back off to the newest
+  chosen project, or in a dependency whose own import fails with "cannot import name" or raises "module 'dep' has
+  no attribute" (a backed-off release meeting the newest dependency: bokeh 2 and numpy 2): back off to the newest
   release of the previous series (``<major``, or ``<0.minor``); when that release lacks it too, one series
   further back each round, at most ``MAX_BACKOFF`` times per project.
 
@@ -24,6 +25,7 @@ Declared needs (a manifest, an inline block) are never replaced or re-pinned; on
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +44,8 @@ MAX_ROUNDS = 6
 MAX_BACKOFF = 3
 _PIP_INSTALL = re.compile(r"pip3?\s+install\s+(?:-U\s+|--upgrade\s+)?['\"]?([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]+\])?)")
 _CANNOT_IMPORT = re.compile(r"cannot import name '?([A-Za-z_][\w]*)'? from '([A-Za-z_][\w.]*)'")
+# A package's import that reaches for an attribute a dependency removed (bokeh 2 and numpy 2's np.bool8).
+_NO_ATTRIBUTE = re.compile(r"AttributeError: module '([A-Za-z_][\w.]*)' has no attribute '([A-Za-z_]\w*)'")
 # A shared library the system lacks is not something an install can fix: the package itself is there.
 _SYSTEM_LIBRARY = re.compile(r"shared object|undefined symbol|\.so(\.\d+)*\b|DLL load failed")
 
@@ -60,7 +64,24 @@ class Answer:
     def ok(self) -> bool:
         if self.kind == "import_error" and _SYSTEM_LIBRARY.search(self.error):
             return True
-        return self.kind in ("ok", "raised")
+        if self.kind == "raised":
+            return self.dependency_drift() is None
+        return self.kind == "ok"
+
+    def dependency_drift(self) -> tuple[str, str] | None:
+        """(name, module) when the import failed because another third-party package lacks a name it uses:
+        "cannot import name x from dep", or, raised at import time, "module 'dep' has no attribute 'x'" (the
+        standard library's own removals are not something an older release of it can fix)."""
+        if self.kind == "import_error" and (m := _CANNOT_IMPORT.search(self.error)):
+            name, module = m.group(1), m.group(2)
+        elif self.kind == "raised" and (m := _NO_ATTRIBUTE.search(self.error)):
+            module, name = m.group(1), m.group(2)
+        else:
+            return None
+        top = module.split(".")[0]
+        if top == self.module.split(".")[0] or top in sys.stdlib_module_names:
+            return None
+        return name, module
 
 
 class Environment(Protocol):
@@ -131,6 +152,9 @@ class _State:
         self.tried: set[tuple[str, str]] = set()  # (module, requirement)
         self.backoffs: dict[str, int] = {}  # project -> tries
         self.bounds: dict[str, str] = {}  # project -> the last "<bound" tried
+        # Projects backed off in the current round: two imports failing on the same dependency (bokeh.io and
+        # bokeh.models.widgets on numpy) get one back-off of it, not two that would step two series at once.
+        self.this_round: set[str] = set()
 
     def apply(self, repairs: Sequence[_Repair]) -> list[str]:
         out = list(self.requirements)
@@ -193,15 +217,21 @@ class _State:
 
     def _backoff(self, need: ImportNeed, answer: Answer, lock: Lock) -> _Repair | None:
         project: str | None = None
-        if need.chosen and need.distribution and (answer.kind == "missing_names" or answer.kind == "missing_module"):
+        # A submodule the package no longer has is API drift; a missing module of another package (keras 3
+        # without tensorflow) is a runtime need, and backing the package off series by series would only find
+        # an ancient release that does not import it (keras 0.3).
+        own = answer.kind == "missing_module" and (answer.missing or "").split(".")[0] == need.module.split(".")[0]
+        if need.chosen and need.distribution and (answer.kind == "missing_names" or own):
             project = self.providers.get(need.module, [need.distribution])[0]
-        drift = _CANNOT_IMPORT.search(answer.error) if answer.kind == "import_error" else None
-        if drift is not None and drift.group(2).split(".")[0] != need.module.split(".")[0]:
-            resolution = self.resolver.resolve_offline(drift.group(2))  # a dependency lacks the name
+        drift = answer.dependency_drift()
+        if drift is not None:
+            resolution = self.resolver.resolve_offline(drift[1])  # a dependency lacks the name
             project = resolution.distribution if resolution is not None else None
         if project is None:
             return None
         key = canonicalize_name(project)
+        if key in self.this_round:
+            return None
         versions = {canonicalize_name(name): version for name, version, _ in parse_lock(lock.text)}
         # A back-off that did not help is dropped (the kept lock still holds the newest release): step one
         # series further back than the last bound tried, not from the kept version again.
@@ -211,9 +241,15 @@ class _State:
             return None
         self.backoffs[key] = self.backoffs.get(key, 0) + 1
         self.bounds[key] = bound
-        lacking = ", ".join(answer.names) or answer.missing or (drift.group(1) if drift else "")
+        self.this_round.add(key)
+        lacking = ", ".join(answer.names) or answer.missing or (drift[0] if drift else "")
         detail = f"{project} {versions.get(key)} lacks {lacking}; trying its newest release before {bound}"
         return _Repair("version_backoff", need.module, f"{project}<{bound}", key, detail)
+
+
+def _moved_on(before: Answer, after: Answer) -> bool:
+    """The import no longer fails as it did, but in a dependency that lacks a name: the repair is progress."""
+    return after.dependency_drift() is not None and after.error != before.error
 
 
 def _failing(needs: Sequence[ImportNeed], answers: Mapping[str, Answer]) -> dict[str, Answer]:
@@ -233,6 +269,7 @@ async def verify(
     kept = lock  # the lock of ``state.requirements``
     steps: list[RecoveryStep] = []
     for _ in range(MAX_ROUNDS):
+        state.this_round = set()
         repairs = [r for m, a in failing.items() if (r := state.next_repair(by_module[m], a, kept)) is not None]
         if not repairs:
             break
@@ -249,9 +286,12 @@ async def verify(
             continue
         built = trial
         now = _failing(needs, await env.check(needs))
-        fixed = [r for r in repairs if r.module not in now]
+        # Kept: a repair that fixed its import, or after which it fails only in a dependency that lacks a name
+        # (an older bokeh with the newest numpy): the next round backs that dependency off.
+        fixed = [r for r in repairs if r.module not in now or _moved_on(failing[r.module], now[r.module])]
         steps += [
-            _step(r, "fixed" if r in fixed else "failed", "" if r in fixed else now[r.module].error) for r in repairs
+            _step(r, "fixed" if r.module not in now else "failed", "" if r.module not in now else now[r.module].error)
+            for r in repairs
         ]
         if len(fixed) == len(repairs):
             state.requirements, kept = state.apply(repairs), trial

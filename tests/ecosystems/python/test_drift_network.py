@@ -1,0 +1,26 @@
+"""API drift met by a back-off, then by the dependency the backed-off release was written for (marked network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloche import Client
+
+pytestmark = pytest.mark.network
+
+
+@pytest.mark.timeout(1200)  # bokeh and numpy from PyPI, locked, built and checked three times on a busy host
+def test_a_backed_off_release_gets_the_dependency_series_it_was_written_for(client: Client) -> None:
+    """bokeh 3 removed ``Panel``; bokeh 2.4 has it but uses ``np.bool8``, which numpy 2 removed: the import of
+    bokeh 2.4 then raises AttributeError in numpy, so numpy is backed off too, and the environment is sealed."""
+    with client.create() as box:
+        box.write("main.py", "from bokeh.io import output_file\nfrom bokeh.models.widgets import Panel, Tabs\n")
+        result = box.exec(filename="main.py", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        install = result.install
+        assert install is not None and install.verified is True, install
+        backoffs = {s.requirement: s for s in install.recovery if s.action == "version_backoff"}
+        assert {"bokeh<3", "numpy<2"} <= set(backoffs)
+        assert backoffs["numpy<2"].outcome == "fixed" and "bool8" in backoffs["bokeh<3"].detail
+        versions = {p.name.lower(): p.version for p in install.installed}
+        assert versions["bokeh"].startswith("2.") and versions["numpy"].startswith("1.")
