@@ -23,11 +23,12 @@ from cloche.models import ExecResult
 from conftest import pool_processes
 
 
-def run_file(box: SandboxHandle, name: str, source: str, **options: Any) -> ExecResult:
-    """Write ``source`` to ``name`` in the sandbox and run it; the run must succeed (else its output is shown)."""
+def run_file(box: SandboxHandle, name: str, source: str, *, status: str = "succeeded", **options: Any) -> ExecResult:
+    """Write ``source`` to ``name`` in the sandbox and run it; the run must end with ``status`` (else its output is
+    shown)."""
     box.write(name, source)
     result = box.exec(filename=name, **options)
-    assert result.status == "succeeded", result.output
+    assert result.status == status, result.output
     return result
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cloche.sbom import validate_sbom
 from conftest import ServerProcess
+from tests_support import run_file
 
 CLI = [sys.executable, "-c", "from cloche.cli.main import main; main()"]
 
@@ -115,9 +116,7 @@ def test_license_policy_refuses_denied_license(fresh_server: ServerProcess, offl
     fresh_server.start()
     with fresh_server.client() as cloche, cloche.create() as box:
         box.write("requirements.txt", "requests\n")
-        box.write("main.py", "import requests\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "install_failed"
+        result = run_file(box, "main.py", "import requests\n", status="install_failed")
         assert "requests==2.31.0" in result.output and "Apache-2.0" in result.output
         box.write("requirements.txt", "six\n")
         box.write("main.py", "import six\nprint('fine')\n")

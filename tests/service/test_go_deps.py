@@ -57,9 +57,13 @@ def test_without_go_mod_builds_once_then_reuses_the_binary(cloche: Client) -> No
 
 def test_compile_error_is_the_programs_error(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.go", 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedThing) }\n')
-        result = box.exec(filename="main.go", timeout_seconds=600)
-        assert result.status == "failed"
+        result = run_file(
+            box,
+            "main.go",
+            'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedThing) }\n',
+            status="failed",
+            timeout_seconds=600,
+        )
         assert "undefined: undefinedThing" in result.stderr
 
 

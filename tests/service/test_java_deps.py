@@ -56,9 +56,13 @@ def test_packaged_entry_and_compile_error(cloche: Client) -> None:
         result = box.exec(filename="src/app/Main.java", timeout_seconds=120)
         assert result.status == "succeeded", result.output
         assert result.output == "twice 42\n"
-        box.write("Broken.java", 'public class Broken { void f() { int x = "s"; } }\n')
-        broken = box.exec(filename="Broken.java", timeout_seconds=120)
-        assert broken.status == "failed"
+        broken = run_file(
+            box,
+            "Broken.java",
+            'public class Broken { void f() { int x = "s"; } }\n',
+            status="failed",
+            timeout_seconds=120,
+        )
         assert "incompatible types" in broken.stderr
 
 
@@ -125,7 +129,11 @@ def test_unresolved_unlisted_and_install_failure(cloche: Client) -> None:
         )
         unlisted = box.exec(filename="Main.java", timeout_seconds=300)
         assert [(u.module, u.suggested) for u in unlisted.unlisted_imports] == [("org.other", None)]
-        box.write("Main.java", "//DEPS com.example:nothere:9.9\n" + GREET.replace("App", "Main"))
-        failed = box.exec(filename="Main.java", timeout_seconds=300)
-        assert failed.status == "install_failed", failed.output
+        failed = run_file(
+            box,
+            "Main.java",
+            "//DEPS com.example:nothere:9.9\n" + GREET.replace("App", "Main"),
+            status="install_failed",
+            timeout_seconds=300,
+        )
         assert "com.example:nothere:9.9" in failed.output

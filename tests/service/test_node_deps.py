@@ -105,9 +105,9 @@ def test_scan_esm_installs_popular_packages_with_inventory(client: Client) -> No
 def test_unlisted_import_and_install_failure(client: Client) -> None:
     with client.create() as box:
         box.write("package.json", PACKAGE_JSON)
-        box.write("main.js", "require('is-number'); require('ms');\n")
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "failed"
+        result = run_file(
+            box, "main.js", "require('is-number'); require('ms');\n", status="failed", timeout_seconds=300
+        )
         assert [(u.module, u.suggested) for u in result.unlisted_imports] == [("ms", "ms")]
         assert "not listed" in result.output
         assert "Cannot find module 'ms'" in result.stderr
@@ -189,9 +189,9 @@ def test_after_install_a_missing_named_export_backs_off(cloche: Client) -> None:
 
 def test_install_script_that_downloads_is_reported_as_such(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.js", "console.log(require('downloads-binary'));\n")
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "install_failed", result.output
+        result = run_file(
+            box, "main.js", "console.log(require('downloads-binary'));\n", status="install_failed", timeout_seconds=300
+        )
         assert result.install is not None and result.install.error is not None
         error = result.install.error
         assert error.startswith("downloads-binary's install script (node install.js) tried to download")
@@ -210,9 +210,7 @@ def test_a_failed_build_is_answered_from_memory_until_the_needs_change(cloche: C
     errors = []
     for _ in range(2):
         with cloche.create() as box:
-            box.write("main.js", same)
-            result = box.exec(filename="main.js", timeout_seconds=300)
-            assert result.status == "install_failed", result.output
+            result = run_file(box, "main.js", same, status="install_failed", timeout_seconds=300)
             assert result.install is not None and result.install.error is not None
             errors.append(result.install.error)
     first, again = errors
@@ -258,9 +256,9 @@ def test_browser_download_is_skipped_so_the_library_loads(cloche: Client) -> Non
 
 def test_install_script_that_ignores_the_proxy_is_reported_by_the_host_it_tried(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.js", "console.log(require('fetches-directly'));\n")
-        result = box.exec(filename="main.js", timeout_seconds=300)
-        assert result.status == "install_failed", result.output
+        result = run_file(
+            box, "main.js", "console.log(require('fetches-directly'));\n", status="install_failed", timeout_seconds=300
+        )
         error = (result.install.error if result.install else None) or ""
         assert error.startswith(
             "fetches-directly's install script (node install.js) tried to download from outside the package "

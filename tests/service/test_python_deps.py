@@ -147,9 +147,7 @@ def test_import_scan_installs_known_and_reports_unknown(cloche: Client) -> None:
         assert again.stdout == "edited attrs\n"
         assert again.install is not None and again.install.installed == [] and again.install.reused_environment
         # An import nothing vouches for is reported, never guessed.
-        box.write("guess.py", "import totally_invented_pkg\n")
-        guessed = box.exec(filename="guess.py")
-        assert guessed.status == "failed"
+        guessed = run_file(box, "guess.py", "import totally_invented_pkg\n", status="failed")
         assert [u.module for u in guessed.unresolved_imports] == ["totally_invented_pkg"]
         assert "requirements.txt" in (guessed.unresolved_imports[0].hint or "")
 
@@ -157,9 +155,7 @@ def test_import_scan_installs_known_and_reports_unknown(cloche: Client) -> None:
 def test_unlisted_imports_are_reported_not_installed(cloche: Client) -> None:
     with cloche.create() as box:
         box.write("requirements.txt", "six==1.16.0\n")
-        box.write("main.py", "import six\nimport yaml\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "failed"
+        result = run_file(box, "main.py", "import six\nimport yaml\n", status="failed")
         assert "No module named 'yaml'" in result.stderr
         assert [(u.module, u.suggested) for u in result.unlisted_imports] == [("yaml", "pyyaml")]
         assert "not listed" in result.output

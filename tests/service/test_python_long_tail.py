@@ -60,9 +60,7 @@ def test_long_tail_project_is_verified_then_installed(cloche: Client) -> None:
 
 def test_week_old_name_is_refused_and_installs_nothing(cloche: Client) -> None:
     with cloche.create() as box:
-        box.write("main.py", f"import {FRESH}\n")
-        result = box.exec(filename="main.py")
-        assert result.status == "failed"
+        result = run_file(box, "main.py", f"import {FRESH}\n", status="failed")
         assert "ModuleNotFoundError" in result.stderr
         [unresolved] = result.unresolved_imports
         assert unresolved.module == FRESH
