@@ -57,13 +57,8 @@ def test_without_go_mod_builds_once_then_reuses_the_binary(cloche: Client) -> No
 
 def test_compile_error_is_the_programs_error(cloche: Client) -> None:
     with cloche.create() as box:
-        result = run_file(
-            box,
-            "main.go",
-            'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedThing) }\n',
-            status="failed",
-            timeout_seconds=600,
-        )
+        source = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedThing) }\n'
+        result = run_file(box, "main.go", source, status="failed", timeout_seconds=600)
         assert "undefined: undefinedThing" in result.stderr
 
 

@@ -56,13 +56,8 @@ def test_packaged_entry_and_compile_error(cloche: Client) -> None:
         result = box.exec(filename="src/app/Main.java", timeout_seconds=120)
         assert result.status == "succeeded", result.output
         assert result.output == "twice 42\n"
-        broken = run_file(
-            box,
-            "Broken.java",
-            'public class Broken { void f() { int x = "s"; } }\n',
-            status="failed",
-            timeout_seconds=120,
-        )
+        source = 'public class Broken { void f() { int x = "s"; } }\n'
+        broken = run_file(box, "Broken.java", source, status="failed", timeout_seconds=120)
         assert "incompatible types" in broken.stderr
 
 
