@@ -90,3 +90,18 @@ def test_two_imports_failing_on_one_dependency_back_it_off_once_per_round() -> N
     state.this_round = set()  # the next round may step further back
     again = state._backoff(needs[1], Answer("bokeh.models.widgets", "raised", error=error), lock)
     assert again is not None and again.requirement == "numpy<1"
+
+
+def test_a_dependency_without_its_own_submodule_is_backed_off_not_added_again() -> None:
+    """fer imports moviepy.editor, which moviepy 2 removed: moviepy is there, so it is drift, not a runtime need."""
+    need = ImportNeed("fer", ("FER",), "fer", True)
+    state = _State([need], ["fer"], RESOLVER)
+    lock = Lock("fer==25.10.3\nmoviepy==2.2.1\n", ())
+    answer = Answer("fer", "missing_module", "moviepy.editor", error="No module named 'moviepy.editor'")
+    assert not answer.ok and answer.dependency_drift() == ("editor", "moviepy")
+    assert state._runtime_need(need, answer, lock) is None
+    repair = state._backoff(need, answer, lock)
+    assert repair is not None and repair.requirement == "moviepy<2"
+    # A namespace package's missing part that nothing installed provides is still a runtime need.
+    lacking = Answer("app", "missing_module", "google.protobuf", error="No module named 'google.protobuf'")
+    assert state._runtime_need(ImportNeed("app", (), "app", True), lacking, lock) is not None

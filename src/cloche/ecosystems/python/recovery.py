@@ -70,10 +70,14 @@ class Answer:
 
     def dependency_drift(self) -> tuple[str, str] | None:
         """(name, module) when the import failed because another third-party package lacks a name it uses:
-        "cannot import name x from dep", or, raised at import time, "module 'dep' has no attribute 'x'" (the
+        "cannot import name x from dep", "No module named 'dep.x'", or, raised at import time, "module 'dep' has
+        no attribute 'x'" (the
         standard library's own removals are not something an older release of it can fix)."""
         if self.kind == "import_error" and (m := _CANNOT_IMPORT.search(self.error)):
             name, module = m.group(1), m.group(2)
+        elif self.kind == "missing_module" and "." in (self.missing or ""):
+            # "No module named 'moviepy.editor'": moviepy imported, its submodule is gone (moviepy 2).
+            module, _, name = (self.missing or "").rpartition(".")
         elif self.kind == "raised" and (m := _NO_ATTRIBUTE.search(self.error)):
             module, name = m.group(1), m.group(2)
         else:
@@ -201,6 +205,9 @@ class _State:
             if resolution is None:
                 return None
             dist, reason = resolution.distribution, resolution.reason
+            pinned = {canonicalize_name(name) for name, _, _ in parse_lock(lock.text)}
+            if "." in missing and canonicalize_name(dist) in pinned:
+                return None  # the package is there without that submodule: its drift (version_backoff)
         detail = f"{need.module} imports {missing}, which nothing installed provides; {dist}: {reason}"
         return _Repair("runtime_need", need.module, dist, None, detail)
 
