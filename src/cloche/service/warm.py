@@ -51,7 +51,7 @@ WarmNote = dict[str, Any]
 # The next run's child is forked this long after a run, so that its fork and cgroup move never compete with the
 # end of the request that ran (its answer, records and audit) nor with a cold run that follows at once; a run
 # that comes sooner forks its own.
-AHEAD_DELAY_SECONDS = 0.25
+AHEAD_DELAY_SECONDS = 0.15
 
 
 @dataclass
@@ -63,6 +63,7 @@ class _Zygote:
     limits: ResourceLimits
     last_used: float = field(default_factory=time.monotonic)
     ahead: asyncio.Task[None] | None = None  # forking the next run's child (Runner.fork_ahead)
+    forking: bool = False  # ``ahead`` is past its delay: its child is on its way
 
 
 def _note(used: bool, reason: str | None = None) -> WarmNote:
@@ -152,10 +153,7 @@ class WarmInterpreters:
             return None, _note(False, "the run's pids or file limits differ from the warm interpreter's")
         try:
             await asyncio.wait_for(asyncio.shield(zygote.ready), START_WAIT_SECONDS)
-            if zygote.ahead is not None and not zygote.ahead.done():  # not ready yet: this run forks its own
-                zygote.ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await zygote.ahead
+            await self._settle_ahead(zygote)
             mark("warm: zygote ready")
             result = await self.runner.run_forked(spec, zygote.client, on_output)
         except (ZygoteGone, TimeoutError, ResidentEnded) as exc:
@@ -228,11 +226,27 @@ class WarmInterpreters:
 
         async def fork() -> None:
             await asyncio.sleep(AHEAD_DELAY_SECONDS)
-            with contextlib.suppress(ZygoteGone):  # the next run forks its own, or finds the zygote gone
+            zygote.forking = True
+            try:
                 await self.runner.fork_ahead(zygote.client, zygote.limits)
+            finally:
+                zygote.forking = False
 
         # A context of its own: it is no step of the request that happened to schedule it (cloche.steps).
         zygote.ahead = asyncio.create_task(fork(), context=contextvars.Context())
+
+    @staticmethod
+    async def _settle_ahead(zygote: _Zygote) -> None:
+        """Before a run: a child on its way is waited for (it is this run's), one still waiting for its delay is
+        called off (the run forks its own at once); a zygote that could not fork one raises ``ZygoteGone``."""
+        ahead, zygote.ahead = zygote.ahead, None
+        if ahead is None:
+            return
+        if not ahead.done() and not zygote.forking:
+            ahead.cancel()
+        await asyncio.wait([ahead])
+        if not ahead.cancelled() and isinstance(ahead.exception(), ZygoteGone):
+            raise ZygoteGone(str(ahead.exception()))
 
     async def stop(self, sandbox_id: str) -> None:
         zygote = self._zygotes.pop(sandbox_id, None)
