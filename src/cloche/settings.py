@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(1024, gt=0, description="Largest single file a run may write (RLIMIT_FSIZE), in MiB.")
     open_files: int = Field(1024, ge=16, description="Open file descriptors per process (RLIMIT_NOFILE).")
     install_memory_mb: int = Field(4096, gt=0, description="Memory for each install jail, in MiB.")
+    install_max_file_mb: int = Field(
+        4096,
+        gt=0,
+        description="Largest single file an install may write (RLIMIT_FSIZE), in MiB: wheels ship files over the "
+        "run limit (tensorflow's libtensorflow_cc.so.2 is 1.02 GiB).",
+    )
     default_ttl_seconds: float | None = Field(
         None, gt=0, description="Idle TTL for sandboxes that ask for none; unset means persistent."
     )

@@ -147,7 +147,7 @@ class AppState:
                 memory_bytes=settings.install_memory_mb * 1024 * 1024,
                 pids=1024,
                 cpu_cores=settings.max_cpu_cores,
-                file_size_bytes=settings.max_file_mb * 1024 * 1024,
+                file_size_bytes=settings.install_max_file_mb * 1024 * 1024,
                 open_files=4096,
             ),
         )
