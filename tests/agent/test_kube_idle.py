@@ -17,6 +17,7 @@ from kube_api_server import FakeKubernetes
 from cloche.cluster.kube import KubeObjects, api_client
 from cloche.cluster.nodes import KubernetesNodes
 from cloche.cluster.objects import LAST_USED, SandboxPods, new_node, object_name
+from cloche.errors import AgentUnavailable
 from cloche.settings import Settings
 
 NAMESPACE = "cloche"
@@ -37,20 +38,25 @@ def api() -> Iterator[FakeKubernetes]:
     fake.stop()
 
 
-def server(api: FakeKubernetes, config: Path) -> KubernetesNodes:
-    """One API server's backend."""
+def server(api: FakeKubernetes, config: Path, gone: set[str] | None = None) -> KubernetesNodes:
+    """One API server's backend; the sandboxes of the nodes in ``gone`` were reaped (not live in the store)."""
     objects = KubeObjects(api_client(api.kubeconfig(config, NAMESPACE)), NAMESPACE)
     pods = SandboxPods.from_settings(Settings(kube_namespace=NAMESPACE))
-    return KubernetesNodes(objects, pods, None, idle_seconds=IDLE, ready_seconds=5)
+    return KubernetesNodes(objects, pods, None, IDLE, 5, live=lambda node: node not in (gone or set()))
+
+
+async def make_node(nodes: KubernetesNodes) -> str:
+    node = new_node()
+    for manifest in (nodes.pods.claim(node), nodes.pods.policy(node), nodes.pods.pod(node)):
+        await nodes.objects.create(manifest)
+    return node
 
 
 def test_a_pod_goes_only_when_no_api_server_used_it_for_the_idle_time(api: FakeKubernetes, tmp_path: Path) -> None:
     async def scenario() -> None:
         first, second = server(api, tmp_path / "a"), server(api, tmp_path / "b")
-        node = new_node()
+        node = await make_node(first)
         name = object_name(node)
-        for manifest in (first.pods.claim(node), first.pods.policy(node), first.pods.pod(node)):
-            await first.objects.create(manifest)
         try:
             assert await second.scale_down_idle() == []  # the second server sees the pod from now on
             started = time.time()
@@ -78,5 +84,42 @@ def test_a_pod_goes_only_when_no_api_server_used_it_for_the_idle_time(api: FakeK
         finally:
             await first.close()
             await second.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_node_whose_sandbox_was_reaped_loses_every_object(api: FakeKubernetes, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gone: set[str] = set()
+        nodes = server(api, tmp_path / "a", gone)
+        kept, reaped = await make_node(nodes), await make_node(nodes)
+        gone.add(reaped)  # its agent reaped its sandbox (idle TTL)
+        try:
+            assert await nodes.scale_down_idle() == []
+            await asyncio.sleep(IDLE + 1.1)
+            assert sorted(await nodes.scale_down_idle()) == sorted([kept, reaped])
+            assert api.names("persistentvolumeclaims", NAMESPACE) == {object_name(kept)}
+            assert api.names("networkpolicies", NAMESPACE) == {object_name(kept)}
+            assert not api.names("pods", NAMESPACE)
+        finally:
+            await nodes.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_api_server_that_does_not_answer_is_agent_unavailable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gone = FakeKubernetes(token="t")  # never started: its port is closed
+        config = gone.kubeconfig(tmp_path / "config", NAMESPACE)
+        gone.server.server_close()
+        objects = KubeObjects(api_client(config), NAMESPACE)
+        objects._api.configuration.retries = 0
+        try:
+            with pytest.raises(AgentUnavailable, match=r"Kubernetes API does not answer \(read Pod cloche-x\)"):
+                await objects.read("Pod", "cloche-x")
+            with pytest.raises(AgentUnavailable, match="did not become ready within 1 s"):
+                await objects.wait_ready("cloche-x", 1)
+        finally:
+            objects.close()
 
     asyncio.run(scenario())

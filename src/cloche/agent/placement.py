@@ -127,4 +127,5 @@ def placement_for(settings: Settings, local: LocalAgent, sandboxes: SandboxServi
             f"CLOCHE_BACKEND=kubernetes needs the Kubernetes client ({exc}): pip install 'cloche[kubernetes]'"
         ) from exc
     static = node_agents(settings, local) if settings.agents else {}
-    return Placement(static, sandboxes, settings.node_name, KubernetesNodes.from_settings(settings))
+    nodes = KubernetesNodes.from_settings(settings, lambda node: bool(sandboxes.store.live_sandbox_ids(node)))
+    return Placement(static, sandboxes, settings.node_name, nodes)

@@ -15,11 +15,13 @@ from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from cloche.cluster.objects import APP_LABEL, SANDBOX_APP, Manifest
 from cloche.errors import AgentUnavailable
 
 SANDBOX_PODS = f"{APP_LABEL}={SANDBOX_APP}"
+UNREACHABLE = (OSError, HTTPError)  # no connection, retries given up (urllib3's own errors are not OSErrors)
 
 
 def api_client(kube_config: Path | None) -> client.ApiClient:
@@ -64,12 +66,16 @@ class KubeObjects:
         self._core = client.CoreV1Api(api)
         self._net = client.NetworkingV1Api(api)
 
-    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, fine: int | None = None, **kwargs: Any) -> Any:
+        """``fn`` in a worker thread; an API answer of status ``fine`` is None, any other refusal or no answer is
+        ``AgentUnavailable``."""
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except ApiException as exc:
+            if exc.status == fine:
+                return None
             raise self._refused(what, exc) from exc
-        except OSError as exc:  # urllib3's connection errors derive from it
+        except UNREACHABLE as exc:
             raise AgentUnavailable(f"the Kubernetes API does not answer ({what}): {exc}") from exc
 
     def _kind(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
@@ -95,33 +101,15 @@ class KubeObjects:
         return AgentUnavailable(f"the Kubernetes API refused to {what}: {exc.status} {exc.reason}")
 
     async def create(self, manifest: Manifest) -> None:
+        what = f"create {manifest['kind']} {manifest['metadata']['name']}"
         create = self._kind(manifest["kind"])[0]
-        try:
-            await asyncio.to_thread(create, self.namespace, manifest)
-        except ApiException as exc:
-            if exc.status != 409:  # already there: a resume, or a retry
-                raise self._refused(f"create {manifest['kind']} {manifest['metadata']['name']}", exc) from exc
+        await self._call(what, create, self.namespace, manifest, fine=409)  # already there: a resume, or a retry
 
     async def read(self, kind: str, name: str) -> Any | None:
-        read = self._kind(kind)[1]
-        try:
-            return await asyncio.to_thread(read, name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise AgentUnavailable(
-                f"the Kubernetes API refused to read {kind} {name}: {exc.status} {exc.reason}"
-            ) from exc
+        return await self._call(f"read {kind} {name}", self._kind(kind)[1], name, self.namespace, fine=404)
 
     async def delete(self, kind: str, name: str) -> None:
-        delete = self._kind(kind)[2]
-        try:
-            await asyncio.to_thread(delete, name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise AgentUnavailable(
-                    f"the Kubernetes API refused to delete {kind} {name}: {exc.status} {exc.reason}"
-                ) from exc
+        await self._call(f"delete {kind} {name}", self._kind(kind)[2], name, self.namespace, fine=404)
 
     async def sandbox_pods(self) -> list[Any]:
         listed = await self._call(
@@ -154,7 +142,7 @@ class KubeObjects:
             return await asyncio.to_thread(self._watch_pod, name, deadline, done)
         except ApiException as exc:
             trouble = f"{exc.status} {exc.reason}"
-        except OSError as exc:
+        except UNREACHABLE as exc:
             trouble = f"the Kubernetes API does not answer: {exc}"
         except TimeoutError as exc:
             trouble = str(exc)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from cloche.agent.remote import RemoteAgent
@@ -42,9 +42,16 @@ class NodeUse:
 
 class KubernetesNodes:
     def __init__(
-        self, objects: KubeObjects, pods: SandboxPods, token: str | None, idle_seconds: float, ready_seconds: float
+        self,
+        objects: KubeObjects,
+        pods: SandboxPods,
+        token: str | None,
+        idle_seconds: float,
+        ready_seconds: float,
+        live: Callable[[str], bool],
     ) -> None:
         self.objects = objects
+        self._live = live  # does the node still hold a live sandbox (the shared store's word)
         self.pods = pods
         self._token = token
         self.idle_seconds = idle_seconds
@@ -52,11 +59,11 @@ class KubernetesNodes:
         self._nodes: dict[str, NodeUse] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KubernetesNodes:
+    def from_settings(cls, settings: Settings, live: Callable[[str], bool]) -> KubernetesNodes:
         token = settings.agent_token.get_secret_value() if settings.agent_token else None
         objects = KubeObjects(api_client(settings.kube_config), settings.kube_namespace)
         pods = SandboxPods.from_settings(settings)
-        return cls(objects, pods, token, settings.kube_idle_seconds, settings.kube_ready_seconds)
+        return cls(objects, pods, token, settings.kube_idle_seconds, settings.kube_ready_seconds, live)
 
     def agent(self, node: str) -> PodAgent | None:
         return PodAgent(node, self) if is_pod_node(node) else None
@@ -140,7 +147,8 @@ class KubernetesNodes:
             await self.objects.delete(kind, object_name(node))
 
     async def scale_down_idle(self) -> list[str]:
-        """Delete the pods no API server used for ``idle_seconds``; the nodes whose pods went."""
+        """Delete the pods no API server used for ``idle_seconds`` (and every object of a node whose sandbox its
+        agent reaped); the nodes whose pods went."""
         now = time.time()
         stopped: list[str] = []
         for pod in await self.objects.sandbox_pods():
@@ -161,11 +169,15 @@ class KubernetesNodes:
             async with use.lock:
                 if use.in_flight:  # a request came in meanwhile
                     continue
-                if use.agent is not None:
-                    await self._forget_agent(use, use.agent)
-                await self.objects.delete("Pod", pod.metadata.name)
+                if not await asyncio.to_thread(self._live, node):  # its agent reaped the sandbox (idle TTL)
+                    await self._remove(node)
+                    log.info("sandbox node removed: its sandbox is gone", extra={"node": node})
+                else:
+                    if use.agent is not None:
+                        await self._forget_agent(use, use.agent)
+                    await self.objects.delete("Pod", pod.metadata.name)
+                    log.info("idle sandbox pod deleted (scaled to zero)", extra={"node": node})
             stopped.append(node)
-            log.info("idle sandbox pod deleted (scaled to zero)", extra={"node": node})
         return stopped
 
     async def run(self) -> None:
