@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from cloche.agent.protocol import put
 from cloche.api.auth import tenant
@@ -34,6 +35,7 @@ from cloche.models import (
     SecretList,
 )
 from cloche.process_models import ProcessInfo
+from cloche.service.deps import Progress
 from cloche.service.exec_call import ExecCall
 from cloche.steps import mark
 from cloche.store.metadata import SecretRow
@@ -190,19 +192,29 @@ def sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+async def sse_outcome(emit: Emit, run: Callable[[Progress], Awaitable[BaseModel]]) -> None:
+    """The end of an exec's or a cell's stream: ``run(progress)`` with each install event sent as ``install``,
+    then ``done`` with its result, or ``error`` with a ``ClocheError``'s code and message."""
+
+    async def progress(event: Mapping[str, Any]) -> None:
+        await emit(sse("install", dict(event)))
+
+    try:
+        result = await run(progress)
+        await emit(sse("done", result.model_dump(mode="json")))
+    except ClocheError as exc:
+        await emit(sse("error", exc.to_dict()["error"]))
+
+
 def _stream(s: AppState, who: str, sandbox_id: str, body: ExecRequest) -> AsyncIterator[bytes]:
     async def produce(emit: Emit) -> None:
         async def sink(name: StreamName, text: str) -> None:
             await emit(sse(name, {"data": text}))
 
-        async def progress(event: Mapping[str, Any]) -> None:
-            await emit(sse("install", dict(event)))
+        def run(progress: Progress) -> Awaitable[ExecResult]:
+            return s.placement.holding(who, sandbox_id).execute(ExecCall(who, sandbox_id, body, sink, progress))
 
-        try:
-            result = await s.placement.holding(who, sandbox_id).execute(ExecCall(who, sandbox_id, body, sink, progress))
-            await emit(sse("done", result.model_dump(mode="json")))
-        except ClocheError as exc:
-            await emit(sse("error", exc.to_dict()["error"]))
+        await sse_outcome(emit, run)
 
     return stream_events(produce)
 

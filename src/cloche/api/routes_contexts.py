@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,10 +10,9 @@ from fastapi.responses import StreamingResponse
 
 from cloche.api.disconnect import unless_client_leaves
 from cloche.api.errors import documented
-from cloche.api.routes import NAMES_A_SANDBOX, SSE, State, Tenant, sse
+from cloche.api.routes import NAMES_A_SANDBOX, SSE, State, Tenant, sse, sse_outcome
 from cloche.api.state import AppState
 from cloche.api.streaming import Emit, stream_events
-from cloche.errors import ClocheError
 from cloche.models_code import CodeOutput, CodeRequest, CodeResult, Context, ContextList, CreateContext
 from cloche.service.contexts import CodeCall
 
@@ -72,13 +71,6 @@ def _stream(s: AppState, who: str, sandbox_id: str, body: CodeRequest) -> AsyncI
             )
             await emit(sse(kind, data))
 
-        async def progress(event: Mapping[str, Any]) -> None:
-            await emit(sse("install", dict(event)))
-
-        try:
-            result = await s.contexts.run(CodeCall(who, sandbox_id, body, sink, progress))
-            await emit(sse("done", result.model_dump(mode="json")))
-        except ClocheError as exc:
-            await emit(sse("error", exc.to_dict()["error"]))
+        await sse_outcome(emit, lambda progress: s.contexts.run(CodeCall(who, sandbox_id, body, sink, progress)))
 
     return stream_events(produce)
