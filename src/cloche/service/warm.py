@@ -239,12 +239,13 @@ class WarmInterpreters:
     async def _settle_ahead(zygote: _Zygote) -> None:
         """Before a run: a child on its way is waited for (it is this run's), one still waiting for its delay is
         called off (the run forks its own at once); a zygote that could not fork one raises ``ZygoteGone``."""
-        ahead, zygote.ahead = zygote.ahead, None
+        ahead = zygote.ahead
         if ahead is None:
             return
         if not ahead.done() and not zygote.forking:
             ahead.cancel()
         await asyncio.wait([ahead])
+        zygote.ahead = None  # only now: a run cancelled while waiting leaves it to stop() to wind up
         if not ahead.cancelled() and isinstance(ahead.exception(), ZygoteGone):
             raise ZygoteGone(str(ahead.exception()))
 
