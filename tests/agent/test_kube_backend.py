@@ -242,7 +242,7 @@ def test_a_pod_that_never_gets_ready_is_a_503_and_leaves_no_object(cluster: Clus
     error = answer.json()["error"]
     assert error["code"] == "agent_unavailable"
     assert "did not become ready within 4 s" in error["message"] and "ImagePullBackOff" in error["message"]
-    assert time.monotonic() - started < 30
+    assert 4 <= time.monotonic() - started < 30  # the pod had its whole ready time
     assert cluster.api.count("POST", "pods", "broken") == 1
     eventually(lambda: objects(cluster, "broken") == {kind: set() for kind in KINDS}, seconds=10)
     (node,) = {

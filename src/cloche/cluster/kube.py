@@ -8,6 +8,7 @@ Any other refusal of the API is ``AgentUnavailable`` naming the object and the A
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,7 +160,7 @@ class KubeObjects:
                 raise
             pod, version = None, None
         while not done(pod):
-            left = int(deadline - time.monotonic())
+            left = math.ceil(deadline - time.monotonic())  # whole seconds, never short of the deadline
             if left <= 0:
                 raise TimeoutError(pod_trouble(pod) if pod is not None else "not there")
             stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
