@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
@@ -24,6 +25,7 @@ TENANT_HEADER = "x-cloche-tenant"
 NDJSON = "application/x-ndjson"
 Emit = Callable[[bytes], Awaitable[None]]
 ERRORS_BY_CODE: dict[str, type[ClocheError]] = {cls.code: cls for cls in ALL_ERRORS}
+log = logging.getLogger("cloche.agent")
 
 
 def raise_error(body: Mapping[str, Any], status: int) -> NoReturn:
@@ -60,6 +62,12 @@ async def send_exec(execute: Callable[[ExecCall], Awaitable[ExecResult]], call: 
         await emit(_line({"event": "done", "result": result.model_dump(mode="json")}))
     except ClocheError as exc:
         await emit(_line({"event": "error", **exc.to_dict()}))
+    except Exception as exc:  # a bug on this node: the caller gets an error event, not a stream cut short
+        # Without this line the API server saw the stream end and reported the agent as not answering, which
+        # sent operators looking at the network instead of this node's log.
+        log.exception("an exec in sandbox %s failed on this node", call.sandbox_id)
+        failure = ClocheError(f"the node agent failed while running the exec ({type(exc).__name__}); see its log")
+        await emit(_line({"event": "error", **failure.to_dict()}))
 
 
 async def receive_exec(line: str, call: ExecCall, status: int) -> ExecResult | None:
