@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloche.jail.egress_upstream_host import UpstreamProxy
 from cloche.jail.profile import Isolation
 
 DEFAULT_REGISTRIES: tuple[str, ...] = (
@@ -161,6 +162,12 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated CIDRs the egress proxy may connect to although they are not global "
         "(e.g. a TLS-intercepting gateway that registry names resolve to).",
+    )
+    egress_upstream_proxy: str = Field(
+        "",
+        description="An http://host:port forward proxy every allowed egress tunnel leaves through (CONNECT), for "
+        "hosts that reach registries only through one (a Kubernetes sandbox pod: the cloche-egress service). The "
+        "allowlist is still cloche's; the upstream resolves the names. Empty: connect directly.",
     )
     egress_trust_registry_addresses: bool = Field(
         True,
@@ -333,6 +340,13 @@ class Settings(BaseSettings):
     code_results_limit_bytes: int = Field(
         16 * 1_048_576, gt=0, description="Cap on the displayed results (images, HTML, ...) one cell returns."
     )
+
+    @field_validator("egress_upstream_proxy")
+    @classmethod
+    def _upstream_proxy_is_a_url(cls, value: str) -> str:
+        if value:
+            UpstreamProxy.parse(value)  # its ValueError names what is wrong with the URL
+        return value
 
     @field_validator("data_dir")
     @classmethod

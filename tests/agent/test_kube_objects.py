@@ -55,6 +55,8 @@ def test_the_pod_runs_the_agent_on_the_claim_with_its_node_name() -> None:
     assert env["CLOCHE_NODE_NAME"]["value"] == node and env["CLOCHE_PORT"]["value"] == "9000"
     assert env["CLOCHE_AGENT_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "cloche-secrets", "key": "agent-token"}
     assert set(env) <= {f"CLOCHE_{name.upper()}" for name in Settings.model_fields}
+    # The policy lets the pod reach only the egress proxy, so the agent's own proxy must leave through it.
+    assert env["CLOCHE_EGRESS_UPSTREAM_PROXY"]["value"] == "http://cloche-egress:3128"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["workspace"]["persistentVolumeClaim"] == {"claimName": object_name(node)}
     assert volumes["environments"]["persistentVolumeClaim"] == {"claimName": "cloche-environments", "readOnly": True}

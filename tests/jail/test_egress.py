@@ -7,6 +7,7 @@ which is what pip/npm inside the jail look like from the proxy's side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -23,10 +24,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, proxy_env
+from cloche.jail.egress_layer import LAUNCHER_PY_SOURCE, EgressHost, open_session, proxy_env
 from cloche.jail.egress_policy import EgressPolicy, address_refusal
 from cloche.jail.egress_proxy_host import EgressDecision, EgressProxy, ProxyLimits
+from cloche.jail.egress_upstream_host import UpstreamProxy
+from cloche.jail.profile import JailProfile
+from cloche.settings import Settings
 from conftest import REGISTRY_BODY
 from tests_support import TLSRegistry
 
@@ -475,3 +480,111 @@ def test_real_pypi_through_proxy(
     assert "six" in reply.text
     decision = last_decision(loop, proxy)
     assert decision.allowed and decision.host == "pypi.org" and decision.port == 443
+
+
+# -- an upstream forward proxy (a Kubernetes sandbox pod's only way out) -----------------------------
+
+
+@pytest.fixture
+def upstream(loop: LoopThread, echo_port: int) -> Iterator[tuple[UpstreamProxy, list[str]]]:
+    """A real CONNECT proxy on loopback that tunnels only ``echo.test`` (to the echo server) and answers 403 to
+    anything else; it records each authority asked for."""
+    asked: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        authority = head.split(b" ", 2)[1].decode()
+        asked.append(authority)
+        if not authority.startswith("echo.test:"):
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", echo_port)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        while data := await reader.read(4096):
+            up_writer.write(data)
+            writer.write(await up_reader.read(4096))
+        writer.close()
+        up_writer.close()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+    server = loop.run(start())
+    yield UpstreamProxy("127.0.0.1", server.sockets[0].getsockname()[1]), asked
+    loop.call(server.close)
+
+
+def test_an_allowed_tunnel_leaves_through_the_upstream_proxy(
+    loop: LoopThread, make_proxy: ProxyFactory, upstream: tuple[UpstreamProxy, list[str]], echo_port: int
+) -> None:
+    via, asked = upstream
+    # No DNS at all: the name is the upstream's to resolve, and loopback is no reason to refuse it.
+    proxy, path = make_proxy([f"echo.test:{echo_port}"], resolver=fake_dns({}), upstream=via)
+    status, sock = request(path, f"CONNECT echo.test:{echo_port} HTTP/1.1\r\n\r\n".encode())
+    with sock:
+        assert status == 200
+        sock.sendall(b"through")
+        assert sock.recv(16) == b"through"
+    assert asked == [f"echo.test:{echo_port}"]
+    assert last_decision(loop, proxy).address == f"via {via}"
+
+
+def test_a_refused_name_never_reaches_the_upstream_proxy(
+    loop: LoopThread, make_proxy: ProxyFactory, upstream: tuple[UpstreamProxy, list[str]]
+) -> None:
+    via, asked = upstream
+    _, path = make_proxy(["pypi.org"], upstream=via)
+    assert connect_status(path, "evil.test:443") == 403
+    assert connect_status(path, "10.0.0.1:443") == 403
+    assert asked == []
+
+
+def test_an_upstream_refusal_or_absence_is_a_502(
+    loop: LoopThread, make_proxy: ProxyFactory, upstream: tuple[UpstreamProxy, list[str]]
+) -> None:
+    via, asked = upstream
+    proxy, path = make_proxy(["blocked.test"], upstream=via)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"CONNECT blocked.test:443 HTTP/1.1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 502 ") and b"refused blocked.test:443: HTTP/1.1 403" in answer
+    assert asked == ["blocked.test:443"] and last_decision(loop, proxy).reason == "upstream_refused"
+    _, gone = make_proxy(["blocked.test"], upstream=UpstreamProxy("127.0.0.1", free_port()))
+    assert connect_status(gone, "blocked.test:443") == 502
+
+
+@pytest.mark.parametrize(
+    "url", ["https://proxy:3128", "http://user:pw@proxy:3128", "http://proxy:3128/path", "http://:3128", "proxy"]
+)
+def test_an_upstream_proxy_url_must_be_plain_http_host_port(url: str) -> None:
+    with pytest.raises(ValueError):
+        UpstreamProxy.parse(url)
+    with pytest.raises(ValidationError, match="upstream egress proxy"):
+        Settings(egress_upstream_proxy=url)
+    assert UpstreamProxy.parse("http://cloche-egress:3128") == UpstreamProxy("cloche-egress", 3128)
+
+
+def test_a_runs_egress_session_uses_the_hosts_upstream_proxy(
+    loop: LoopThread, upstream: tuple[UpstreamProxy, list[str]], echo_port: int, tmp_path: Path
+) -> None:
+    """The layer that opens a run's proxy passes the host's upstream on (the server sets it from its settings)."""
+    via, asked = upstream
+    policy = EgressPolicy((f"echo.test:{echo_port}",))
+    profile = JailProfile(name="exec", host_uid=os.getuid(), egress=policy)
+
+    async def through_session() -> None:
+        async with contextlib.AsyncExitStack() as release:
+            plumbing = await open_session(profile, EgressHost(tmp_path, upstream=via), release)
+            assert plumbing is not None
+            reader, writer = await asyncio.open_unix_connection(plumbing.session.directory / "egress.sock")
+            writer.write(f"CONNECT echo.test:{echo_port} HTTP/1.1\r\n\r\n".encode())
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+            writer.close()
+
+    loop.run(through_session())
+    assert asked == [f"echo.test:{echo_port}"]

@@ -25,6 +25,7 @@ from cloche.jail.bwrap_jail import BwrapJail
 from cloche.jail.cgroups import Cgroups
 from cloche.jail.egress_layer import EgressHost, build_launcher
 from cloche.jail.egress_policy import EgressPolicy, registry_addresses
+from cloche.jail.egress_upstream_host import UpstreamProxy
 from cloche.jail.gvisor_jail import GvisorJail, GvisorOptions, build_compat
 from cloche.jail.install import InstallJailFactory, InstallSettings
 from cloche.jail.mounts import write_synthetic_etc
@@ -106,7 +107,8 @@ class AppState:
         cgroups = Cgroups.detect(cgroup_parent(paths.root))
         egress_launcher = build_launcher(paths.jail / "bin")
         staged = stage_tools(paths.jail)
-        egress = EgressHost(paths.run, trusted_networks(settings), egress_launcher)
+        upstream = UpstreamProxy.parse(settings.egress_upstream_proxy) if settings.egress_upstream_proxy else None
+        egress = EgressHost(paths.run, trusted_networks(settings), egress_launcher, upstream)
         children = Children()
         spawner = build_spawner(paths.jail / "bin")
         host = TierHost(children, etc, settings.jail_uid, egress)

@@ -96,6 +96,8 @@ class SandboxPods:
             {"name": "CLOCHE_HOST", "value": "0.0.0.0"},
             {"name": "CLOCHE_PORT", "value": str(self.agent_port)},
             {"name": "CLOCHE_DATA_DIR", "value": DATA_DIR},
+            # Its policy lets the pod reach only the egress proxy: installs leave through it.
+            {"name": "CLOCHE_EGRESS_UPSTREAM_PROXY", "value": f"http://{EGRESS_APP}:{self.egress_port}"},
             secret("CLOCHE_DATABASE_URL", "database-url"),
             secret("CLOCHE_AGENT_TOKEN", "agent-token"),
             secret("CLOCHE_SECRETS_KEY", "secrets-key"),

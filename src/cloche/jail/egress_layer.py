@@ -26,6 +26,7 @@ from pathlib import Path
 from cloche.jail.bwrap import BwrapCommand
 from cloche.jail.c_programs import compile_once
 from cloche.jail.egress_proxy_host import EgressProxy
+from cloche.jail.egress_upstream_host import UpstreamProxy
 from cloche.jail.profile import JailProfile, Mount
 from cloche.store import safefs
 
@@ -46,6 +47,7 @@ class EgressHost:
     run_dir: Path
     trusted_networks: Sequence[str] = ()
     launcher: Path | None = None  # the compiled C launcher; None: the Python one
+    upstream: UpstreamProxy | None = None  # the operator's forward proxy every allowed tunnel leaves through
 
 
 @dataclass
@@ -84,7 +86,7 @@ async def open_session(
     directory = host.run_dir / f"egress-{secrets.token_hex(8)}"
     directory.mkdir(mode=0o711)
     release.callback(safefs.remove_tree, directory)
-    proxy = EgressProxy(trusted_networks=host.trusted_networks)
+    proxy = EgressProxy(trusted_networks=host.trusted_networks, upstream=host.upstream)
     await proxy.start(directory / SOCKET_NAME, policy, uid=profile.host_uid, mode=socket_mode)
     session = EgressSession(proxy, directory)
     release.push_async_callback(proxy.stop)

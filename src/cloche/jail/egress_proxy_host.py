@@ -23,11 +23,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from cloche.jail.egress_policy import EgressPolicy, address_refusal, is_ip_literal, normalize_host
+from cloche.jail.egress_policy import EgressPolicy, address_refusal, normalize_host
+from cloche.jail.egress_request_host import Refused, authority, request_line, respond, url_host_port
+from cloche.jail.egress_upstream_host import UpstreamProxy, UpstreamRefused, connect_through
 
 log = logging.getLogger("cloche.egress")
 
@@ -50,15 +50,6 @@ class EgressDecision:
     allowed: bool
     reason: str
     address: str | None = None
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str, message: str, address: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.address = address
 
 
 def _fields(**values: object) -> dict[str, object]:
@@ -102,6 +93,7 @@ class EgressProxy:
     ``trusted_networks`` is an operator knob, not a test seam: addresses inside these CIDRs pass
     the public-address check for every allowlisted name. It exists for sites whose DNS answers
     with a non-public egress gateway (e.g. a TLS-inspecting one on 203.0.113.0/24 or 10.x).
+    ``upstream`` is one too: allowed tunnels leave through that forward proxy, which resolves the name.
     """
 
     def __init__(
@@ -110,11 +102,13 @@ class EgressProxy:
         limits: ProxyLimits | None = None,
         resolver: Resolver | None = None,
         trusted_networks: Sequence[str | IPNetwork] = (),
+        upstream: UpstreamProxy | None = None,
         allow_private_for_tests: frozenset[str] = frozenset(),
     ) -> None:
         self._limits = limits or ProxyLimits()
         self._resolver: Resolver = resolver or _default_resolver
         self._trusted = tuple(ipaddress.ip_network(net) for net in trusted_networks)
+        self._upstream = upstream
         self._private_ok = frozenset(h for h in map(normalize_host, allow_private_for_tests) if h)
         self._decisions: deque[EgressDecision] = deque(maxlen=self._limits.max_decisions)
         self._policy = EgressPolicy.none()
@@ -200,7 +194,7 @@ class EgressProxy:
         try:
             if len(self._tasks) >= self._limits.max_connections:
                 self._decide("", 0, False, "too_many_connections")
-                await _respond(writer, 503, "too many concurrent egress connections")
+                await respond(writer, 503, "too many concurrent egress connections")
                 return
             self._tasks.add(task)
             await self._serve(reader, writer)
@@ -216,18 +210,21 @@ class EgressProxy:
         host, port = "", 0
         try:
             head, rest = await self._read_head(reader)
-            method, target = _request_line(head)
+            method, target = request_line(head)
             if method != "CONNECT":
-                host, port = _url_host_port(target)
-                raise _Refused(405, "method_not_allowed", "only CONNECT (HTTPS) is allowed, not plain HTTP")
-            host, port = _authority(target)
+                host, port = url_host_port(target)
+                raise Refused(405, "method_not_allowed", "only CONNECT (HTTPS) is allowed, not plain HTTP")
+            host, port = authority(target)
             if not self._policy.allows(host, port):
-                raise _Refused(403, "not_allowlisted", f"{host}:{port} is not in this sandbox's allowlist")
-            addresses = await self._vetted_addresses(host, port)
-            up_reader, up_writer, address = await self._connect(addresses, port)
-        except _Refused as refusal:
+                raise Refused(403, "not_allowlisted", f"{host}:{port} is not in this sandbox's allowlist")
+            if self._upstream is not None:
+                up_reader, up_writer, address = await self._through_upstream(self._upstream, host, port)
+            else:
+                addresses = await self._vetted_addresses(host, port)
+                up_reader, up_writer, address = await self._connect(addresses, port)
+        except Refused as refusal:
             self._decide(host, port, False, refusal.reason, refusal.address)
-            await _respond(writer, refusal.status, refusal.message)
+            await respond(writer, refusal.status, refusal.message)
             return
         self._decide(host, port, True, "allowed", address)
         started = time.monotonic()
@@ -262,12 +259,12 @@ class EgressProxy:
                         break
                     chunk = await reader.read(4096)
                     if not chunk:
-                        raise _Refused(400, "incomplete_request", "connection closed mid-request")
+                        raise Refused(400, "incomplete_request", "connection closed mid-request")
                     buf += chunk
         except TimeoutError:
-            raise _Refused(408, "head_timeout", "request head not received in time") from None
+            raise Refused(408, "head_timeout", "request head not received in time") from None
         if end < 0 or end + 4 > self._limits.max_head_bytes:
-            raise _Refused(431, "head_too_large", f"request head over {self._limits.max_head_bytes} bytes")
+            raise Refused(431, "head_too_large", f"request head over {self._limits.max_head_bytes} bytes")
         return bytes(buf[:end]), bytes(buf[end + 4 :])
 
     async def _vetted_addresses(self, host: str, port: int) -> list[str]:
@@ -275,9 +272,9 @@ class EgressProxy:
             async with asyncio.timeout(self._limits.connect_timeout):
                 addresses = list(await self._resolver(host, port))
         except (OSError, TimeoutError) as exc:
-            raise _Refused(502, "dns_failed", f"cannot resolve {host}: {exc}") from None
+            raise Refused(502, "dns_failed", f"cannot resolve {host}: {exc}") from None
         if not addresses:
-            raise _Refused(502, "dns_failed", f"{host} has no addresses")
+            raise Refused(502, "dns_failed", f"{host} has no addresses")
         if host in self._private_ok:
             return addresses
         for address in addresses:
@@ -285,7 +282,7 @@ class EgressProxy:
             if why is not None:
                 # One bad address refuses the name: a public+private answer is a rebinding attempt.
                 message = f"{host} resolves to a non-public address ({why})"
-                raise _Refused(403, f"non_global_address:{why}", message, address)
+                raise Refused(403, f"non_global_address:{why}", message, address)
         return addresses
 
     def _trusted_address(self, address: str) -> bool:
@@ -307,8 +304,20 @@ class EgressProxy:
                     except OSError as exc:
                         error = f"{address}: {exc.strerror or exc}"
         except TimeoutError:
-            raise _Refused(504, "connect_timeout", "upstream connect timed out", addresses[0]) from None
-        raise _Refused(502, "connect_failed", f"upstream connect failed ({error})", addresses[-1])
+            raise Refused(504, "connect_timeout", "upstream connect timed out", addresses[0]) from None
+        raise Refused(502, "connect_failed", f"upstream connect failed ({error})", addresses[-1])
+
+    async def _through_upstream(
+        self, upstream: UpstreamProxy, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str]:
+        try:
+            async with asyncio.timeout(self._limits.connect_timeout):
+                reader, writer = await connect_through(upstream, host, port)
+        except TimeoutError:
+            raise Refused(504, "connect_timeout", f"upstream proxy {upstream} did not answer in time") from None
+        except UpstreamRefused as exc:
+            raise Refused(502, "upstream_refused", str(exc), str(upstream)) from None
+        return reader, writer, f"via {upstream}"
 
     async def _splice(
         self,
@@ -352,46 +361,3 @@ class EgressProxy:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         return moved[0], moved[1], outcome
-
-
-def _request_line(head: bytes) -> tuple[str, str]:
-    line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _Refused(400, "bad_request", "malformed request line")
-    return parts[0], parts[1]
-
-
-def _url_host_port(target: str) -> tuple[str, int]:
-    """Best-effort host of a refused plain-HTTP request, only for the decision record."""
-    try:
-        url = urlsplit(target)
-        return normalize_host(url.hostname or "") or "", url.port or 80  # normalized: it gets logged
-    except ValueError:
-        return "", 0
-
-
-def _authority(target: str) -> tuple[str, int]:
-    host, sep, port_text = target.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise _Refused(400, "bad_request", "CONNECT target must be host:port")
-    port = int(port_text)
-    if host.startswith("[") or is_ip_literal(host):
-        raise _Refused(403, "ip_literal", "CONNECT to an IP address is not allowed; use a hostname")
-    name = normalize_host(host)
-    if name is None:
-        raise _Refused(400, "invalid_host", "CONNECT host must be an ASCII DNS name")
-    return name, port
-
-
-async def _respond(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    body = f"cloche egress: {message}\n".encode()
-    head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-        + ("Allow: CONNECT\r\n" if status == 405 else "")
-        + "Connection: close\r\n\r\n"
-    )
-    with contextlib.suppress(OSError):
-        writer.write(head.encode() + body)
-        await asyncio.wait_for(writer.drain(), 1.0)
