@@ -24,3 +24,17 @@ def test_a_backed_off_release_gets_the_dependency_series_it_was_written_for(clie
         assert backoffs["numpy<2"].outcome == "fixed" and "bool8" in backoffs["bokeh<3"].detail
         versions = {p.name.lower(): p.version for p in install.installed}
         assert versions["bokeh"].startswith("2.") and versions["numpy"].startswith("1.")
+
+
+@pytest.mark.timeout(1200)
+def test_a_backoff_reaches_the_series_it_asks_for_even_when_it_has_only_source_archives(client: Client) -> None:
+    """moviepy 2 removed ``moviepy.editor``; moviepy<2 is 1.0.3, published only as a source archive: a wheels-only
+    lock would settle on 0.2.3.1 from 2017."""
+    with client.create() as box:
+        box.write("main.py", "import moviepy.editor\nprint(moviepy.editor.__name__)\n")
+        result = box.exec(filename="main.py", timeout_seconds=600)
+        assert result.status == "succeeded", result.output
+        install = result.install
+        assert install is not None and install.verified is True
+        versions = {p.name.lower(): p.version for p in install.installed}
+        assert versions["moviepy"].startswith("1."), versions

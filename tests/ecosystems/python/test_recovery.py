@@ -8,7 +8,14 @@ from pathlib import Path
 from cloche.ecosystems.base import Lock
 from cloche.ecosystems.python.detect import detect
 from cloche.ecosystems.python.needs import ImportNeed
-from cloche.ecosystems.python.recovery import Answer, _earlier_bound, _series_bound, _State, runtime_needs
+from cloche.ecosystems.python.recovery import (
+    Answer,
+    _earlier_bound,
+    _series_bound,
+    _State,
+    runtime_needs,
+    skipped_series,
+)
 from cloche.ecosystems.python.resolve import Resolver
 
 RESOLVER = Resolver()
@@ -105,3 +112,12 @@ def test_a_dependency_without_its_own_submodule_is_backed_off_not_added_again() 
     # A namespace package's missing part that nothing installed provides is still a runtime need.
     lacking = Answer("app", "missing_module", "google.protobuf", error="No module named 'google.protobuf'")
     assert state._runtime_need(ImportNeed("app", (), "app", True), lacking, lock) is not None
+
+
+def test_a_backoff_locked_below_its_series_is_noticed() -> None:
+    """moviepy<2 asks for 1.x; a wheels-only lock gives 0.2.3.1 because 1.0.3 has only a source archive."""
+    assert skipped_series("moviepy==0.2.3.1\n", ["fer", "moviepy<2"])
+    assert not skipped_series("moviepy==1.0.3\n", ["moviepy<2"])
+    assert not skipped_series("scikit-learn==0.23.2\n", ["scikit-learn<0.24"])
+    assert skipped_series("scikit-learn==0.20.4\n", ["scikit-learn<0.24"])
+    assert not skipped_series("moviepy==0.2.3.1\n", ["moviepy<1", "fer>=1,<2"])

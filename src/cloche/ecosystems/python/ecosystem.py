@@ -238,6 +238,11 @@ class PythonEcosystem(Ecosystem):
     ) -> tuple[Lock, bool]:
         """``lock_for``, and whether source archives had to be allowed."""
         text, with_sources = await self._compile(requested, constraints, jail)
+        if not with_sources and recovery.skipped_series(text, requested):
+            try:  # the series a back-off asks for has only source archives: allow them
+                text, with_sources = await self._compile(requested, constraints, jail, sources=True)
+            except InstallFailed as exc:
+                log.info("back-off not lockable from source archives: %s", exc.message)
         entries = [e for e in prebuilt.pinned(text, self.resolver.data.prebuilt) if await self._usable(e)]
         if entries:
             substituted, overrides = prebuilt.requirements(requested, entries)

@@ -137,6 +137,28 @@ def _earlier_bound(bound: str) -> str | None:
     return None
 
 
+def skipped_series(lock_text: str, requirements: Sequence[str]) -> bool:
+    """Whether a back-off (``pkg<bound``) was locked below the series it asks for: a wheels-only lock settles on
+    an ancient release when the series' newest has only a source archive (moviepy<2 -> 0.2.3.1, not 1.0.3)."""
+    pins = {canonicalize_name(name): version for name, version, _ in parse_lock(lock_text)}
+    for requirement in requirements:
+        try:
+            parsed = Requirement(requirement)
+        except InvalidRequirement:
+            continue
+        specs = list(parsed.specifier)
+        pinned = pins.get(canonicalize_name(parsed.name))
+        if len(specs) != 1 or specs[0].operator != "<" or pinned is None:
+            continue
+        floor = _earlier_bound(specs[0].version)
+        try:
+            if floor is not None and Version(pinned) < Version(floor):
+                return True
+        except InvalidVersion:
+            continue
+    return False
+
+
 def _series_bound(version: str) -> str | None:
     """The start of ``version``'s release series: newer releases of a series rarely remove names."""
     try:
