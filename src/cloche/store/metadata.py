@@ -1,8 +1,9 @@
 """The metadata store interface: sandboxes, runs, environment bindings and the needs behind them.
 
 The service talks only to ``MetadataStore``; ``store/sqlite.py`` is the embedded implementation and
-``store/postgres.py`` the shared one (several API servers and node agents on one database). A method added here
-is added to both; ``tests/store/test_metadata_contract.py`` runs the same checks against each.
+``store/postgres.py`` the shared one (several API servers and node agents on one database). Both are
+``store/sql_store.py``'s ``SqlMetadataStore``, so a method added here is written there once (or, when the
+databases must differ, in each); ``tests/store/test_metadata_contract.py`` runs the same checks against each.
 
 Placement: every sandbox row names the node (``Settings.node_name``) whose agent holds its workspace and runs
 it. What a node does for itself after a start (fail its unfinished runs, mount its workspaces, reap its expired
