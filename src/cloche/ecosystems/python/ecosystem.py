@@ -37,12 +37,11 @@ from cloche.ecosystems.base import (
 from cloche.ecosystems.common import ENV_ROOT, JailScripts, installer_error, run_installer
 from cloche.ecosystems.python import platform_only, prebuilt, recovery
 from cloche.ecosystems.python.accumulate import PythonNeeds
-from cloche.ecosystems.python.check_imports import MARK as CHECK_MARK
+from cloche.ecosystems.python.built_venv import BuiltVenv, check_imports
 from cloche.ecosystems.python.detect import PythonDetection
 from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import Prebuilt
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
-from cloche.ecosystems.python.needs import ImportNeed
 from cloche.ecosystems.python.resolve import Resolver
 from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
@@ -56,8 +55,6 @@ WHEELS = "/opt/cloche/wheels"  # a local wheel folder (CLOCHE_PYTHON_WHEEL_DIR) 
 COMMAND_TOOLS = "/opt/cloche/python-tools"  # on every run's PATH: python (the system's python3), pip, pip3, uv
 HERE = Path(__file__).resolve().parent
 INSTALL_TIMEOUT = 900.0
-CHECK_TIMEOUT = 600.0
-CHECK_SCRIPT = Path(__file__).with_name("check_imports.py")  # runs in the jail: see its docstring
 # uv in every install jail: its cache is the jail's, the interpreter is the system's (never downloaded), and
 # TLS trusts the host's store (bound at /etc/ssl), not uv's bundled roots: operators add their CAs there.
 UV_ENV = {"UV_CACHE_DIR": INSTALL_CACHE, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "UV_NATIVE_TLS": "1"}
@@ -325,7 +322,7 @@ class PythonEcosystem(Ecosystem):
         pinned = {canonicalize_name(c.name) for c in lock.components}
         if all(_requirement_name(r) in pinned for r in detection.optional):
             requirements += detection.optional  # the lock holds the optional imports' projects too
-        environment = _BuiltVenv(self, jail, found.constraints, detection.source)
+        environment = BuiltVenv(self, jail, found.constraints, detection.source)
         needs = platform_only.installable(found.imports, lock.text)
         verified = await recovery.verify(needs, requirements, lock, environment, self.resolver)
         substituted = prebuilt.steps(verified.lock.text, verified.failures)
@@ -345,7 +342,7 @@ class PythonEcosystem(Ecosystem):
         found = detection.details
         if not isinstance(found, PythonDetection) or not found.imports:
             return True
-        answers = await _check_imports(jail, ENV_MOUNT, found.imports)
+        answers = await check_imports(jail, ENV_MOUNT, found.imports)
         return all(answer.ok for module, answer in answers.items() if module in {n.module for n in found.imports})
 
     def site_packages(self, environment: Path) -> Path | None:
@@ -375,44 +372,6 @@ class PythonEcosystem(Ecosystem):
             mounts.append(Mount("ro-bind", PYCACHE_MOUNT, pycache))
             env["PYTHONPYCACHEPREFIX"] = PYCACHE_MOUNT
         return ExecEnv(mounts=tuple(mounts), env=env)
-
-
-class _BuiltVenv:
-    """The venv being built, as recovery drives it: checked, re-locked and re-synced in one install jail."""
-
-    def __init__(self, ecosystem: PythonEcosystem, jail: InstallJail, constraints: Sequence[str], source: str) -> None:
-        self.ecosystem, self.jail, self.constraints, self.source = ecosystem, jail, constraints, source
-
-    async def check(self, needs: Sequence[ImportNeed]) -> dict[str, recovery.Answer]:
-        return await _check_imports(self.jail, self.jail.build_mount, needs)
-
-    async def relock(self, requirements: Sequence[str]) -> Lock:
-        return await self.ecosystem.lock_for(requirements, self.constraints, self.jail, self.source)
-
-    async def sync(self, lock: Lock) -> None:
-        await self.ecosystem.sync(lock, self.jail)
-
-
-async def _check_imports(jail: InstallJail, venv: str, needs: Sequence[ImportNeed]) -> dict[str, recovery.Answer]:
-    """Import each need with the venv at ``venv`` in ``jail`` (see check_imports.py)."""
-    # Package code runs here: a private cache, and the venv read-only so nothing it does is sealed.
-    files = {"check_imports.py": CHECK_SCRIPT.read_text(), "imports.json": json.dumps([n.to_dict() for n in needs])}
-    argv = [f"{venv}/bin/python", "-I", "-B", f"{INSTALL_INPUTS}/check_imports.py"]
-    result = await jail.run(
-        [*argv, f"{INSTALL_INPUTS}/imports.json"],
-        files=files,
-        shared_cache=False,
-        build_readonly=True,
-        timeout_seconds=min(CHECK_TIMEOUT, 60.0 + 30.0 * len(needs)),
-    )
-    answers: dict[str, recovery.Answer] = {}
-    for line in result.stdout.splitlines():
-        if line.startswith(CHECK_MARK):
-            data = json.loads(line[len(CHECK_MARK) :])
-            answers[data["module"]] = recovery.Answer(
-                data["module"], data["kind"], data.get("missing"), tuple(data.get("names") or ()), data["error"]
-            )
-    return answers
 
 
 def _requirement_name(requirement: str) -> str:
