@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cloche.ecosystems.common import reachable, source_files, traversable
+from cloche.ecosystems.common import installer_error, reachable, source_files, traversable
 from cloche.ecosystems.registry import EcosystemRegistry
+from cloche.jail.runner import Outcome, RunResult
 
 
 def test_source_files_skip_caches_and_dot_folders(tmp_path: Path) -> None:
@@ -82,3 +83,34 @@ def test_no_environment_is_mounted_where_a_workspace_path_could_be(tmp_path: Pat
     for dest in (SANDBOX_DIR, f"{SANDBOX_DIR}/deps"):
         with pytest.raises(ValueError, match="would hide workspace files"):
             JailProfile(name="exec", host_uid=1, mounts=(Mount("ro-bind", dest, tmp_path),))
+
+
+def _ended(status: Outcome, exit_code: int | None, stderr: str = "") -> RunResult:
+    return RunResult(status, exit_code, "", stderr, stderr, False, 90_000)
+
+
+@pytest.mark.parametrize(
+    ("result", "says"),
+    [
+        # exit codes as the jail reports a signal (tests/jail/test_rlimits.py: 128 + the signal)
+        (_ended("failed", 128 + 25), "killed by SIGXFSZ: a file larger than the install jails' file-size limit"),
+        (_ended("failed", 128 + 9), "killed by SIGKILL: usually the install jail's memory limit"),
+        (_ended("oom_killed", None), "ran out of memory (CLOCHE_INSTALL_MEMORY_MB)"),
+        (_ended("timed_out", None), "ran out of time after 90 s"),
+    ],
+)
+def test_an_installer_that_leaves_no_message_is_reported_by_how_it_ended(result: RunResult, says: str) -> None:
+    assert says in installer_error(result)
+
+
+def test_an_installer_error_keeps_its_last_lines_and_adds_nothing_to_a_plain_exit() -> None:
+    stderr = "\n".join(f"line {n}" for n in range(40)) + "\n\n  error: no matching distribution\n"
+    message = installer_error(_ended("failed", 1, stderr))
+    assert message.splitlines()[-1] == "  error: no matching distribution" and "line 9\n" not in message
+    assert "killed" not in message
+    assert installer_error(_ended("failed", 1)) == "the installer failed without a message"
+    assert installer_error(_ended("failed", 153, "Downloading tensorflow\n")).splitlines() == [
+        "Downloading tensorflow",
+        "the installer was killed by SIGXFSZ: a file larger than the install jails' file-size limit "
+        "(CLOCHE_INSTALL_MAX_FILE_MB)",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +106,9 @@ def test_pairs_cover_every_field() -> None:
         resource.RLIMIT_NPROC: 7,
         resource.RLIMIT_CORE: 0,
     }
+
+
+def test_a_command_killed_by_a_signal_in_the_jail_exits_128_plus_the_signal(ws: Path) -> None:
+    """What installer_error reads a signal from (an installer killed for a too-large file: SIGXFSZ)."""
+    done = run_jailed(["/bin/sh", "-c", "kill -XFSZ $$"], ws)
+    assert done.returncode == 128 + signal.SIGXFSZ

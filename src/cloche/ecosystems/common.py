@@ -9,6 +9,7 @@ import os
 import posixpath
 import secrets
 import shutil
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,17 +107,47 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def installer_error(text: str, limit: int = 30) -> str:
-    """The installer's last lines (they name the package that failed), without blank noise."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-limit:]) or "the installer failed without a message"
+def installer_error(result: RunResult, limit: int = 30) -> str:
+    """The installer's last lines (they name the package that failed), without blank noise, then how it ended when
+    that was not a plain error exit: a limit or a signal leaves no message of the installer's own."""
+    lines = [line for line in (result.stderr or result.output).strip().splitlines() if line.strip()]
+    ending = _installer_ending(result)
+    return "\n".join([*lines[-limit:], *([ending] if ending else [])]) or "the installer failed without a message"
+
+
+# Signals an installer dies of, and what usually sent them.
+_SIGNAL_CAUSES = {
+    signal.SIGXFSZ: "a file larger than the install jails' file-size limit (CLOCHE_INSTALL_MAX_FILE_MB)",
+    signal.SIGKILL: "usually the install jail's memory limit (CLOCHE_INSTALL_MEMORY_MB)",
+    signal.SIGSEGV: "a crash in native code",
+}
+
+
+def _installer_ending(result: RunResult) -> str | None:
+    if result.status == "timed_out":
+        return f"the installer ran out of time after {result.duration_ms / 1000:.0f} s"
+    if result.status == "oom_killed":
+        return "the installer ran out of memory (CLOCHE_INSTALL_MEMORY_MB)"
+    if result.status == "output_limit":
+        return "the installer's output reached its cap and it was stopped"
+    if result.status == "killed":
+        return "the installer was killed"
+    code = result.exit_code
+    if code is None or code <= 128:
+        return None
+    try:
+        died_of = signal.Signals(code - 128)
+    except ValueError:
+        return None
+    cause = _SIGNAL_CAUSES.get(died_of)
+    return f"the installer was killed by {died_of.name}" + (f": {cause}" if cause else "")
 
 
 async def run_installer(jail: InstallJail, argv: Sequence[str], **options: Unpack[InstallRunOptions]) -> RunResult:
     """One installer step in ``jail``; a failure raises ``InstallFailed`` with the installer's last lines."""
     result = await jail.run(argv, **options)
     if result.status != "succeeded":
-        raise InstallFailed(installer_error(result.stderr or result.output))
+        raise InstallFailed(installer_error(result))
     return result
 
 

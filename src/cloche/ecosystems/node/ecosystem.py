@@ -171,7 +171,7 @@ class NodeEcosystem(Ecosystem):
         result = await jail.run(argv, env=env, files=files, shared_cache=not scripts, timeout_seconds=INSTALL_TIMEOUT)
         if result.status != "succeeded":
             output = result.stderr or result.output
-            raise InstallFailed(outside_world(output, result.egress_denied, popular) or installer_error(output))
+            raise InstallFailed(outside_world(output, result.egress_denied, popular) or installer_error(result))
         return list(lock.components)
 
     def inventory(self, environment: Path, lock: Lock, provenance: str) -> list[Component]:

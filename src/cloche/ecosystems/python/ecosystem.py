@@ -395,5 +395,5 @@ async def _wheels_then_sources(
         result = await jail.run([*argv, *extra], files=files, shared_cache=shared, timeout_seconds=timeout)
         if result.status == "succeeded":
             return result.stdout, not shared
-        error = installer_error(result.stderr or result.output)
+        error = installer_error(result)
     raise InstallFailed(error)
