@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_DIRS := $(wildcard src tests bench scripts)
 
-.PHONY: run test lint typecheck unit bench bench-corpus clean setup postgres-tools runsc
+.PHONY: run test lint typecheck unit bench bench-corpus clean setup postgres-tools runsc display
 
 setup: $(STAMP)
 
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml
 runsc:
 	command -v runsc >/dev/null || { apt-get update -q && apt-get install -y -q runsc; }
 
-run: setup runsc
+# Xvfb and tkinter for environments whose imports need an X display (pyautogui, pynput): each such run starts a
+# virtual display of its own inside its jail (docs/isolation.md).
+display:
+	{ command -v Xvfb && /usr/bin/python3 -c 'import tkinter'; } >/dev/null 2>&1 || \
+		{ apt-get update -q && apt-get install -y -q xvfb python3-tk; }
+
+run: setup runsc display
 	$(BIN)/cloche serve
 
 lint: setup
@@ -30,7 +36,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup runsc
+unit: setup runsc display
 	$(BIN)/pytest
 
 # The suite starts its own throwaway PostgreSQL cluster; its binaries are installed here when missing.

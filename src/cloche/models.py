@@ -246,12 +246,13 @@ class ResolvedImport(BaseModel):
 
 
 class RecoveryStep(BaseModel):
-    action: Literal["next_provider", "runtime_need", "version_backoff", "extra", "prebuilt"] = Field(
+    action: Literal["next_provider", "runtime_need", "version_backoff", "extra", "prebuilt", "display"] = Field(
         description="next_provider: the chosen project did not ship the module, the next by download rank was "
         "tried; runtime_need: a package imports something it does not declare; version_backoff: the newest "
         "release lacks an imported name; extra: the package's error asked for it; prebuilt: a project that "
         "publishes only a source archive was locked with its reviewed substitute, which ships the same module as "
-        "wheels, in its place (before the check)."
+        "wheels, in its place (before the check); display: the import needs an X display, imported under a virtual "
+        "one, and every run of the environment starts one of its own in its jail (requirement empty)."
     )
     module: str = Field(description="The import that failed.")
     requirement: str = Field(description="What was installed for it (a requirement).")

@@ -137,6 +137,7 @@ class Lock:
 class ExecEnv:
     mounts: tuple[Mount, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    display: bool = False  # the environment's imports need an X display: each run starts one of its own
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class Companion(abc.ABC):
 class RecoveryStep:
     """One step of repairing an environment whose imports failed the verification."""
 
-    action: str  # "next_provider", "runtime_need", "version_backoff", "extra", "prebuilt"
+    action: str  # "next_provider", "runtime_need", "version_backoff", "extra", "prebuilt", "display"
     module: str  # the import that failed
     requirement: str  # what was tried for it: a requirement added or put in place of another
     outcome: str  # "fixed", "failed" (the import still fails), "not_installable" (no lock or build)

@@ -10,6 +10,7 @@ from typing import Any
 from cloche.ecosystems.base import Ecosystem, ExecEnv
 from cloche.ecosystems.registry import EcosystemRegistry
 from cloche.errors import FileNotFound, RunNotFound
+from cloche.jail import display
 from cloche.jail.profile import SANDBOX_DIR, JailProfile, RunSpec
 from cloche.jail.runner import Runner, RunResult
 from cloche.logs import bind as bind_log_fields
@@ -104,7 +105,7 @@ class ExecService:
         timeout = asked.get("timeout_seconds") or settings.default_timeout_seconds
         output = asked.get("output_bytes") or settings.output_limit_bytes
         return RunSpec(
-            argv=tuple(argv),
+            argv=display.wrap(tuple(argv)) if exec_env.display else tuple(argv),
             env={**exec_env.env, **row.env, **(request.env or {}), **held.values},  # over the runner's base ones
             cwd=SANDBOX_DIR,
             stdin=request.stdin.encode() if request.stdin is not None else None,

@@ -31,4 +31,4 @@ def combine(envs: Sequence[ExecEnv]) -> ExecEnv:
         if name == "PATH":
             entries = [p for p in entries if p not in _SYSTEM_PATH] + _SYSTEM_PATH
         env[name] = ":".join(entries)
-    return ExecEnv(mounts=tuple(mounts.values()), env=env)
+    return ExecEnv(mounts=tuple(mounts.values()), env=env, display=any(one.display for one in envs))

@@ -43,6 +43,7 @@ from cloche.ecosystems.python.detect import detect as detect_python
 from cloche.ecosystems.python.importmap import Prebuilt
 from cloche.ecosystems.python.lockfile import components, enforce_declared_hashes
 from cloche.ecosystems.python.resolve import Resolver
+from cloche.jail import display
 from cloche.jail.profile import SANDBOX_DIR, Mount
 from cloche.store.envstore import META, companion_key
 
@@ -325,7 +326,7 @@ class PythonEcosystem(Ecosystem):
         environment = BuiltVenv(self, jail, found.constraints, detection.source)
         needs = platform_only.installable(found.imports, lock.text)
         verified = await recovery.verify(needs, requirements, lock, environment, self.resolver)
-        substituted = prebuilt.steps(verified.lock.text, verified.failures)
+        substituted = prebuilt.steps(verified.lock.text, verified.failures) + environment.display_steps()
         return dataclasses.replace(verified, steps=substituted + verified.steps) if substituted else verified
 
     def unresolved_in(self, lock: Lock) -> tuple[Mapping[str, str | None], ...]:
@@ -371,7 +372,7 @@ class PythonEcosystem(Ecosystem):
             # is never cached, so an edit is always seen).
             mounts.append(Mount("ro-bind", PYCACHE_MOUNT, pycache))
             env["PYTHONPYCACHEPREFIX"] = PYCACHE_MOUNT
-        return ExecEnv(mounts=tuple(mounts), env=env)
+        return ExecEnv(mounts=tuple(mounts), env=env, display=display.needed(environment))
 
 
 def _requirement_name(requirement: str) -> str:

@@ -59,6 +59,7 @@ class Answer:
     missing: str | None = None
     names: tuple[str, ...] = ()
     error: str = ""
+    display: bool = False  # it imported only under a virtual X display
 
     @property
     def ok(self) -> bool:
