@@ -47,7 +47,7 @@ def test_an_import_that_needs_a_display_runs_first_time_and_no_other_sandbox_see
         holder = gui.start(filename="hold.py")
         deadline = time.monotonic() + 300
         while "up" not in (logs := holder.logs().output):
-            assert time.monotonic() < deadline and holder.refresh().info.status == "running", logs
+            assert time.monotonic() < deadline and holder.refresh().status == "running", logs
             time.sleep(0.5)
         assert "sockets connected connected xvfb True" in logs
         other.write("probe.py", PROBE)
