@@ -31,16 +31,21 @@ GUI = "import pyautogui\nprint('size', tuple(pyautogui.size()))\n" + PROBE
 
 
 @pytest.mark.timeout(900)
-def test_an_import_that_needs_a_display_runs_first_time_and_no_other_sandbox_sees_the_display(client: Client) -> None:
-    with client.create() as gui, client.create() as other:
+def test_an_import_that_needs_a_display_runs_first_time_and_no_other_sandbox_sees_the_display(
+    client: Client, isolation: str
+) -> None:
+    with client.create(isolation=isolation) as gui, client.create(isolation=isolation) as other:
         gui.write("main.py", GUI)
         result = gui.exec(filename="main.py", timeout_seconds=600)
         assert result.status == "succeeded", result.output
         assert "size (1280, 1024)" in result.output and "DISPLAY :99 sockets" in result.output
         assert "xvfb True" in result.output
         install = result.install
-        assert install is not None and install.verified is True, install
-        assert [(s.action, s.outcome) for s in install.recovery if s.module == "pyautogui"] == [("display", "fixed")]
+        assert install is not None, result
+        if isolation == "bwrap":  # the first tier builds it; the next reuses it from the store, mark included
+            assert install.verified is True, install
+            steps = [(s.action, s.outcome) for s in install.recovery if s.module == "pyautogui"]
+            assert steps == [("display", "fixed")]
 
         # While a run of the first sandbox holds its display, the other sandbox's run finds none.
         gui.write("hold.py", GUI + "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
