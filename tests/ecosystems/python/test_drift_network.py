@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloche import Client
+from tests_support import run_file
 
 pytestmark = pytest.mark.network
 
@@ -14,9 +15,12 @@ def test_a_backed_off_release_gets_the_dependency_series_it_was_written_for(clie
     """bokeh 3 removed ``Panel``; bokeh 2.4 has it but uses ``np.bool8``, which numpy 2 removed: the import of
     bokeh 2.4 then raises AttributeError in numpy, so numpy is backed off too, and the environment is sealed."""
     with client.create() as box:
-        box.write("main.py", "from bokeh.io import output_file\nfrom bokeh.models.widgets import Panel, Tabs\n")
-        result = box.exec(filename="main.py", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box,
+            "main.py",
+            "from bokeh.io import output_file\nfrom bokeh.models.widgets import Panel, Tabs\n",
+            timeout_seconds=600,
+        )
         install = result.install
         assert install is not None and install.verified is True, install
         backoffs = {s.requirement: s for s in install.recovery if s.action == "version_backoff"}
@@ -31,9 +35,9 @@ def test_a_backoff_reaches_the_series_it_asks_for_even_when_it_has_only_source_a
     """moviepy 2 removed ``moviepy.editor``; moviepy<2 is 1.0.3, published only as a source archive: a wheels-only
     lock would settle on 0.2.3.1 from 2017."""
     with client.create() as box:
-        box.write("main.py", "import moviepy.editor\nprint(moviepy.editor.__name__)\n")
-        result = box.exec(filename="main.py", timeout_seconds=600)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.py", "import moviepy.editor\nprint(moviepy.editor.__name__)\n", timeout_seconds=600
+        )
         install = result.install
         assert install is not None and install.verified is True
         versions = {p.name.lower(): p.version for p in install.installed}

@@ -11,6 +11,7 @@ from cloche.ecosystems.python.needs import ImportNeed
 from cloche.ecosystems.python.resolve.long_tail import runs_elsewhere
 from cloche.ecosystems.python.resolve.pypi_json import ProjectFacts
 from cloche.ecosystems.python.resolve.wheel_files import file_platform
+from tests_support import run_file
 
 
 def _file(name: str, kind: str = "bdist_wheel") -> dict[str, str]:
@@ -66,8 +67,12 @@ def test_a_mapped_windows_only_import_is_reported_not_installed(client: Client) 
 @pytest.mark.network
 def test_a_guarded_windows_only_import_is_reported_too(client: Client) -> None:
     with client.create() as box:
-        box.write("main.py", "try:\n    import win32api\nexcept ImportError:\n    pass\nimport six\nprint('ok')\n")
-        result = box.exec(filename="main.py", timeout_seconds=300)
-        assert result.status == "succeeded" and result.stdout == "ok\n", result.output
+        result = run_file(
+            box,
+            "main.py",
+            "try:\n    import win32api\nexcept ImportError:\n    pass\nimport six\nprint('ok')\n",
+            timeout_seconds=300,
+        )
+        assert result.stdout == "ok\n", result.output
         [refused] = [u for u in result.unresolved_imports if u.module == "win32api"]
         assert "runs only on Windows" in refused.hint

@@ -15,6 +15,7 @@ from cloche.ecosystems.python.resolve import Resolver
 from cloche.ecosystems.python.resolve.pypi_json import PypiJson
 from cloche.ecosystems.python.resolve.wheel_files import provides
 from cloche.ecosystems.release_age import MinimumAge
+from tests_support import run_file
 
 SHIPPED = ImportMap.load()
 LOCK = (
@@ -89,9 +90,9 @@ def test_importing_the_module_itself_resolves_to_the_substitute() -> None:
 @pytest.mark.network
 def test_import_dlib_installs_the_prebuilt_wheel(client: Client) -> None:
     with client.create() as box:
-        box.write("main.py", "import dlib\nprint(dlib.__name__, bool(dlib.__version__))\n")
-        result = box.exec(filename="main.py", timeout_seconds=300)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.py", "import dlib\nprint(dlib.__name__, bool(dlib.__version__))\n", timeout_seconds=300
+        )
         assert result.stdout == "dlib True\n"
         install = result.install
         assert install is not None and install.verified is True
@@ -106,9 +107,9 @@ def test_a_dependency_that_publishes_only_sources_gets_the_substitute(client: Cl
     """face_recognition requires dlib: the override drops it from face_recognition's requirements, dlib-bin stands in,
     and the newest face_recognition is kept (a wheels-only lock would settle on 0.2.2)."""
     with client.create() as box:
-        box.write("main.py", "import face_recognition\nprint(face_recognition.__name__)\n")
-        result = box.exec(filename="main.py", timeout_seconds=450)
-        assert result.status == "succeeded", result.output
+        result = run_file(
+            box, "main.py", "import face_recognition\nprint(face_recognition.__name__)\n", timeout_seconds=450
+        )
         install = result.install
         assert install is not None and install.verified is True
         versions = {p.name.lower().replace("_", "-"): p.version for p in install.installed}

@@ -60,7 +60,7 @@ async def check_imports(jail: InstallJail, venv: str, needs: Sequence[ImportNeed
     # Package code runs here: a private cache, and the venv read-only so nothing it does is sealed.
     files = {
         "check_imports.py": CHECK_SCRIPT.read_text(),
-        "display_jail.py": display.JAIL_SCRIPT.read_text(),
+        "display_jail.py": display.JAIL_SOURCE,
         "imports.json": json.dumps([n.to_dict() for n in needs]),
     }
     argv = [f"{venv}/bin/python", "-I", "-B", f"{INSTALL_INPUTS}/check_imports.py"]
